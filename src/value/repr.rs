@@ -1,0 +1,1 @@
+//! Python's `repr()` of values. (Being written.)
