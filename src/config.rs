@@ -1,1 +1,298 @@
-//! (being written)
+//! Configuration with Celery's setting names, read from a TOML file (`--config FILE`, or
+//! `rcelery.toml` in the working directory), then the environment (`CELERY_BROKER_URL`,
+//! `CELERY_RESULT_BACKEND`), then command-line flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::broker::redis::RedisTransportOptions;
+use crate::broker::QueueSpec;
+
+/// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`;
+/// rcelery speaks Redis).
+pub const DEFAULT_BROKER_URL: &str = "redis://localhost:6379/0";
+
+/// One entry of `task_queues`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Queue name.
+    pub name: String,
+    /// Exchange (defaults to the queue name).
+    pub exchange: Option<String>,
+    /// Exchange type (`direct`).
+    pub exchange_type: Option<String>,
+    /// Routing key (defaults to the queue name).
+    pub routing_key: Option<String>,
+    /// `max_priority` (`x-max-priority`).
+    pub max_priority: Option<u8>,
+}
+
+impl QueueConfig {
+    /// The queue as the broker layer sees it.
+    pub fn to_spec(&self) -> QueueSpec {
+        QueueSpec {
+            name: self.name.clone(),
+            exchange: self.exchange.clone().unwrap_or_else(|| self.name.clone()),
+            exchange_type: self.exchange_type.clone().unwrap_or_else(|| "direct".to_owned()),
+            routing_key: self.routing_key.clone().unwrap_or_else(|| self.name.clone()),
+            max_priority: self.max_priority,
+        }
+    }
+}
+
+/// `result_backend_transport_options`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ResultTransportOptions {
+    /// Prefix for result keys.
+    pub global_keyprefix: String,
+}
+
+/// The settings rcelery reads, under Celery's names and with Celery's defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `broker_url`.
+    pub broker_url: Option<String>,
+    /// `result_backend`.
+    pub result_backend: Option<String>,
+    /// `task_queues`.
+    pub task_queues: Vec<QueueConfig>,
+    /// `task_default_queue` (`celery`).
+    pub task_default_queue: String,
+    /// `task_create_missing_queues` (true).
+    pub task_create_missing_queues: bool,
+    /// `task_acks_late` (false).
+    pub task_acks_late: bool,
+    /// `task_track_started` (false).
+    pub task_track_started: bool,
+    /// `task_ignore_result` (false).
+    pub task_ignore_result: bool,
+    /// `worker_prefetch_multiplier` (4).
+    pub worker_prefetch_multiplier: usize,
+    /// `worker_concurrency` (number of CPUs).
+    pub worker_concurrency: Option<usize>,
+    /// `result_expires` in seconds (1 day); 0 stores results without expiry.
+    pub result_expires: f64,
+    /// `result_extended` (false).
+    pub result_extended: bool,
+    /// `accept_content` (`["json"]`).
+    pub accept_content: Vec<String>,
+    /// `task_serializer` (`json`); used when rcelery publishes.
+    pub task_serializer: String,
+    /// `result_serializer` (`json`).
+    pub result_serializer: String,
+    /// `timezone` (UTC).
+    pub timezone: Option<String>,
+    /// `enable_utc` (true).
+    pub enable_utc: bool,
+    /// `broker_transport_options`.
+    pub broker_transport_options: RedisTransportOptions,
+    /// `result_backend_transport_options`.
+    pub result_backend_transport_options: ResultTransportOptions,
+    /// Seconds a warm shutdown waits for running tasks (rcelery's own; 60).
+    pub worker_shutdown_timeout: f64,
+    /// Anything else: accepted, warned about once at startup.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, toml::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            broker_url: None,
+            result_backend: None,
+            task_queues: Vec::new(),
+            task_default_queue: "celery".to_owned(),
+            task_create_missing_queues: true,
+            task_acks_late: false,
+            task_track_started: false,
+            task_ignore_result: false,
+            worker_prefetch_multiplier: 4,
+            worker_concurrency: None,
+            result_expires: 86400.0,
+            result_extended: false,
+            accept_content: vec!["json".to_owned()],
+            task_serializer: "json".to_owned(),
+            result_serializer: "json".to_owned(),
+            timezone: None,
+            enable_utc: true,
+            broker_transport_options: RedisTransportOptions::default(),
+            result_backend_transport_options: ResultTransportOptions::default(),
+            worker_shutdown_timeout: 60.0,
+            unknown: BTreeMap::new(),
+        }
+    }
+}
+
+/// Celery settings that only concern Python or that rcelery handles by itself; present in
+/// the config without a warning.
+const KNOWN_WITHOUT_EFFECT: &[&str] = &[
+    "imports",
+    "include",
+    "task_default_exchange",
+    "task_default_exchange_type",
+    "task_default_routing_key",
+    "task_default_priority",
+    "task_queue_max_priority",
+    "worker_max_tasks_per_child",
+    "worker_max_memory_per_child",
+    "worker_disable_rate_limits",
+    "beat_scheduler",
+    "broker_connection_retry_on_startup",
+    "worker_hijack_root_logger",
+];
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads `path`, or `rcelery.toml` in the working directory if it exists, else defaults;
+    /// then applies `CELERY_BROKER_URL` and `CELERY_RESULT_BACKEND` from the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let default_file = Path::new("rcelery.toml");
+        let file = path.or_else(|| default_file.exists().then_some(default_file));
+        let mut config = match file {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        if let Ok(url) = std::env::var("CELERY_BROKER_URL") {
+            if !url.is_empty() {
+                config.broker_url = Some(url);
+            }
+        }
+        if let Ok(url) = std::env::var("CELERY_RESULT_BACKEND") {
+            if !url.is_empty() {
+                config.result_backend = Some(url);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads one TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Settings present in the file that rcelery does not know.
+    pub fn unknown_settings(&self) -> Vec<&str> {
+        self.unknown
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !KNOWN_WITHOUT_EFFECT.contains(k))
+            .collect()
+    }
+
+    /// The queues to consume: the `-Q` names (each from `task_queues`, or created as a direct
+    /// queue), else all of `task_queues`, else the default queue.
+    pub fn select_queues(&self, names: &[String], exclude: &[String]) -> Result<Vec<QueueSpec>, String> {
+        let declared = |n: &str| self.task_queues.iter().find(|q| q.name == n).map(QueueConfig::to_spec);
+        let mut queues = Vec::new();
+        if names.is_empty() {
+            if self.task_queues.is_empty() {
+                queues.push(declared(&self.task_default_queue).unwrap_or_else(|| QueueSpec::direct(&self.task_default_queue)));
+            } else {
+                queues.extend(self.task_queues.iter().map(QueueConfig::to_spec));
+            }
+        } else {
+            for n in names {
+                match declared(n) {
+                    Some(q) => queues.push(q),
+                    None if self.task_create_missing_queues => queues.push(QueueSpec::direct(n)),
+                    None => return Err(format!("Queue {n:?} missing from task_queues")),
+                }
+            }
+        }
+        queues.retain(|q| !exclude.contains(&q.name));
+        if queues.is_empty() {
+            return Err("no queues left to consume".to_owned());
+        }
+        Ok(queues)
+    }
+
+    /// The app timezone (`timezone`, else UTC).
+    pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
+        match &self.timezone {
+            Some(name) => name.parse().map_err(|_| format!("unknown timezone {name:?}")),
+            None => Ok(chrono_tz::UTC),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEPLOYMENT: &str = r#"
+broker_url = "redis://:123456@localhost:6379/3"
+task_serializer = "pickle"
+accept_content = ["json", "pickle"]
+task_default_queue = "default"
+task_acks_late = true
+worker_prefetch_multiplier = 4
+timezone = "Asia/Shanghai"
+imports = ["tasks.async_tasks"]
+[[task_queues]]
+name = "default"
+exchange = "default"
+exchange_type = "direct"
+routing_key = "default"
+max_priority = 10
+[broker_transport_options]
+visibility_timeout = 2
+"#;
+
+    #[test]
+    fn reads_a_deployment_config() {
+        let c = Config::from_toml(DEPLOYMENT).unwrap();
+        assert!(c.task_acks_late);
+        assert_eq!(c.broker_transport_options.visibility_timeout, 2.0);
+        assert_eq!(c.task_queues[0].max_priority, Some(10));
+        assert!(c.unknown_settings().is_empty());
+        assert_eq!(c.tz().unwrap(), chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn selects_queues_like_celery() {
+        let c = Config::from_toml(DEPLOYMENT).unwrap();
+        let q = c.select_queues(&["default".into(), "other".into()], &[]).unwrap();
+        assert_eq!(q[0].max_priority, Some(10));
+        assert_eq!(q[1], QueueSpec::direct("other"));
+        let d = Config::default().select_queues(&[], &[]).unwrap();
+        assert_eq!(d, vec![QueueSpec::direct("celery")]);
+    }
+
+    #[test]
+    fn unknown_settings_are_reported() {
+        let c = Config::from_toml("frobnicate = 1").unwrap();
+        assert_eq!(c.unknown_settings(), vec!["frobnicate"]);
+    }
+}

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod protocol;
+pub mod redis_client;
 pub mod task;
 pub mod value;
 pub mod worker;

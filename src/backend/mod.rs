@@ -1,1 +1,49 @@
-//! (being written)
+//! Result backends, behind the [`ResultBackend`] trait, all writing Celery's result meta
+//! ([`meta`]) so that Python's `AsyncResult` reads rcelery's results unchanged.
+
+pub mod meta;
+pub mod redis;
+
+use futures::future::BoxFuture;
+
+pub use meta::{ExtendedMeta, MetaEncoder, ResultRecord, State};
+
+/// Errors storing results.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A Redis command failed.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// The backend URL names a backend rcelery does not have.
+    #[error("unsupported result backend {0:?}")]
+    Unsupported(String),
+    /// A batch of results could not be written.
+    #[error("storing result failed: {0}")]
+    Store(String),
+    /// The writer task is gone (shutting down).
+    #[error("result backend is closed")]
+    Closed,
+}
+
+/// Where task results go.
+pub trait ResultBackend: Send + Sync + 'static {
+    /// Stores a task's state and result. Resolves once it is durable in the backend.
+    fn store(&self, record: ResultRecord) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// The backend URL with the password masked, for logs and the banner.
+    fn display_url(&self) -> String;
+}
+
+/// The backend for `result_backend` unset or `disabled`: results are dropped.
+#[derive(Debug, Default)]
+pub struct DisabledBackend;
+
+impl ResultBackend for DisabledBackend {
+    fn store(&self, _record: ResultRecord) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn display_url(&self) -> String {
+        "disabled://".to_owned()
+    }
+}

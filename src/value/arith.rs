@@ -24,3 +24,48 @@ pub fn py_type_name(v: &Value) -> &'static str {
         Value::Uuid(_) => "UUID",
     }
 }
+
+/// A Python `TypeError` from an operator. (Temporary minimal arithmetic; being replaced.)
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct PyTypeError(pub String);
+
+impl Value {
+    /// Python's `self + other`.
+    pub fn py_add(&self, other: &Value) -> Result<Value, PyTypeError> {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => Ok(a.checked_add(*b).map_or_else(
+                || Value::int(num_bigint::BigInt::from(*a) + num_bigint::BigInt::from(*b)),
+                Value::Int,
+            )),
+            (Value::Float(a), Value::Float(b)) => Ok(Value::Float(a + b)),
+            (Value::Int(a), Value::Float(b)) => Ok(Value::Float(*a as f64 + b)),
+            (Value::Float(a), Value::Int(b)) => Ok(Value::Float(a + *b as f64)),
+            (a, b) => Err(PyTypeError(format!(
+                "unsupported operand type(s) for +: '{}' and '{}'",
+                py_type_name(a),
+                py_type_name(b)
+            ))),
+        }
+    }
+
+    /// Python's `self * other`.
+    pub fn py_mul(&self, other: &Value) -> Result<Value, PyTypeError> {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => Ok(a.checked_mul(*b).map_or_else(
+                || Value::int(num_bigint::BigInt::from(*a) * num_bigint::BigInt::from(*b)),
+                Value::Int,
+            )),
+            (a, b) => Err(PyTypeError(format!(
+                "unsupported operand type(s) for *: '{}' and '{}'",
+                py_type_name(a),
+                py_type_name(b)
+            ))),
+        }
+    }
+}
+
+/// Python's `sum(items)`.
+pub fn py_sum(items: &[Value]) -> Result<Value, PyTypeError> {
+    items.iter().try_fold(Value::Int(0), |acc, v| acc.py_add(v))
+}

@@ -10,8 +10,9 @@ mod convert;
 mod repr;
 mod time;
 
-pub use arith::py_type_name;
-pub use convert::{FromValue, IntoValue, ValueError};
+pub use arith::{py_sum, py_type_name, PyTypeError};
+pub use repr::{py_repr, saferepr};
+pub use convert::{Bytes, FromValue, IntoValue, ValueError};
 pub use time::{Date, DateTime, Time, TimeDelta, TzInfo};
 
 use num_bigint::BigInt;

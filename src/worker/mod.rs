@@ -1,1 +1,179 @@
-//! (being written)
+//! The worker: consumes deliveries within the prefetch window, runs each on the runtime or
+//! the blocking pool with at most `concurrency` running at once, stores results, settles
+//! messages, and shuts down without losing any.
+
+mod eta;
+mod execute;
+mod inflight;
+mod request;
+mod shutdown;
+
+pub use eta::to_utc;
+pub use shutdown::ShutdownKind;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::ResultBackend;
+use crate::broker::{Broker, BrokerError, PrefetchWindow, QueueSpec};
+use crate::codec::AcceptContent;
+use crate::task::Registry;
+use inflight::Inflight;
+
+/// How the worker behaves (the worker-side Celery settings).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Node name, e.g. `celery@host`.
+    pub hostname: String,
+    /// Queues to consume.
+    pub queues: Vec<QueueSpec>,
+    /// Tasks running at once (`-c`).
+    pub concurrency: usize,
+    /// `worker_prefetch_multiplier`.
+    pub prefetch_multiplier: usize,
+    /// `task_acks_late`.
+    pub acks_late: bool,
+    /// `task_track_started`.
+    pub track_started: bool,
+    /// `task_ignore_result`.
+    pub ignore_result: bool,
+    /// `result_extended`.
+    pub result_extended: bool,
+    /// `accept_content`.
+    pub accept: AcceptContent,
+    /// How long a warm shutdown waits for running tasks.
+    pub shutdown_timeout: Duration,
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Tasks executed.
+    pub processed: AtomicU64,
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    registry: Registry,
+    broker: Arc<dyn Broker>,
+    backend: Arc<dyn ResultBackend>,
+    settings: WorkerSettings,
+    slots: Arc<Semaphore>,
+    inflight: Inflight,
+    shutdown: CancellationToken,
+    stats: Stats,
+}
+
+/// Errors that stop the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The broker failed at startup.
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// Signal handlers could not be installed.
+    #[error("signals: {0}")]
+    Signals(#[from] std::io::Error),
+}
+
+/// A configured worker, ready to run.
+pub struct Worker {
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Assembles a worker.
+    pub fn new(
+        registry: Registry,
+        broker: Arc<dyn Broker>,
+        backend: Arc<dyn ResultBackend>,
+        settings: WorkerSettings,
+    ) -> Worker {
+        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        Worker {
+            shared: Arc::new(Shared {
+                registry,
+                broker,
+                backend,
+                settings,
+                slots,
+                inflight: Inflight::default(),
+                shutdown: CancellationToken::new(),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// The prefetch window size: concurrency × multiplier (0 = unlimited).
+    pub fn prefetch_count(&self) -> usize {
+        let s = &self.shared.settings;
+        s.concurrency.max(1) * s.prefetch_multiplier
+    }
+
+    /// Consumes until a shutdown signal, then shuts down: warm on the first signal (running
+    /// tasks finish, within `shutdown_timeout`), cold on a second. Every message not finished
+    /// goes back to its queue.
+    pub async fn run(self) -> Result<(), WorkerError> {
+        let mut signals = shutdown::listen()?;
+        let shared = &self.shared;
+        let window = PrefetchWindow::new(self.prefetch_count());
+        let mut deliveries = Arc::clone(&shared.broker)
+            .consume(shared.settings.queues.clone(), window.clone())
+            .await?;
+        let tracker = TaskTracker::new();
+        tracing::info!("{} ready.", shared.settings.hostname);
+
+        let mut kind = loop {
+            tokio::select! {
+                d = deliveries.recv() => match d {
+                    Some(d) => {
+                        shared.inflight.insert(&d.tag);
+                        tracker.spawn(request::handle(Arc::clone(shared), d));
+                    }
+                    None => break ShutdownKind::Warm,
+                },
+                k = signals.recv() => break k.unwrap_or(ShutdownKind::Warm),
+            }
+        };
+
+        tracing::info!("worker: {} shutdown (MainProcess)", if kind == ShutdownKind::Warm { "Warm" } else { "Cold" });
+        shared.broker.stop_consuming();
+        window.close();
+        shared.shutdown.cancel();
+        // Messages fetched but not yet dispatched stay unsettled and are given back below.
+        while let Some(d) = deliveries.recv().await {
+            shared.inflight.insert(&d.tag);
+        }
+        tracker.close();
+        if kind == ShutdownKind::Warm {
+            let running = shared.settings.concurrency - shared.slots.available_permits().min(shared.settings.concurrency);
+            if running > 0 {
+                tracing::info!("waiting for {running} running task(s) to finish");
+            }
+            tokio::select! {
+                _ = tracker.wait() => {}
+                _ = tokio::time::sleep(shared.settings.shutdown_timeout) => {
+                    tracing::warn!("tasks still running after {:?}; giving their messages back", shared.settings.shutdown_timeout);
+                }
+                k = signals.recv() => {
+                    kind = k.unwrap_or(ShutdownKind::Cold);
+                    tracing::warn!("Cold shutdown requested: not waiting for running tasks");
+                }
+            }
+        }
+        shared.broker.flush().await;
+        let unsettled = shared.inflight.drain();
+        if !unsettled.is_empty() {
+            match shared.broker.restore(unsettled.clone()).await {
+                Ok(n) => tracing::info!("Restoring {n} unacknowledged message(s)"),
+                Err(e) => tracing::error!(error = %e, count = unsettled.len(), "could not restore messages; they return after the visibility timeout"),
+            }
+        }
+        let _ = kind;
+        Ok(())
+    }
+}

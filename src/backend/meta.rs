@@ -1,0 +1,188 @@
+//! Celery's result meta: the dict a backend stores per task, with its exact key order.
+//!
+//! `{"status", "result", "traceback", "children", "date_done", ["group_id"], ["parent_id"],
+//! [extended: "name", "args", "kwargs", "worker", "retries", "queue"], "task_id"}`
+
+use chrono::Utc;
+use chrono_tz::Tz;
+
+use crate::codec::Serializer;
+use crate::value::{Dict, Value};
+
+/// Task states, spelled as Celery spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Started (only stored with `task_track_started`).
+    Started,
+    /// Succeeded.
+    Success,
+    /// Failed.
+    Failure,
+    /// Will be retried.
+    Retry,
+    /// Revoked or expired.
+    Revoked,
+}
+
+impl State {
+    /// Celery's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Started => "STARTED",
+            State::Success => "SUCCESS",
+            State::Failure => "FAILURE",
+            State::Retry => "RETRY",
+            State::Revoked => "REVOKED",
+        }
+    }
+
+    /// True for SUCCESS, FAILURE and REVOKED (Celery's `READY_STATES`).
+    pub fn is_ready(self) -> bool {
+        matches!(self, State::Success | State::Failure | State::Revoked)
+    }
+}
+
+/// The request fields stored with `result_extended`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtendedMeta {
+    /// Task name.
+    pub name: Option<String>,
+    /// Positional arguments (None when unknown).
+    pub args: Value,
+    /// Keyword arguments (None when unknown).
+    pub kwargs: Value,
+    /// Worker node name.
+    pub worker: Option<String>,
+    /// Retry count.
+    pub retries: Option<i64>,
+    /// `delivery_info.routing_key`.
+    pub queue: Option<String>,
+}
+
+/// One result to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRecord {
+    /// Task id.
+    pub task_id: String,
+    /// State.
+    pub state: State,
+    /// The return value, the exception dict, or the STARTED info.
+    pub result: Value,
+    /// Formatted traceback for failures.
+    pub traceback: Option<String>,
+    /// Children as `as_tuple()` values.
+    pub children: Vec<Value>,
+    /// The request's group, if any.
+    pub group_id: Option<String>,
+    /// The request's parent task, if any.
+    pub parent_id: Option<String>,
+    /// Request fields, stored only when `result_extended` is on.
+    pub extended: Option<ExtendedMeta>,
+}
+
+/// Builds and serializes result metas as a Python worker of the same configuration would.
+#[derive(Debug, Clone)]
+pub struct MetaEncoder {
+    /// `result_serializer`.
+    pub serializer: Serializer,
+    /// `result_extended`.
+    pub extended: bool,
+    /// The app timezone, in which Celery 5.5 stamps `date_done`.
+    pub timezone: Tz,
+}
+
+impl MetaEncoder {
+    /// The meta dict, keys in Celery's order.
+    pub fn meta(&self, r: &ResultRecord) -> Value {
+        let mut m = Dict::with_capacity(14);
+        m.insert("status", r.state.as_str());
+        m.insert("result", r.result.clone());
+        m.insert("traceback", r.traceback.clone().map_or(Value::None, Value::Str));
+        m.insert("children", Value::List(r.children.clone()));
+        let date_done = if r.state.is_ready() { Value::Str(self.date_done()) } else { Value::None };
+        m.insert("date_done", date_done);
+        if let Some(g) = &r.group_id {
+            m.insert("group_id", g.as_str());
+        }
+        if let Some(p) = &r.parent_id {
+            m.insert("parent_id", p.as_str());
+        }
+        if self.extended {
+            let e = r.extended.clone().unwrap_or(ExtendedMeta {
+                name: None,
+                args: Value::None,
+                kwargs: Value::None,
+                worker: None,
+                retries: None,
+                queue: None,
+            });
+            let opt = |s: Option<String>| s.map_or(Value::None, Value::Str);
+            m.insert("name", opt(e.name));
+            m.insert("args", e.args);
+            m.insert("kwargs", e.kwargs);
+            m.insert("worker", opt(e.worker));
+            m.insert("retries", e.retries.map_or(Value::None, Value::Int));
+            m.insert("queue", opt(e.queue));
+        }
+        m.insert("task_id", r.task_id.as_str());
+        Value::Dict(m)
+    }
+
+    /// The serialized meta.
+    pub fn encode(&self, r: &ResultRecord) -> Vec<u8> {
+        self.serializer.encode(&self.meta(r))
+    }
+
+    /// `app.now().isoformat()`: now, in the app timezone, Python's format.
+    pub fn date_done(&self) -> String {
+        let now = Utc::now().with_timezone(&self.timezone);
+        let s = now.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string();
+        // Python's isoformat leaves out microseconds when they are zero.
+        if now.timestamp_subsec_micros() == 0 {
+            s.replacen(".000000", "", 1)
+        } else {
+            s
+        }
+    }
+}
+
+/// Celery's exception meta for non-pickle serializers:
+/// `{"exc_type": ..., "exc_message": [args...], "exc_module": ...}`.
+pub fn exception_meta(exc_type: &str, exc_module: &str, args: Vec<Value>) -> Value {
+    let mut d = Dict::with_capacity(3);
+    d.insert("exc_type", exc_type);
+    d.insert("exc_message", Value::List(args));
+    d.insert("exc_module", exc_module);
+    Value::Dict(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_done_is_in_the_app_timezone() {
+        let enc = MetaEncoder { serializer: Serializer::Json, extended: false, timezone: chrono_tz::Asia::Shanghai };
+        assert!(enc.date_done().ends_with("+08:00"));
+        let enc = MetaEncoder { timezone: chrono_tz::UTC, ..enc };
+        assert!(enc.date_done().ends_with("+00:00"));
+    }
+
+    #[test]
+    fn keys_follow_celerys_order() {
+        let enc = MetaEncoder { serializer: Serializer::Json, extended: false, timezone: chrono_tz::UTC };
+        let r = ResultRecord {
+            task_id: "t".into(),
+            state: State::Started,
+            result: Value::None,
+            traceback: None,
+            children: vec![],
+            group_id: None,
+            parent_id: Some("p".into()),
+            extended: None,
+        };
+        let Value::Dict(d) = enc.meta(&r) else { panic!("meta is a dict") };
+        let keys: Vec<_> = d.iter().map(|(k, _)| k.as_str().unwrap_or("").to_owned()).collect();
+        assert_eq!(keys, ["status", "result", "traceback", "children", "date_done", "parent_id", "task_id"]);
+    }
+}

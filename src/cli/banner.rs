@@ -1,0 +1,61 @@
+//! The startup banner, laid out like Celery's.
+
+use crate::worker::WorkerSettings;
+
+/// What the banner shows.
+pub struct Info<'a> {
+    /// Node name.
+    pub hostname: &'a str,
+    /// App name.
+    pub app: &'a str,
+    /// Broker URL, password masked.
+    pub transport: String,
+    /// Backend URL, password masked.
+    pub results: String,
+    /// Concurrency.
+    pub concurrency: usize,
+    /// The `-P` pool name given.
+    pub pool: &'a str,
+    /// Worker settings.
+    pub settings: &'a WorkerSettings,
+    /// Registered task names.
+    pub tasks: Vec<&'a str>,
+}
+
+/// Renders the banner.
+pub fn render(i: &Info<'_>) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let system = format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+    let mut s = format!(
+        " -------------- {host} v{version} (rcelery)\n\
+--- ***** ----- \n\
+-- ******* ---- {system}\n\
+- *** --- * --- \n\
+- ** ---------- [config]\n\
+- ** ---------- .> app:         {app}\n\
+- ** ---------- .> transport:   {transport}\n\
+- ** ---------- .> results:     {results}\n\
+- *** --- * --- .> concurrency: {conc} (tokio; -P {pool} accepted)\n\
+-- ******* ---- .> task events: OFF (not supported yet)\n\
+--- ***** ----- \n\
+ -------------- [queues]\n",
+        host = i.hostname,
+        app = i.app,
+        transport = i.transport,
+        results = i.results,
+        conc = i.concurrency,
+        pool = i.pool,
+    );
+    for q in &i.settings.queues {
+        let prio = q.max_priority.map(|p| format!(" max_priority={p}")).unwrap_or_default();
+        s.push_str(&format!(
+            "                .> {:<16} exchange={}({}) key={}{}\n",
+            q.name, q.exchange, q.exchange_type, q.routing_key, prio
+        ));
+    }
+    s.push_str("\n[tasks]\n");
+    for t in &i.tasks {
+        s.push_str(&format!("  . {t}\n"));
+    }
+    s
+}

@@ -1,0 +1,197 @@
+//! `rcelery worker`: builds broker, backend and worker from config, environment and flags.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::{Cli, WorkerArgs};
+use super::banner;
+use crate::backend::redis::RedisBackend;
+use crate::backend::{DisabledBackend, MetaEncoder, ResultBackend};
+use crate::broker::redis::RedisBroker;
+use crate::broker::Broker;
+use crate::codec::{AcceptContent, Serializer};
+use crate::config::{Config, DEFAULT_BROKER_URL};
+use crate::redis_client::mask_password;
+use crate::worker::{Worker, WorkerSettings};
+use crate::App;
+
+/// Runs the worker until shutdown; errors are reported here, with context.
+pub async fn run(app: App, cli: &Cli, args: &WorkerArgs) -> ExitCode {
+    match start(app, cli, args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("rcelery: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
+    if let Some(dir) = &cli.workdir {
+        std::env::set_current_dir(dir).map_err(|e| format!("cannot change to {dir}: {e}"))?;
+    }
+    let config_path = cli.config.as_deref().filter(|c| looks_like_file(c));
+    if let Some(c) = cli.config.as_deref().filter(|c| !looks_like_file(c)) {
+        tracing::warn!("--config {c:?} is a Python module name; rcelery reads a TOML file (ignored)");
+    }
+    let config = Config::load(config_path.map(Path::new)).map_err(|e| e.to_string())?;
+    for key in config.unknown_settings() {
+        tracing::warn!("setting {key:?} is not used by rcelery");
+    }
+    if let Some(a) = &cli.app {
+        let base = a.split(['.', ':']).next().unwrap_or(a);
+        if base != app.name() {
+            tracing::warn!("-A {a:?}: this binary runs the app {:?}", app.name());
+        }
+    }
+    warn_ignored(args);
+    if let Some(pidfile) = &args.pidfile {
+        std::fs::write(pidfile, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pidfile {pidfile}: {e}"))?;
+    }
+
+    let broker_url = cli.broker.clone().or(config.broker_url.clone()).unwrap_or_else(|| DEFAULT_BROKER_URL.to_owned());
+    let backend_url = cli.result_backend.clone().or(config.result_backend.clone());
+    let tz = config.tz()?;
+    let accept = AcceptContent::from_names(&config.accept_content)?;
+    let result_serializer = Serializer::from_name(&config.result_serializer)
+        .ok_or_else(|| format!("unsupported result_serializer {:?}", config.result_serializer))?;
+    let queues = config.select_queues(&args.queues, &args.exclude_queues)?;
+    let pool = args.pool.as_deref().unwrap_or("prefork");
+    let concurrency = if pool == "solo" {
+        1
+    } else {
+        args.concurrency.or(config.worker_concurrency).filter(|c| *c > 0).unwrap_or_else(num_cpus)
+    };
+    let hostname = node_name(args.hostname.as_deref());
+
+    let broker: Arc<dyn Broker> = connect_broker(&broker_url, &config).await?;
+    let encoder = MetaEncoder { serializer: result_serializer, extended: config.result_extended, timezone: tz };
+    let backend = connect_backend(backend_url.as_deref(), encoder, &config).await?;
+
+    let settings = WorkerSettings {
+        hostname: hostname.clone(),
+        queues,
+        concurrency,
+        prefetch_multiplier: args.prefetch_multiplier.unwrap_or(config.worker_prefetch_multiplier),
+        acks_late: config.task_acks_late,
+        track_started: config.task_track_started,
+        ignore_result: config.task_ignore_result,
+        result_extended: config.result_extended,
+        accept,
+        shutdown_timeout: Duration::from_secs_f64(config.worker_shutdown_timeout.max(0.0)),
+    };
+    let info = banner::Info {
+        hostname: &hostname,
+        app: app.name(),
+        transport: broker.display_url(),
+        results: backend.display_url(),
+        concurrency,
+        pool,
+        settings: &settings,
+        tasks: app.registry().names(),
+    };
+    eprintln!("{}", banner::render(&info));
+    let worker = Worker::new(app.registry().clone(), broker, backend, settings);
+    worker.run().await.map_err(|e| e.to_string())?;
+    if let Some(pidfile) = &args.pidfile {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    Ok(())
+}
+
+fn looks_like_file(c: &str) -> bool {
+    c.ends_with(".toml") || Path::new(c).is_file()
+}
+
+async fn connect_broker(url: &str, config: &Config) -> Result<Arc<dyn Broker>, String> {
+    let scheme = url.split("://").next().unwrap_or("");
+    match scheme {
+        "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
+            RedisBroker::connect(url, config.broker_transport_options.clone())
+                .await
+                .map(|b| Arc::new(b) as Arc<dyn Broker>)
+                .map_err(|e| format!("cannot connect to broker {}: {e}", mask_password(url)))
+        }
+        other => Err(format!(
+            "broker transport {other:?} is not supported yet (use redis://); URL {}",
+            mask_password(url)
+        )),
+    }
+}
+
+async fn connect_backend(
+    url: Option<&str>,
+    encoder: MetaEncoder,
+    config: &Config,
+) -> Result<Arc<dyn ResultBackend>, String> {
+    let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
+        return Ok(Arc::new(DisabledBackend));
+    };
+    let scheme = url.split("://").next().unwrap_or("");
+    match scheme {
+        "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
+            let expires = (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
+            RedisBackend::connect(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix)
+                .await
+                .map(|b| Arc::new(b) as Arc<dyn ResultBackend>)
+                .map_err(|e| format!("cannot connect to result backend {}: {e}", mask_password(url)))
+        }
+        other => Err(format!(
+            "result backend {other:?} is not supported yet (use redis://); URL {}",
+            mask_password(url)
+        )),
+    }
+}
+
+/// Expands Celery's node-name template (`%h` host, `%n` name, `%d` domain); default
+/// `celery@<host>`.
+fn node_name(template: Option<&str>) -> String {
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+    let (name, domain) = host.split_once('.').unwrap_or((&host, ""));
+    let t = template.unwrap_or("celery@%h");
+    let t = if t.contains('@') { t.to_owned() } else { format!("celery@{t}") };
+    t.replace("%h", &host).replace("%n", name).replace("%d", domain).replace("%%", "%")
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One line per Celery flag that rcelery accepts without acting on it.
+fn warn_ignored(args: &WorkerArgs) {
+    let mut ignored: Vec<&str> = Vec::new();
+    let flags: [(bool, &str); 15] = [
+        (args.detach, "--detach (running in the foreground)"),
+        (args.statedb.is_some(), "--statedb"),
+        (args.task_events, "-E/--task-events (events are not sent yet)"),
+        (args.time_limit.is_some(), "--time-limit (not enforced yet)"),
+        (args.soft_time_limit.is_some(), "--soft-time-limit (not enforced yet)"),
+        (args.max_tasks_per_child.is_some(), "--max-tasks-per-child (no child processes)"),
+        (args.max_memory_per_child.is_some(), "--max-memory-per-child (no child processes)"),
+        (args.purge, "--purge"),
+        (args.autoscale.is_some(), "--autoscale (use -c)"),
+        (args.beat, "-B/--beat (run celery beat separately)"),
+        (args.uid.is_some() || args.gid.is_some() || args.umask.is_some(), "--uid/--gid/--umask"),
+        (args.without_gossip || args.without_mingle || args.without_heartbeat, "--without-gossip/mingle/heartbeat (none are sent yet)"),
+        (!args.include.is_empty(), "-I/--include (tasks are compiled in)"),
+        (args.scheduler.is_some() || args.schedule_filename.is_some(), "--scheduler/--schedule"),
+        (args.heartbeat_interval.is_some() || args.executable.is_some(), "--heartbeat-interval/--executable"),
+    ];
+    for (set, name) in flags {
+        if set {
+            ignored.push(name);
+        }
+    }
+    if let Some(p) = args.pool.as_deref() {
+        if !matches!(p, "prefork" | "solo" | "threads" | "processes" | "eventlet" | "gevent" | "custom") {
+            tracing::warn!("unknown pool {p:?}; using rcelery's runtime");
+        }
+    }
+    for name in ignored {
+        tracing::warn!("accepted Celery flag without effect: {name}");
+    }
+}

@@ -1,0 +1,22 @@
+//! The demo app `tasks`, compiled into the `rcelery` binary. It mirrors
+//! `python-fixtures/tasks/` task for task, and is the example of writing your own binary:
+//! define tasks with `#[rcelery::task]`, register them on an [`rcelery::App`], hand it to
+//! [`rcelery::cli::main`].
+
+mod async_tasks;
+mod task;
+
+/// The `tasks` app with every demo task registered.
+pub fn app() -> rcelery::App {
+    rcelery::App::new("tasks")
+        .register(task::add::task())
+        .register(task::mul::task())
+        .register(task::xsum::task())
+        .register(task::echo::task())
+        .register(task::fail::task())
+        .register(task::sleep::task())
+        .register(task::block::task())
+        .register(task::noop::task())
+        .register(task::retry_until::task())
+        .register(async_tasks::send_mail::task())
+}

@@ -1,0 +1,107 @@
+//! `tasks/task.py`'s tasks, in Rust.
+
+use std::time::Duration;
+
+use rcelery::task::{Context, TaskError, TaskResult};
+use rcelery::value::py_sum;
+use rcelery::{Dict, Value};
+
+/// `tasks.add(x, y)`: `x + y` with Python's rules (ints of any size stay ints).
+#[rcelery::task(name = "tasks.add", inline)]
+pub fn add(x: Value, y: Value) -> TaskResult<Value> {
+    Ok(x.py_add(&y)?)
+}
+
+/// `tasks.mul(x, y)`: `x * y`.
+#[rcelery::task(name = "tasks.mul", inline)]
+pub fn mul(x: Value, y: Value) -> TaskResult<Value> {
+    Ok(x.py_mul(&y)?)
+}
+
+/// `tasks.xsum(numbers)`: `sum(numbers)`.
+#[rcelery::task(name = "tasks.xsum", inline)]
+pub fn xsum(numbers: Vec<Value>) -> TaskResult<Value> {
+    Ok(py_sum(&numbers)?)
+}
+
+/// `tasks.echo(*args, **kwargs)`: `{"args": [...], "kwargs": {...}}` exactly as received.
+#[rcelery::task(name = "tasks.echo", inline)]
+pub fn echo(#[args] args: Vec<Value>, #[kwargs] kwargs: Dict) -> TaskResult<Value> {
+    let mut out = Dict::with_capacity(2);
+    out.insert("args", Value::List(args));
+    out.insert("kwargs", Value::Dict(kwargs));
+    Ok(Value::Dict(out))
+}
+
+/// Python's builtin exception classes `tasks.fail` can raise by name.
+const BUILTIN_EXCEPTIONS: &[&str] = &[
+    "Exception", "ArithmeticError", "AssertionError", "AttributeError", "BufferError", "EOFError",
+    "FileExistsError", "FileNotFoundError", "FloatingPointError", "ImportError", "IndexError",
+    "KeyError", "LookupError", "MemoryError", "ModuleNotFoundError", "NameError",
+    "NotImplementedError", "OSError", "OverflowError", "PermissionError", "RecursionError",
+    "ReferenceError", "RuntimeError", "StopIteration", "TimeoutError", "TypeError",
+    "UnboundLocalError", "UnicodeError", "ValueError", "ZeroDivisionError", "ConnectionError",
+];
+
+/// `tasks.fail(message="boom", exc_type="ValueError")`: raises that builtin exception.
+#[rcelery::task(name = "tasks.fail", inline)]
+pub fn fail(
+    #[default("boom")] message: String,
+    #[default("ValueError")] exc_type: String,
+) -> TaskResult<Value> {
+    if BUILTIN_EXCEPTIONS.contains(&exc_type.as_str()) {
+        Err(TaskError::new(&exc_type, message))
+    } else {
+        Err(TaskError::new("AttributeError", format!("module 'builtins' has no attribute '{exc_type}'")))
+    }
+}
+
+fn seconds_of(v: &Value) -> TaskResult<Duration> {
+    let secs = match v {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        other => {
+            return Err(TaskError::type_error(format!(
+                "'{}' object cannot be interpreted as a number of seconds",
+                rcelery::value::py_type_name(other)
+            )))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(TaskError::value_error("sleep length must be non-negative"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `tasks.sleep(seconds)` (async): sleeps, returns `seconds`.
+#[rcelery::task(name = "tasks.sleep")]
+pub async fn sleep(seconds: Value) -> TaskResult<Value> {
+    tokio::time::sleep(seconds_of(&seconds)?).await;
+    Ok(seconds)
+}
+
+/// `tasks.block(seconds)` (blocking, on the thread pool): sleeps, returns `seconds`.
+#[rcelery::task(name = "tasks.block")]
+pub fn block(seconds: Value) -> TaskResult<Value> {
+    std::thread::sleep(seconds_of(&seconds)?);
+    Ok(seconds)
+}
+
+/// `tasks.noop(*args, **kwargs)`, `ignore_result=True`.
+#[rcelery::task(name = "tasks.noop", ignore_result, inline)]
+pub fn noop(#[args] _args: Vec<Value>, #[kwargs] _kwargs: Dict) -> TaskResult<()> {
+    Ok(())
+}
+
+/// `tasks.retry_until(n)`: retries (countdown 0) until its retry count is `n`, then returns
+/// it. Retrying needs publishing, which comes with task retries; until then a request that
+/// would have to retry fails with `NotImplementedError`.
+#[rcelery::task(name = "tasks.retry_until")]
+pub fn retry_until(ctx: &Context, n: i64) -> TaskResult<i64> {
+    let retries = ctx.request().retries();
+    if retries >= n {
+        Ok(retries)
+    } else {
+        Err(TaskError::new("NotImplementedError", "retry is not implemented in rcelery yet"))
+    }
+}

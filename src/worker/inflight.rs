@@ -1,0 +1,41 @@
+//! The delivery tags this worker holds unsettled, in delivery order: at shutdown, each one
+//! still here is given back to the broker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Unsettled delivery tags.
+#[derive(Debug, Default)]
+pub struct Inflight {
+    seq: AtomicU64,
+    tags: Mutex<HashMap<String, u64>>,
+}
+
+impl Inflight {
+    /// Records a tag as held.
+    pub fn insert(&self, tag: &str) {
+        if tag.is_empty() {
+            return;
+        }
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut tags) = self.tags.lock() {
+            tags.insert(tag.to_owned(), n);
+        }
+    }
+
+    /// Records a tag as settled.
+    pub fn remove(&self, tag: &str) {
+        if let Ok(mut tags) = self.tags.lock() {
+            tags.remove(tag);
+        }
+    }
+
+    /// Takes every tag still held, oldest delivery first.
+    pub fn drain(&self) -> Vec<String> {
+        let Ok(mut tags) = self.tags.lock() else { return Vec::new() };
+        let mut all: Vec<(String, u64)> = tags.drain().collect();
+        all.sort_unstable_by_key(|(_, n)| *n);
+        all.into_iter().map(|(t, _)| t).collect()
+    }
+}

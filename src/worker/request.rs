@@ -1,0 +1,191 @@
+//! One delivery, end to end: decode, check, hold until its ETA, run, store, settle.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{eta, execute, Shared};
+use crate::backend::meta::exception_meta;
+use crate::backend::{ExtendedMeta, ResultRecord, State};
+use crate::broker::{Delivery, PrefetchPermit};
+use crate::protocol::{decode_task, DecodeError, Disposition, TaskMessage};
+use crate::task::{Context, Request, TaskDef, TaskError};
+use crate::value::{saferepr, Value};
+
+/// A delivery not yet settled with the broker. Settling frees its prefetch slot.
+struct Unsettled {
+    tag: String,
+    permit: Option<PrefetchPermit>,
+    settled: bool,
+}
+
+impl Unsettled {
+    fn ack(&mut self, shared: &Shared) {
+        self.settle(shared, false, false);
+    }
+
+    fn reject(&mut self, shared: &Shared, requeue: bool) {
+        self.settle(shared, true, requeue);
+    }
+
+    fn settle(&mut self, shared: &Shared, reject: bool, requeue: bool) {
+        if self.settled {
+            return;
+        }
+        if reject {
+            shared.broker.reject(&self.tag, requeue);
+        } else {
+            shared.broker.ack(&self.tag);
+        }
+        shared.inflight.remove(&self.tag);
+        self.permit = None;
+        self.settled = true;
+    }
+}
+
+/// Handles one delivery. Returns without settling only at shutdown, leaving the tag in the
+/// in-flight set so the worker gives the message back.
+pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+    let Delivery { raw, tag, permit, .. } = delivery;
+    let mut unsettled = Unsettled { tag, permit, settled: false };
+    let message = match decode_task(&raw, &shared.settings.accept, |n| shared.registry.contains(n)) {
+        Ok(m) => m,
+        Err(e) => return refuse(&shared, &mut unsettled, e).await,
+    };
+    let Some(def) = shared.registry.get(&message.name).cloned() else {
+        return unsettled.reject(&shared, false);
+    };
+    tracing::info!(task_id = %message.id, task_name = %message.display_name(), "Task {}[{}] received", message.display_name(), message.id);
+
+    if let Some(eta_dt) = &message.eta {
+        if let Some(wait) = eta::until(eta_dt) {
+            // Like Celery's QoS increment while an ETA task waits: it does not fill the window.
+            unsettled.permit = None;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shared.shutdown.cancelled() => return,
+            }
+        }
+    }
+    if message.expires.as_ref().is_some_and(eta::has_passed) {
+        return revoke_expired(&shared, &mut unsettled, &message, &def).await;
+    }
+
+    let slot = tokio::select! {
+        s = shared.slots.clone().acquire_owned() => s,
+        _ = shared.shutdown.cancelled() => return,
+    };
+    let Ok(slot) = slot else { return };
+    let acks_late = def.options.acks_late.unwrap_or(shared.settings.acks_late);
+    if !acks_late {
+        unsettled.ack(&shared);
+    }
+    let ignore_result = message.ignore_result
+        || def.options.ignore_result.unwrap_or(shared.settings.ignore_result);
+    let request = Arc::new(Request { message, hostname: shared.settings.hostname.clone() });
+    if def.options.track_started.unwrap_or(shared.settings.track_started) && !ignore_result {
+        let mut info = crate::value::Dict::new();
+        info.insert("pid", std::process::id() as i64);
+        info.insert("hostname", shared.settings.hostname.as_str());
+        store(&shared, &request, State::Started, Value::Dict(info), None).await;
+    }
+
+    let started = Instant::now();
+    let ctx = Context::new(Arc::clone(&request));
+    let m = &request.message;
+    let outcome = execute::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone()).await;
+    drop(slot);
+    let runtime = started.elapsed().as_secs_f64();
+    shared.stats.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+    match outcome {
+        Ok(value) => {
+            tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
+            if !ignore_result {
+                store(&shared, &request, State::Success, value, None).await;
+            }
+        }
+        Err(err) => {
+            tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
+            if !ignore_result {
+                let tb = err.traceback_text(&m.name);
+                let meta = exception_meta(&err.exc_type, &err.exc_module, err.args);
+                store(&shared, &request, State::Failure, meta, Some(tb)).await;
+            }
+        }
+    }
+    if acks_late {
+        unsettled.ack(&shared);
+    }
+}
+
+/// A message that is not a runnable task: logged and disposed of as Celery would.
+async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) {
+    match &error {
+        DecodeError::UnknownTask { id, name, message } => {
+            tracing::error!(task_name = %name, task_id = id.as_deref().unwrap_or(""), "Received unregistered task of type {name:?}.\nThe message has been ignored and discarded.");
+            unsettled.reject(shared, false);
+            if let Some(id) = id {
+                let record = ResultRecord {
+                    task_id: id.clone(),
+                    state: State::Failure,
+                    result: {
+                        let e = TaskError::not_registered(name);
+                        exception_meta(&e.exc_type, &e.exc_module, e.args)
+                    },
+                    traceback: None,
+                    children: Vec::new(),
+                    group_id: None,
+                    parent_id: None,
+                    extended: None,
+                };
+                let _ = message;
+                if let Err(e) = shared.backend.store(record).await {
+                    tracing::error!(task_id = %id, error = %e, "could not store NotRegistered failure");
+                }
+            }
+        }
+        DecodeError::Undecodable { .. } => {
+            tracing::error!(error = %error, "Can't decode message body; the message has been acknowledged and discarded");
+        }
+        _ => tracing::error!(error = %error, "Rejecting message"),
+    }
+    match error.disposition() {
+        Disposition::Ack => unsettled.ack(shared),
+        Disposition::Reject => unsettled.reject(shared, false),
+    }
+}
+
+/// An expired task: stored as REVOKED with reason `expired`, and acked (Celery's
+/// `_announce_revoked`).
+async fn revoke_expired(shared: &Shared, unsettled: &mut Unsettled, message: &TaskMessage, _def: &TaskDef) {
+    tracing::info!(task_id = %message.id, task_name = %message.display_name(), "Discarding revoked task: {}[{}] (expired)", message.display_name(), message.id);
+    let request = Request { message: message.clone(), hostname: shared.settings.hostname.clone() };
+    let meta = exception_meta("TaskRevokedError", "celery.exceptions", vec![Value::str("expired")]);
+    store(shared, &request, State::Revoked, meta, None).await;
+    unsettled.ack(shared);
+}
+
+async fn store(shared: &Shared, request: &Request, state: State, result: Value, traceback: Option<String>) {
+    let m = &request.message;
+    let extended = shared.settings.result_extended.then(|| ExtendedMeta {
+        name: Some(m.name.clone()),
+        args: Value::List(m.args.clone()),
+        kwargs: Value::Dict(m.kwargs.clone()),
+        worker: Some(request.hostname.clone()),
+        retries: Some(m.retries),
+        queue: Some(m.delivery_info.routing_key.clone()).filter(|q| !q.is_empty()),
+    });
+    let record = ResultRecord {
+        task_id: m.id.clone(),
+        state,
+        result,
+        traceback,
+        children: Vec::new(),
+        group_id: m.group.clone(),
+        parent_id: m.parent_id.clone(),
+        extended,
+    };
+    if let Err(e) = shared.backend.store(record).await {
+        tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "could not store task result");
+    }
+}
