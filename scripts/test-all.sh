@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests, then the Python-driven compatibility
+# suite against real Celery and real Redis. Needs nothing running beforehand: it starts what
+# it needs and fails loudly (never skips) when something cannot be had.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "FATAL: '$1' is required but not installed" >&2; exit 1; }; }
+need cargo
+need python3
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server missing: installing it from Debian's packages" >&2
+  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null || { echo "FATAL: cannot install redis-server" >&2; exit 1; }
+fi
+# The machine's shared Redis on 6379: started if down (the compat suite runs its own instances).
+if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+  echo "Redis on 6379 is down: starting it" >&2
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p 6379 ping >/dev/null || { echo "FATAL: cannot start Redis on 6379" >&2; exit 1; }
+fi
+
+echo "== cargo test"
+cargo test --workspace --release 2>&1
+echo "== compatibility tests (real Celery, real Redis)"
+bash scripts/compat-tests.sh
