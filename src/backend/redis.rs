@@ -17,22 +17,27 @@ use super::{BackendError, MetaEncoder, ResultBackend, ResultRecord};
 use crate::codec::Serializer;
 use crate::redis_client;
 
-/// Stores unless the stored meta is already SUCCESS, then publishes.
-/// KEYS: meta key. ARGV: payload, expiry seconds (0: none), SUCCESS marker, last position the
-/// marker may start at.
+/// Stores a batch of metas, skipping any key whose stored meta is already SUCCESS, and
+/// publishes each stored one.
+/// KEYS: meta keys. ARGV: expiry seconds (0: none), SUCCESS marker, last position the marker
+/// may start at, then one payload per key.
 const STORE: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local at = string.find(cur, ARGV[3], 1, true)
-  if at and at <= tonumber(ARGV[4]) then return 0 end
+local exp = tonumber(ARGV[1])
+local marker = ARGV[2]
+local head = tonumber(ARGV[3]) + #marker - 1
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  if not (cur and string.find(string.sub(cur, 1, head), marker, 1, true)) then
+    local payload = ARGV[3 + i]
+    if exp > 0 then
+      redis.call('SETEX', KEYS[i], exp, payload)
+    else
+      redis.call('SET', KEYS[i], payload)
+    end
+    redis.call('PUBLISH', KEYS[i], payload)
+  end
 end
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
+return #KEYS
 "#;
 
 /// Most results in one pipeline.
@@ -115,17 +120,15 @@ async fn writer(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut pipe = redis::pipe();
+        let cmd = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(batch.len());
         for w in &batch {
-            pipe.cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(1)
-                .arg(&w.key)
-                .arg(&w.payload)
-                .arg(expires)
-                .arg(&marker.0)
-                .arg(marker.1)
-                .ignore();
+            cmd.arg(&w.key);
         }
+        cmd.arg(expires).arg(&marker.0).arg(marker.1);
+        for w in &batch {
+            cmd.arg(&w.payload);
+        }
+        cmd.ignore();
         let mut result = pipe.query_async::<()>(&mut conn).await;
         if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
             // The server lost its script cache (restart): load it again and retry once.

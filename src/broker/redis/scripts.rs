@@ -26,18 +26,32 @@ while base < nkeys and got < max do
       if m then
         progress = true
         got = got + 1
-        local ok, env = pcall(cjson.decode, m)
-        if ok and type(env) == 'table' and type(env.properties) == 'table'
-            and type(env.properties.delivery_tag) == 'string' then
-          local di = env.properties.delivery_info
-          local ex, rk = '', ''
-          if type(di) == 'table' then
-            if type(di.exchange) == 'string' then ex = di.exchange end
-            if type(di.routing_key) == 'string' then rk = di.routing_key end
+        -- kombu's envelope ends with its properties, delivery_tag last: read the last
+        -- matches in the tail; decode the whole JSON only if that fails (escapes, odd order).
+        local tail = string.sub(m, -1024)
+        local tag, ex, rk
+        for t in string.gmatch(tail, '"delivery_tag": "([^"\\]*)"') do tag = t end
+        for e, r in string.gmatch(tail, '"delivery_info": {"exchange": "([^"\\]*)", "routing_key": "([^"\\]*)"') do ex, rk = e, r end
+        if tag and ex then
+          ex = '"' .. ex .. '"'
+          rk = '"' .. rk .. '"'
+        else
+          tag = nil
+          local ok, env = pcall(cjson.decode, m)
+          if ok and type(env) == 'table' and type(env.properties) == 'table'
+              and type(env.properties.delivery_tag) == 'string' then
+            local di = env.properties.delivery_info
+            local e, r = '', ''
+            if type(di) == 'table' then
+              if type(di.exchange) == 'string' then e = di.exchange end
+              if type(di.routing_key) == 'string' then r = di.routing_key end
+            end
+            tag, ex, rk = env.properties.delivery_tag, cjson.encode(e), cjson.encode(r)
           end
-          local tag = env.properties.delivery_tag
+        end
+        if tag then
           redis.call('ZADD', KEYS[2], now, tag)
-          redis.call('HSET', KEYS[1], tag, '[' .. m .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']')
+          redis.call('HSET', KEYS[1], tag, '[' .. m .. ', ' .. ex .. ', ' .. rk .. ']')
         end
         out[#out + 1] = q - 1
         out[#out + 1] = m
