@@ -12,7 +12,8 @@ mod time;
 
 pub use arith::py_type_name;
 pub use convert::{FromValue, IntoValue, ValueError};
-pub use time::{Date, DateTime, Time, TimeDelta, TzInfo};
+pub use repr::{py_repr, saferepr};
+pub use time::{Date, DateTime, IsoParseError, Time, TimeDelta, TzInfo};
 
 use num_bigint::BigInt;
 

@@ -72,3 +72,10 @@ impl TimeDelta {
         self.days == 0 && self.seconds == 0 && self.microseconds == 0
     }
 }
+
+mod clock;
+mod delta;
+mod iso_format;
+mod iso_parse;
+
+pub use iso_parse::IsoParseError;
