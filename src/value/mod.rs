@@ -10,7 +10,7 @@ mod convert;
 mod repr;
 mod time;
 
-pub use arith::py_type_name;
+pub use arith::{py_sum, py_type_name, PyTypeError};
 pub use convert::{FromValue, IntoValue, ValueError};
 pub use repr::{py_repr, saferepr};
 pub use time::{Date, DateTime, IsoParseError, Time, TimeDelta, TzInfo};
