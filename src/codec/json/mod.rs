@@ -55,3 +55,6 @@ pub fn encode(value: &Value) -> Vec<u8> {
     encode_into(value, &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -239,3 +239,31 @@ fn format_chars(v: &Value, budget: Option<i64>, out: &mut String) {
         other => write_repr(other, out, 0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::saferepr;
+    use crate::value::Value;
+
+    #[test]
+    fn python_only_types_match_celery() {
+        // Printed by Celery 5.5.3: saferepr((b'\xff\x01', bytearray(b'a'), None, True, 1.5,
+        // Decimal('1.5'), set(), frozenset({1}), (1,), ()), 1024)
+        let v = Value::Tuple(vec![
+            Value::Bytes(vec![0xff, 0x01]),
+            Value::ByteArray(b"a".to_vec()),
+            Value::None,
+            Value::Bool(true),
+            Value::Float(1.5),
+            Value::Decimal("1.5".into()),
+            Value::Set(vec![]),
+            Value::FrozenSet(vec![Value::Int(1)]),
+            Value::Tuple(vec![Value::Int(1)]),
+            Value::Tuple(vec![]),
+        ]);
+        assert_eq!(
+            saferepr(&v, 1024),
+            "(b'ff01', bytearray(b'a'), None, True, 1.5, Decimal('1.5'), set(), frozenset({1}), (1,), ())"
+        );
+    }
+}
