@@ -5,13 +5,18 @@ use rcelery::codec::json::{decode, encode};
 use rcelery::value::py_repr;
 
 fn golden() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python-fixtures/golden/json_values.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/python-fixtures/golden/json_values.json"
+    );
     let text = std::fs::read_to_string(path).expect("golden file present");
     serde_json::from_str(&text).expect("golden file is JSON")
 }
 
 fn field<'a>(case: &'a serde_json::Value, name: &str) -> &'a str {
-    case[name].as_str().unwrap_or_else(|| panic!("missing {name} in {case}"))
+    case[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("missing {name} in {case}"))
 }
 
 #[test]

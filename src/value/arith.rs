@@ -71,7 +71,10 @@ pub struct PyTypeError {
 
 impl PyTypeError {
     fn type_error(message: String) -> Self {
-        PyTypeError { exception: "TypeError", message }
+        PyTypeError {
+            exception: "TypeError",
+            message,
+        }
     }
 
     fn unsupported(op: char, a: &Value, b: &Value) -> Self {
@@ -83,7 +86,10 @@ impl PyTypeError {
     }
 
     fn overflow(message: &str) -> Self {
-        PyTypeError { exception: "OverflowError", message: message.to_owned() }
+        PyTypeError {
+            exception: "OverflowError",
+            message: message.to_owned(),
+        }
     }
 
     fn from_dec(e: DecError) -> Self {
@@ -175,7 +181,10 @@ fn shift_datetime(dt: &DateTime, td: &TimeDelta) -> Result<Value, PyTypeError> {
         .checked_add_signed(chrono::Duration::microseconds(micros))
         .filter(|n| (1..=9999).contains(&chrono::Datelike::year(n)))
         .ok_or_else(overflow)?;
-    Ok(Value::DateTime(DateTime::from_naive_chrono(&shifted, dt.time.tz.clone())))
+    Ok(Value::DateTime(DateTime::from_naive_chrono(
+        &shifted,
+        dt.time.tz.clone(),
+    )))
 }
 
 fn shift_date(d: &Date, td: &TimeDelta) -> Result<Value, PyTypeError> {
@@ -194,12 +203,17 @@ fn repeat_count(n: &IntRef<'_>, len: usize) -> Result<usize, PyTypeError> {
         IntRef::Small(i) => *i,
         IntRef::Big(b) if b.is_negative() => 0,
         IntRef::Big(_) => {
-            return Err(PyTypeError::overflow("cannot fit 'int' into an index-sized integer"))
+            return Err(PyTypeError::overflow(
+                "cannot fit 'int' into an index-sized integer",
+            ))
         }
     };
     let count = count.max(0) as u64;
     if (len as u64).saturating_mul(count) > MAX_REPEAT_LEN {
-        return Err(PyTypeError { exception: "MemoryError", message: String::new() });
+        return Err(PyTypeError {
+            exception: "MemoryError",
+            message: String::new(),
+        });
     }
     Ok(count as usize)
 }
@@ -272,7 +286,9 @@ impl Value {
                 "can only concatenate tuple (not \"{}\") to tuple",
                 tp_name(b)
             ))),
-            (Value::Bytes(a), Value::Bytes(b) | Value::ByteArray(b)) => Ok(Value::Bytes(concat(a, b))),
+            (Value::Bytes(a), Value::Bytes(b) | Value::ByteArray(b)) => {
+                Ok(Value::Bytes(concat(a, b)))
+            }
             (Value::ByteArray(a), Value::Bytes(b) | Value::ByteArray(b)) => {
                 Ok(Value::ByteArray(concat(a, b)))
             }
@@ -281,12 +297,11 @@ impl Value {
                 tp_name(b),
                 tp_name(self)
             ))),
-            (Value::TimeDelta(a), Value::TimeDelta(b)) => {
-                td_value(TimeDelta::from_total_micros(a.total_micros() + b.total_micros()))
-            }
-            (Value::DateTime(dt), Value::TimeDelta(td)) | (Value::TimeDelta(td), Value::DateTime(dt)) => {
-                shift_datetime(dt, td)
-            }
+            (Value::TimeDelta(a), Value::TimeDelta(b)) => td_value(TimeDelta::from_total_micros(
+                a.total_micros() + b.total_micros(),
+            )),
+            (Value::DateTime(dt), Value::TimeDelta(td))
+            | (Value::TimeDelta(td), Value::DateTime(dt)) => shift_datetime(dt, td),
             (Value::Date(d), Value::TimeDelta(td)) | (Value::TimeDelta(td), Value::Date(d)) => {
                 shift_date(d, td)
             }
@@ -305,7 +320,11 @@ impl Value {
             return Ok(Value::int(x.to_big() * y.to_big()));
         }
         if is_sequence(self) || is_sequence(other) {
-            let (seq, count) = if is_sequence(self) { (self, other) } else { (other, self) };
+            let (seq, count) = if is_sequence(self) {
+                (self, other)
+            } else {
+                (other, self)
+            };
             return match as_int(count) {
                 Some(n) => repeat(seq, &n),
                 None => Err(PyTypeError::type_error(format!(

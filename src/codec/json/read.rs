@@ -20,7 +20,12 @@ pub(super) fn decode(input: &[u8]) -> Result<Value, JsonError> {
         offset: e.valid_up_to(),
         message: "invalid UTF-8".to_owned(),
     })?;
-    let mut r = Reader { text, b: input, pos: 0, depth: 0 };
+    let mut r = Reader {
+        text,
+        b: input,
+        pos: 0,
+        depth: 0,
+    };
     r.skip_ws();
     let value = r.value()?;
     r.skip_ws();
@@ -39,7 +44,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn error(&self, message: &str) -> JsonError {
-        JsonError { offset: self.pos, message: message.to_owned() }
+        JsonError {
+            offset: self.pos,
+            message: message.to_owned(),
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -141,8 +149,10 @@ impl<'a> Reader<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return tags::object_hook(Dict(pairs))
-                        .map_err(|message| JsonError { offset: start, message });
+                    return tags::object_hook(Dict(pairs)).map_err(|message| JsonError {
+                        offset: start,
+                        message,
+                    });
                 }
                 _ => return Err(self.error("Expecting ',' delimiter")),
             }
@@ -154,7 +164,9 @@ impl<'a> Reader<'a> {
         let mut out: Option<String> = None;
         let mut run = self.pos;
         loop {
-            let b = self.peek().ok_or_else(|| self.error("Unterminated string"))?;
+            let b = self
+                .peek()
+                .ok_or_else(|| self.error("Unterminated string"))?;
             match b {
                 b'"' => {
                     let tail = self.slice(run, self.pos)?;
@@ -181,13 +193,17 @@ impl<'a> Reader<'a> {
     }
 
     fn slice(&self, from: usize, to: usize) -> Result<&'a str, JsonError> {
-        self.text.get(from..to).ok_or_else(|| self.error("invalid string slice"))
+        self.text
+            .get(from..to)
+            .ok_or_else(|| self.error("invalid string slice"))
     }
 
     /// Reads one escape; `pos` is just past the backslash.
     fn escape(&mut self, out: &mut Option<String>) -> Result<(), JsonError> {
         let s = out.get_or_insert_with(String::new);
-        let c = self.peek().ok_or_else(|| self.error("Unterminated string"))?;
+        let c = self
+            .peek()
+            .ok_or_else(|| self.error("Unterminated string"))?;
         self.pos += 1;
         let ch = match c {
             b'"' => '"',
@@ -200,7 +216,9 @@ impl<'a> Reader<'a> {
             b't' => '\t',
             b'u' => {
                 let hi = self.hex4()?;
-                if (0xD800..0xDC00).contains(&hi) && self.b.get(self.pos..self.pos + 2) == Some(b"\\u") {
+                if (0xD800..0xDC00).contains(&hi)
+                    && self.b.get(self.pos..self.pos + 2) == Some(b"\\u")
+                {
                     let save = self.pos;
                     self.pos += 2;
                     let lo = self.hex4()?;
@@ -226,10 +244,15 @@ impl<'a> Reader<'a> {
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let digits = self.b.get(self.pos..self.pos + 4).ok_or_else(|| self.error("Invalid \\uXXXX escape"))?;
+        let digits = self
+            .b
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("Invalid \\uXXXX escape"))?;
         let mut v = 0u32;
         for &d in digits {
-            let n = (d as char).to_digit(16).ok_or_else(|| self.error("Invalid \\uXXXX escape"))?;
+            let n = (d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.error("Invalid \\uXXXX escape"))?;
             v = v * 16 + n;
         }
         self.pos += 4;
@@ -284,10 +307,16 @@ impl<'a> Reader<'a> {
         }
         let text = self.slice(start, self.pos)?;
         if is_float {
-            return text.parse::<f64>().map(Value::Float).map_err(|_| self.error("bad float"));
+            return text
+                .parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| self.error("bad float"));
         }
         if int_len <= 18 {
-            return text.parse::<i64>().map(Value::Int).map_err(|_| self.error("bad int"));
+            return text
+                .parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| self.error("bad int"));
         }
         if int_len > MAX_INT_DIGITS {
             return Err(JsonError {
@@ -297,7 +326,9 @@ impl<'a> Reader<'a> {
                 ),
             });
         }
-        text.parse::<BigInt>().map(Value::int).map_err(|_| self.error("bad int"))
+        text.parse::<BigInt>()
+            .map(Value::int)
+            .map_err(|_| self.error("bad int"))
     }
 }
 
@@ -319,7 +350,9 @@ fn insert(
     }
     let existing = match index {
         Some(map) => map.get(&key).copied(),
-        None => pairs.iter().position(|(k, _)| matches!(k, Value::Str(s) if *s == key)),
+        None => pairs
+            .iter()
+            .position(|(k, _)| matches!(k, Value::Str(s) if *s == key)),
     };
     match existing {
         Some(i) => {

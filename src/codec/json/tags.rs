@@ -111,8 +111,10 @@ fn uuid_from_kwargs(value: Value) -> Result<uuid::Uuid, String> {
                 let Value::Bytes(b) = v else {
                     return Err(format!("{name} is not a 16-char string"));
                 };
-                let mut arr: [u8; 16] =
-                    b.as_slice().try_into().map_err(|_| "bytes is not a 16-char string")?;
+                let mut arr: [u8; 16] = b
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "bytes is not a 16-char string")?;
                 if name == "bytes_le" {
                     arr[0..4].reverse();
                     arr[4..6].reverse();
@@ -126,11 +128,17 @@ fn uuid_from_kwargs(value: Value) -> Result<uuid::Uuid, String> {
                 _ => return Err("illegal version number".to_owned()),
             },
             "is_safe" => {}
-            other => return Err(format!("UUID.__init__() got an unexpected keyword argument '{other}'")),
+            other => {
+                return Err(format!(
+                    "UUID.__init__() got an unexpected keyword argument '{other}'"
+                ))
+            }
         }
     }
     if given != 1 {
-        return Err("one of the hex, bytes, bytes_le, fields, or int arguments must be given".to_owned());
+        return Err(
+            "one of the hex, bytes, bytes_le, fields, or int arguments must be given".to_owned(),
+        );
     }
     let mut n = n.ok_or("no UUID value")?;
     if let Some(v) = version {

@@ -20,12 +20,24 @@ fn nesting_past_the_limit_is_an_error_not_a_crash() {
 fn lone_surrogates_become_replacement_characters() {
     assert_eq!(decode(br#""\ud800x""#).ok(), Some(Value::str("\u{FFFD}x")));
     assert_eq!(decode(br#""\udc00""#).ok(), Some(Value::str("\u{FFFD}")));
-    assert_eq!(decode(br#""\ud800\u0041""#).ok(), Some(Value::str("\u{FFFD}A")));
+    assert_eq!(
+        decode(br#""\ud800\u0041""#).ok(),
+        Some(Value::str("\u{FFFD}A"))
+    );
 }
 
 #[test]
 fn invalid_utf8_and_truncated_input_are_errors() {
-    for bad in [&b"\"\xff\""[..], b"\"abc", b"\"\\u12", b"{\"a\"", b"-", b"[1,", b"tru", b"\xef\xbb\xbf1"] {
+    for bad in [
+        &b"\"\xff\""[..],
+        b"\"abc",
+        b"\"\\u12",
+        b"{\"a\"",
+        b"-",
+        b"[1,",
+        b"tru",
+        b"\xef\xbb\xbf1",
+    ] {
         assert!(decode(bad).is_err(), "{bad:?}");
     }
 }
@@ -43,20 +55,31 @@ fn many_keys_keep_first_position_last_value() {
         text.push_str(&format!("\"k{i}\": {i}, "));
     }
     text.push_str("\"k3\": \"last\"}");
-    let Ok(Value::Dict(d)) = decode(text.as_bytes()) else { panic!("decodes") };
+    let Ok(Value::Dict(d)) = decode(text.as_bytes()) else {
+        panic!("decodes")
+    };
     assert_eq!(d.len(), 40);
     assert_eq!(d.0[3], (Value::str("k3"), Value::str("last")));
 }
 
 #[test]
 fn python_refused_types_use_documented_fallbacks() {
-    assert_eq!(enc(&Value::Set(vec![Value::Int(1), Value::Int(2)])), "[1, 2]");
+    assert_eq!(
+        enc(&Value::Set(vec![Value::Int(1), Value::Int(2)])),
+        "[1, 2]"
+    );
     assert_eq!(enc(&Value::FrozenSet(vec![])), "[]");
     let td = TimeDelta::from_parts(1, 5, 500_000).unwrap_or_default();
     assert_eq!(enc(&Value::TimeDelta(td)), "86405.5");
-    assert_eq!(enc(&Value::ByteArray(b"ab".to_vec())), r#"{"__type__": "bytes", "__value__": "ab"}"#);
+    assert_eq!(
+        enc(&Value::ByteArray(b"ab".to_vec())),
+        r#"{"__type__": "bytes", "__value__": "ab"}"#
+    );
     let mut d = Dict::new();
-    d.insert(Value::Tuple(vec![Value::Int(1), Value::Int(2)]), Value::Int(3));
+    d.insert(
+        Value::Tuple(vec![Value::Int(1), Value::Int(2)]),
+        Value::Int(3),
+    );
     assert_eq!(enc(&Value::Dict(d)), r#"{"(1, 2)": 3}"#);
 }
 

@@ -41,10 +41,7 @@ pub(super) fn write_value(v: &Value, out: &mut Vec<u8>, depth: usize) {
         Value::Float(f) => write_float(*f, out),
         Value::Str(s) => write_str(s, out),
         Value::Bytes(b) | Value::ByteArray(b) => write_bytes(b, out),
-        Value::List(items)
-        | Value::Tuple(items)
-        | Value::Set(items)
-        | Value::FrozenSet(items) => {
+        Value::List(items) | Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => {
             if depth >= MAX_DEPTH {
                 out.extend_from_slice(b"null");
                 return;
@@ -171,7 +168,10 @@ pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
             }
             i += 1;
         } else {
-            let c = s.get(i..).and_then(|t| t.chars().next()).unwrap_or('\u{FFFD}');
+            let c = s
+                .get(i..)
+                .and_then(|t| t.chars().next())
+                .unwrap_or('\u{FFFD}');
             let cp = c as u32;
             if cp >= 0x10000 {
                 let v = cp - 0x10000;

@@ -24,7 +24,11 @@ pub(crate) enum Dec {
     /// `Infinity` / `-Infinity`.
     Inf { neg: bool },
     /// `NaN` / `sNaN`, with its payload digits (no leading zeros, may be empty).
-    NaN { neg: bool, signaling: bool, payload: String },
+    NaN {
+        neg: bool,
+        signaling: bool,
+        payload: String,
+    },
 }
 
 /// Why a decimal operation failed, named as Python's exception.
@@ -69,7 +73,11 @@ impl Dec {
                 }
                 let p = strip_zeros(digits);
                 let payload = if p == "0" { String::new() } else { p };
-                return Some(Dec::NaN { neg, signaling, payload });
+                return Some(Dec::NaN {
+                    neg,
+                    signaling,
+                    payload,
+                });
             }
         }
         let (mantissa, exponent) = match body.find(['e', 'E']) {
@@ -85,7 +93,11 @@ impl Dec {
         if int_digits.is_empty() && frac_digits.is_empty() {
             return None;
         }
-        if !int_digits.bytes().chain(frac_digits.bytes()).all(|b| b.is_ascii_digit()) {
+        if !int_digits
+            .bytes()
+            .chain(frac_digits.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let mut exp: i64 = match exponent {
@@ -116,36 +128,59 @@ impl Dec {
     /// `Decimal(n)` for an int.
     pub(crate) fn from_int(n: &BigInt) -> Dec {
         let neg = n.sign() == num_bigint::Sign::Minus;
-        Dec::Finite { neg, coeff: n.magnitude().to_string(), exp: 0 }
+        Dec::Finite {
+            neg,
+            coeff: n.magnitude().to_string(),
+            exp: 0,
+        }
     }
 
     /// `Decimal(f)` for a float: the exact binary value.
     pub(crate) fn from_f64(f: f64) -> Dec {
         let neg = f.is_sign_negative();
         if f.is_nan() {
-            return Dec::NaN { neg, signaling: false, payload: String::new() };
+            return Dec::NaN {
+                neg,
+                signaling: false,
+                payload: String::new(),
+            };
         }
         if f.is_infinite() {
             return Dec::Inf { neg };
         }
         if f == 0.0 {
-            return Dec::Finite { neg, coeff: "0".into(), exp: 0 };
+            return Dec::Finite {
+                neg,
+                coeff: "0".into(),
+                exp: 0,
+            };
         }
         let bits = f.abs().to_bits();
         let raw_exp = ((bits >> 52) & 0x7ff) as i64;
         let frac = bits & ((1u64 << 52) - 1);
-        let (mut mant, mut e2) =
-            if raw_exp == 0 { (frac, -1074) } else { (frac | (1u64 << 52), raw_exp - 1075) };
+        let (mut mant, mut e2) = if raw_exp == 0 {
+            (frac, -1074)
+        } else {
+            (frac | (1u64 << 52), raw_exp - 1075)
+        };
         let tz = mant.trailing_zeros();
         mant >>= tz;
         e2 += i64::from(tz);
         if e2 >= 0 {
             let v = BigUint::from(mant) << (e2 as usize);
-            Dec::Finite { neg, coeff: v.to_string(), exp: 0 }
+            Dec::Finite {
+                neg,
+                coeff: v.to_string(),
+                exp: 0,
+            }
         } else {
             let k = (-e2) as u32;
             let v = BigUint::from(mant) * BigUint::from(5u32).pow(k);
-            Dec::Finite { neg, coeff: v.to_string(), exp: -i64::from(k) }
+            Dec::Finite {
+                neg,
+                coeff: v.to_string(),
+                exp: -i64::from(k),
+            }
         }
     }
 
@@ -159,7 +194,11 @@ impl Dec {
                 }
                 out.push_str("Infinity");
             }
-            Dec::NaN { neg, signaling, payload } => {
+            Dec::NaN {
+                neg,
+                signaling,
+                payload,
+            } => {
                 if *neg {
                     out.push('-');
                 }
@@ -211,8 +250,16 @@ impl Dec {
             (Dec::Inf { neg: a }, Dec::Inf { neg: b }) if a != b => Err(DecError::InvalidOperation),
             (Dec::Inf { neg }, _) | (_, Dec::Inf { neg }) => Ok(Dec::Inf { neg: *neg }),
             (
-                Dec::Finite { neg: na, coeff: ca, exp: ea },
-                Dec::Finite { neg: nb, coeff: cb, exp: eb },
+                Dec::Finite {
+                    neg: na,
+                    coeff: ca,
+                    exp: ea,
+                },
+                Dec::Finite {
+                    neg: nb,
+                    coeff: cb,
+                    exp: eb,
+                },
             ) => add_finite((*na, ca, *ea), (*nb, cb, *eb)),
             _ => Err(DecError::InvalidOperation),
         }
@@ -225,13 +272,21 @@ impl Dec {
         }
         let neg = self.is_neg() != other.is_neg();
         match (self, other) {
-            (Dec::Inf { .. }, Dec::Finite { coeff, .. }) | (Dec::Finite { coeff, .. }, Dec::Inf { .. })
+            (Dec::Inf { .. }, Dec::Finite { coeff, .. })
+            | (Dec::Finite { coeff, .. }, Dec::Inf { .. })
                 if coeff == "0" =>
             {
                 Err(DecError::InvalidOperation)
             }
             (Dec::Inf { .. }, _) | (_, Dec::Inf { .. }) => Ok(Dec::Inf { neg }),
-            (Dec::Finite { coeff: ca, exp: ea, .. }, Dec::Finite { coeff: cb, exp: eb, .. }) => {
+            (
+                Dec::Finite {
+                    coeff: ca, exp: ea, ..
+                },
+                Dec::Finite {
+                    coeff: cb, exp: eb, ..
+                },
+            ) => {
                 let product = big(ca) * big(cb);
                 let exp = ea.checked_add(*eb).ok_or(DecError::Overflow)?;
                 round(neg, product, exp)
@@ -250,7 +305,10 @@ impl Dec {
 /// A quiet NaN operand propagates; a signaling one raises.
 fn nan_result(a: &Dec, b: &Dec) -> Result<Option<Dec>, DecError> {
     for d in [a, b] {
-        if let Dec::NaN { signaling: true, .. } = d {
+        if let Dec::NaN {
+            signaling: true, ..
+        } = d
+        {
             return Err(DecError::InvalidOperation);
         }
     }
@@ -297,10 +355,22 @@ fn add_finite(a: (bool, &String, i64), b: (bool, &String, i64)) -> Result<Dec, D
     }
     let shift = (ea - eb).max(0) as u64;
     let ca = ca * pow10(shift);
-    let sa = if na { -BigInt::from(ca) } else { BigInt::from(ca) };
-    let sb = if nb { -BigInt::from(cb) } else { BigInt::from(cb) };
+    let sa = if na {
+        -BigInt::from(ca)
+    } else {
+        BigInt::from(ca)
+    };
+    let sb = if nb {
+        -BigInt::from(cb)
+    } else {
+        BigInt::from(cb)
+    };
     let sum = sa + sb;
-    let neg = if sum.is_zero() { na && nb } else { sum.sign() == num_bigint::Sign::Minus };
+    let neg = if sum.is_zero() {
+        na && nb
+    } else {
+        sum.sign() == num_bigint::Sign::Minus
+    };
     round(neg, sum.magnitude().clone(), eb.min(ea))
 }
 
@@ -327,7 +397,11 @@ fn round(neg: bool, coeff: BigUint, exp: i64) -> Result<Dec, DecError> {
     if exp + digits.len() as i64 - 1 > EMAX && digits != "0" {
         return Err(DecError::Overflow);
     }
-    Ok(Dec::Finite { neg, coeff: digits, exp })
+    Ok(Dec::Finite {
+        neg,
+        coeff: digits,
+        exp,
+    })
 }
 
 #[cfg(test)]
@@ -335,19 +409,27 @@ mod tests {
     use super::*;
 
     fn s(text: &str) -> String {
-        Dec::parse(text).map(|d| d.to_py_string()).unwrap_or_else(|| "ERR".into())
+        Dec::parse(text)
+            .map(|d| d.to_py_string())
+            .unwrap_or_else(|| "ERR".into())
     }
 
     fn add(a: &str, b: &str) -> String {
         match (Dec::parse(a), Dec::parse(b)) {
-            (Some(x), Some(y)) => x.add(&y).map(|d| d.to_py_string()).unwrap_or_else(|e| format!("{e:?}")),
+            (Some(x), Some(y)) => x
+                .add(&y)
+                .map(|d| d.to_py_string())
+                .unwrap_or_else(|e| format!("{e:?}")),
             _ => "ERR".into(),
         }
     }
 
     fn mul(a: &str, b: &str) -> String {
         match (Dec::parse(a), Dec::parse(b)) {
-            (Some(x), Some(y)) => x.mul(&y).map(|d| d.to_py_string()).unwrap_or_else(|e| format!("{e:?}")),
+            (Some(x), Some(y)) => x
+                .mul(&y)
+                .map(|d| d.to_py_string())
+                .unwrap_or_else(|e| format!("{e:?}")),
             _ => "ERR".into(),
         }
     }
@@ -356,11 +438,30 @@ mod tests {
     fn str_matches_python() {
         // Expected texts printed by CPython 3.11's str(Decimal(text)).
         for (text, want) in [
-            ("1.50", "1.50"), ("-1E+3", "-1E+3"), ("1e3", "1E+3"), ("0.000001", "0.000001"),
-            ("0.0000001", "1E-7"), ("+1.5", "1.5"), ("-0", "-0"), ("nan", "NaN"), ("-inf", "-Infinity"),
-            ("sNaN012", "sNaN12"), ("NaN0", "NaN"), (" 1_000.5 ", "1000.5"), ("123E-2", "1.23"),
-            ("0E-10", "0E-10"), ("00.00", "0.00"), (".5", "0.5"), ("5.", "5"), ("12345E+2", "1.2345E+6"),
-            ("1__0", "10"), ("In_f", "Infinity"), ("", "ERR"), ("1e", "ERR"), ("abc", "ERR"), ("1.2.3", "ERR"),
+            ("1.50", "1.50"),
+            ("-1E+3", "-1E+3"),
+            ("1e3", "1E+3"),
+            ("0.000001", "0.000001"),
+            ("0.0000001", "1E-7"),
+            ("+1.5", "1.5"),
+            ("-0", "-0"),
+            ("nan", "NaN"),
+            ("-inf", "-Infinity"),
+            ("sNaN012", "sNaN12"),
+            ("NaN0", "NaN"),
+            (" 1_000.5 ", "1000.5"),
+            ("123E-2", "1.23"),
+            ("0E-10", "0E-10"),
+            ("00.00", "0.00"),
+            (".5", "0.5"),
+            ("5.", "5"),
+            ("12345E+2", "1.2345E+6"),
+            ("1__0", "10"),
+            ("In_f", "Infinity"),
+            ("", "ERR"),
+            ("1e", "ERR"),
+            ("abc", "ERR"),
+            ("1.2.3", "ERR"),
         ] {
             assert_eq!(s(text), want, "{text}");
         }
@@ -371,7 +472,10 @@ mod tests {
         assert_eq!(Dec::from_f64(1.5).to_py_string(), "1.5");
         assert_eq!(Dec::from_f64(1.0).to_py_string(), "1");
         assert_eq!(Dec::from_f64(-0.0).to_py_string(), "-0");
-        assert_eq!(Dec::from_f64(0.1).to_py_string(), "0.1000000000000000055511151231257827021181583404541015625");
+        assert_eq!(
+            Dec::from_f64(0.1).to_py_string(),
+            "0.1000000000000000055511151231257827021181583404541015625"
+        );
         assert_eq!(Dec::from_f64(1e20).to_py_string(), "100000000000000000000");
     }
 
@@ -386,14 +490,20 @@ mod tests {
         assert_eq!(add("1E+100", "1"), "1.000000000000000000000000000E+100");
         assert_eq!(add("1E+100", "-1"), "1.000000000000000000000000000E+100");
         assert_eq!(add("1", "1E-100"), "1.000000000000000000000000000");
-        assert_eq!(add("9999999999999999999999999999", "1"), "1.000000000000000000000000000E+28");
+        assert_eq!(
+            add("9999999999999999999999999999", "1"),
+            "1.000000000000000000000000000E+28"
+        );
         assert_eq!(add("Infinity", "-Infinity"), "InvalidOperation");
         assert_eq!(add("NaN", "1"), "NaN");
         assert_eq!(mul("1.5", "3"), "4.5");
         assert_eq!(mul("0", "Infinity"), "InvalidOperation");
         assert_eq!(mul("-2", "0.50"), "-1.00");
         assert_eq!(mul("1E+999999", "10"), "Overflow");
-        assert_eq!(add("0E-200", "1E+200"), "1.000000000000000000000000000E+200");
+        assert_eq!(
+            add("0E-200", "1E+200"),
+            "1.000000000000000000000000000E+200"
+        );
         assert_eq!(add("1E-200", "0E+200"), "1E-200");
     }
 }

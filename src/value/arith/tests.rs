@@ -23,10 +23,22 @@ fn big(s: &str) -> Value {
 
 #[test]
 fn ints_are_exact_at_any_size() {
-    assert_eq!(add(Value::Int(i64::MAX), Value::Int(1)), "9223372036854775808");
-    assert_eq!(add(big("9223372036854775808"), Value::Int(-1)), "9223372036854775807");
-    assert!(matches!(big("9223372036854775808").py_add(&Value::Int(-1)), Ok(Value::Int(_))));
-    assert_eq!(mul(Value::Int(1 << 40), Value::Int(1 << 40)), "1208925819614629174706176");
+    assert_eq!(
+        add(Value::Int(i64::MAX), Value::Int(1)),
+        "9223372036854775808"
+    );
+    assert_eq!(
+        add(big("9223372036854775808"), Value::Int(-1)),
+        "9223372036854775807"
+    );
+    assert!(matches!(
+        big("9223372036854775808").py_add(&Value::Int(-1)),
+        Ok(Value::Int(_))
+    ));
+    assert_eq!(
+        mul(Value::Int(1 << 40), Value::Int(1 << 40)),
+        "1208925819614629174706176"
+    );
     assert_eq!(add(Value::Bool(true), Value::Bool(true)), "2");
     assert_eq!(add(Value::Int(1), Value::Float(0.5)), "1.5");
     assert_eq!(add(Value::Bool(true), Value::Float(1.5)), "2.5");
@@ -49,11 +61,17 @@ fn decimals_follow_the_default_context() {
 fn sequences_concatenate_and_repeat() {
     assert_eq!(add(Value::str("a"), Value::str("b")), "'ab'");
     assert_eq!(
-        add(Value::Tuple(vec![Value::Int(1)]), Value::Tuple(vec![Value::Int(2)])),
+        add(
+            Value::Tuple(vec![Value::Int(1)]),
+            Value::Tuple(vec![Value::Int(2)])
+        ),
         "(1, 2)"
     );
     assert_eq!(mul(Value::str("ab"), Value::Int(3)), "'ababab'");
-    assert_eq!(mul(Value::Int(2), Value::List(vec![Value::Int(1)])), "[1, 1]");
+    assert_eq!(
+        mul(Value::Int(2), Value::List(vec![Value::Int(1)])),
+        "[1, 1]"
+    );
     assert_eq!(mul(Value::str("ab"), Value::Int(-1)), "''");
     assert_eq!(mul(Value::Bool(true), Value::str("x")), "'x'");
 }
@@ -72,7 +90,10 @@ fn type_errors_carry_python_messages() {
         add(Value::List(vec![]), Value::Tuple(vec![])),
         "TypeError: can only concatenate list (not \"tuple\") to list"
     );
-    assert_eq!(add(Value::Bytes(vec![]), Value::Int(1)), "TypeError: can't concat int to bytes");
+    assert_eq!(
+        add(Value::Bytes(vec![]), Value::Int(1)),
+        "TypeError: can't concat int to bytes"
+    );
     assert_eq!(
         mul(Value::str("a"), Value::Float(1.5)),
         "TypeError: can't multiply sequence by non-int of type 'float'"
@@ -86,14 +107,24 @@ fn type_errors_carry_python_messages() {
         "TypeError: unsupported operand type(s) for *: 'NoneType' and 'int'"
     );
     assert_eq!(
-        add(Value::Date(Date { year: 2024, month: 1, day: 1 }), Value::Int(1)),
+        add(
+            Value::Date(Date {
+                year: 2024,
+                month: 1,
+                day: 1
+            }),
+            Value::Int(1)
+        ),
         "TypeError: unsupported operand type(s) for +: 'datetime.date' and 'int'"
     );
 }
 
 #[test]
 fn sum_starts_from_zero() {
-    assert_eq!(py_sum(&[Value::Int(1), Value::Float(2.5), Value::Bool(true)]), Ok(Value::Float(4.5)));
+    assert_eq!(
+        py_sum(&[Value::Int(1), Value::Float(2.5), Value::Bool(true)]),
+        Ok(Value::Float(4.5))
+    );
     assert_eq!(py_sum(&[]), Ok(Value::Int(0)));
     assert_eq!(
         py_sum(&[Value::str("a")]).map_err(|e| e.message),
@@ -103,11 +134,29 @@ fn sum_starts_from_zero() {
 
 #[test]
 fn timedeltas_shift_dates() {
-    let td = Value::TimeDelta(TimeDelta { days: 1, seconds: 3600, microseconds: 0 });
+    let td = Value::TimeDelta(TimeDelta {
+        days: 1,
+        seconds: 3600,
+        microseconds: 0,
+    });
     let dt = Value::DateTime(DateTime {
-        date: Date { year: 2024, month: 12, day: 31 },
-        time: crate::value::Time { hour: 23, minute: 0, second: 0, microsecond: 0, tz: None, fold: 0 },
+        date: Date {
+            year: 2024,
+            month: 12,
+            day: 31,
+        },
+        time: crate::value::Time {
+            hour: 23,
+            minute: 0,
+            second: 0,
+            microsecond: 0,
+            tz: None,
+            fold: 0,
+        },
     });
     assert_eq!(add(dt, td.clone()), "datetime.datetime(2025, 1, 2, 0, 0)");
-    assert_eq!(mul(td, Value::Int(2)), "datetime.timedelta(days=2, seconds=7200)");
+    assert_eq!(
+        mul(td, Value::Int(2)),
+        "datetime.timedelta(days=2, seconds=7200)"
+    );
 }

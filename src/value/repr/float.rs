@@ -52,7 +52,10 @@ impl std::fmt::Write for Scratch {
 
 /// Python's `repr(f)`.
 pub(crate) fn float_repr(f: f64) -> FloatRepr {
-    let mut out = FloatRepr { buf: [0; 40], len: 0 };
+    let mut out = FloatRepr {
+        buf: [0; 40],
+        len: 0,
+    };
     if f.is_nan() {
         out.push_all(b"nan");
         return out;
@@ -69,7 +72,10 @@ pub(crate) fn float_repr(f: f64) -> FloatRepr {
         return out;
     }
     // Rust's `{:e}` prints the shortest round-trip digits, as Python's repr does.
-    let mut scratch = Scratch { buf: [0; 40], len: 0 };
+    let mut scratch = Scratch {
+        buf: [0; 40],
+        len: 0,
+    };
     if write!(scratch, "{:e}", f.abs()).is_err() {
         return out;
     }
@@ -122,7 +128,10 @@ pub(crate) fn float_repr(f: f64) -> FloatRepr {
         if a < 10 {
             out.push(b'0');
         }
-        let mut tmp = Scratch { buf: [0; 40], len: 0 };
+        let mut tmp = Scratch {
+            buf: [0; 40],
+            len: 0,
+        };
         let _ = write!(tmp, "{a}");
         out.push_all(&tmp.buf[..tmp.len]);
     }

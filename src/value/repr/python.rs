@@ -104,7 +104,11 @@ fn write_clock(t: &Time, out: &mut String) {
 
 fn write_datetime(dt: &DateTime, out: &mut String) {
     let d = &dt.date;
-    let _ = write!(out, "datetime.datetime({}, {}, {}, ", d.year, d.month, d.day);
+    let _ = write!(
+        out,
+        "datetime.datetime({}, {}, {}, ",
+        d.year, d.month, d.day
+    );
     write_clock(&dt.time, out);
     out.push(')');
 }
@@ -118,10 +122,15 @@ fn write_time(t: &Time, out: &mut String) {
 /// Python's `repr()` of a `tzinfo`.
 pub(crate) fn write_tzinfo(tz: &TzInfo, out: &mut String) {
     match tz {
-        TzInfo::Utc | TzInfo::Fixed { offset_seconds: 0, name: None } => {
-            out.push_str("datetime.timezone.utc")
-        }
-        TzInfo::Fixed { offset_seconds, name } => {
+        TzInfo::Utc
+        | TzInfo::Fixed {
+            offset_seconds: 0,
+            name: None,
+        } => out.push_str("datetime.timezone.utc"),
+        TzInfo::Fixed {
+            offset_seconds,
+            name,
+        } => {
             out.push_str("datetime.timezone(");
             let td = TimeDelta::from_parts(0, i64::from(*offset_seconds), 0).unwrap_or_default();
             write_timedelta(&td, out);

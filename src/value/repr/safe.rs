@@ -64,7 +64,7 @@ impl<'a> Frame<'a> {
                 let total = if n == 0 { 0 } else { 2 * n - 1 };
                 if k >= total {
                     Step::End(self.close)
-                } else if k % 2 == 0 {
+                } else if k.is_multiple_of(2) {
                     items.get(k / 2).map_or(Step::End(self.close), Step::Value)
                 } else {
                     Step::Lit(", ")
@@ -139,7 +139,12 @@ impl<'a> Stream<'a> {
         if level >= MAX_LEVELS {
             return Token::Text(format!("{open}...{close}"));
         }
-        let mut frame = Frame { items, pos: 0, open, close };
+        let mut frame = Frame {
+            items,
+            pos: 0,
+            open,
+            close,
+        };
         let start = frame.next();
         self.stack.push(frame);
         match start {
@@ -152,14 +157,21 @@ impl<'a> Stream<'a> {
 /// Celery's `saferepr(value, maxlen)`: at most about `maxlen` characters (0 means no limit,
 /// like Python's `maxlen=None`), three levels of nesting.
 pub fn saferepr(value: &Value, maxlen: usize) -> String {
-    let budget = if maxlen == 0 { None } else { Some(maxlen as i64) };
+    let budget = if maxlen == 0 {
+        None
+    } else {
+        Some(maxlen as i64)
+    };
     let mut out = String::new();
     render(value, budget, &mut out);
     out
 }
 
 fn render(value: &Value, mut budget: Option<i64>, out: &mut String) {
-    let mut stream = Stream { root: Some(value), stack: Vec::new() };
+    let mut stream = Stream {
+        root: Some(value),
+        stack: Vec::new(),
+    };
     while let Some(token) = stream.next() {
         if budget.is_some_and(|b| b <= 0) {
             // The token that found the budget spent is dropped, as Celery does.

@@ -127,8 +127,14 @@ mod tests {
         assert_eq!(s("abc"), "'abc'");
         assert_eq!(s("it's"), "\"it's\"");
         assert_eq!(s("it's \"q\""), "'it\\'s \"q\"'");
-        assert_eq!(s("a\nb\t\\\x00\x7f\u{a0}é"), "'a\\nb\\t\\\\\\x00\\x7f\\xa0é'");
-        assert_eq!(s("\u{2028}邮件\u{1F600}\u{e0001}"), "'\\u2028邮件\u{1F600}\\U000e0001'");
+        assert_eq!(
+            s("a\nb\t\\\x00\x7f\u{a0}é"),
+            "'a\\nb\\t\\\\\\x00\\x7f\\xa0é'"
+        );
+        assert_eq!(
+            s("\u{2028}邮件\u{1F600}\u{e0001}"),
+            "'\\u2028邮件\u{1F600}\\U000e0001'"
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ impl Date {
 
     /// A date from a `chrono` date.
     pub fn from_chrono(d: NaiveDate) -> Date {
-        Date { year: d.year(), month: d.month() as u8, day: d.day() as u8 }
+        Date {
+            year: d.year(),
+            month: d.month() as u8,
+            day: d.day() as u8,
+        }
     }
 }
 
@@ -87,12 +91,18 @@ impl TzInfo {
 impl DateTime {
     /// The wall-clock date and time as a `chrono` naive value, `None` when out of range.
     pub fn to_naive_chrono(&self) -> Option<NaiveDateTime> {
-        Some(NaiveDateTime::new(self.date.to_chrono()?, self.time.to_chrono()?))
+        Some(NaiveDateTime::new(
+            self.date.to_chrono()?,
+            self.time.to_chrono()?,
+        ))
     }
 
     /// A datetime with the given wall-clock reading and zone.
     pub fn from_naive_chrono(n: &NaiveDateTime, tz: Option<TzInfo>) -> DateTime {
-        DateTime { date: Date::from_chrono(n.date()), time: Time::from_chrono(n.time(), tz) }
+        DateTime {
+            date: Date::from_chrono(n.date()),
+            time: Time::from_chrono(n.time(), tz),
+        }
     }
 
     /// True when the datetime carries a zone.

@@ -9,7 +9,11 @@ const MICROS_PER_DAY: i128 = 86_400_000_000;
 
 impl TimeDelta {
     /// `timedelta(0)`.
-    pub const ZERO: TimeDelta = TimeDelta { days: 0, seconds: 0, microseconds: 0 };
+    pub const ZERO: TimeDelta = TimeDelta {
+        days: 0,
+        seconds: 0,
+        microseconds: 0,
+    };
 
     /// `timedelta(days=days, seconds=seconds, microseconds=micros)`, normalised as Python
     /// does (`0 <= seconds < 86400`, `0 <= microseconds < 10**6`, the sign on `days`).
@@ -65,12 +69,20 @@ mod tests {
         // timedelta(days=1, seconds=-1, microseconds=-1) == timedelta(seconds=86398, microseconds=999999)
         assert_eq!(
             TimeDelta::from_parts(1, -1, -1),
-            Some(TimeDelta { days: 0, seconds: 86398, microseconds: 999_999 })
+            Some(TimeDelta {
+                days: 0,
+                seconds: 86398,
+                microseconds: 999_999
+            })
         );
         // timedelta(seconds=-0.5) == timedelta(days=-1, seconds=86399, microseconds=500000)
         assert_eq!(
             TimeDelta::from_parts(0, 0, -500_000),
-            Some(TimeDelta { days: -1, seconds: 86399, microseconds: 500_000 })
+            Some(TimeDelta {
+                days: -1,
+                seconds: 86399,
+                microseconds: 500_000
+            })
         );
         assert_eq!(TimeDelta::from_parts(1_000_000_000, 0, 0), None);
     }

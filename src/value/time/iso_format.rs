@@ -9,7 +9,7 @@ pub(crate) fn push_offset(offset_seconds: i32, out: &mut String) {
     let sign = if offset_seconds < 0 { '-' } else { '+' };
     let a = offset_seconds.unsigned_abs();
     let _ = write!(out, "{sign}{:02}:{:02}", a / 3600, (a / 60) % 60);
-    if a % 60 != 0 {
+    if !a.is_multiple_of(60) {
         let _ = write!(out, ":{:02}", a % 60);
     }
 }
@@ -80,23 +80,44 @@ mod tests {
     use super::super::TzInfo;
     use super::*;
 
+    #[allow(clippy::too_many_arguments)]
     fn dt(y: i32, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32, tz: Option<TzInfo>) -> DateTime {
         DateTime {
-            date: Date { year: y, month: mo, day: d },
-            time: Time { hour: h, minute: mi, second: s, microsecond: us, tz, fold: 0 },
+            date: Date {
+                year: y,
+                month: mo,
+                day: d,
+            },
+            time: Time {
+                hour: h,
+                minute: mi,
+                second: s,
+                microsecond: us,
+                tz,
+                fold: 0,
+            },
         }
     }
 
     #[test]
     fn matches_python_isoformat() {
         // Expected texts printed by CPython 3.11.
-        assert_eq!(dt(2024, 1, 2, 3, 4, 5, 0, None).isoformat(), "2024-01-02T03:04:05");
+        assert_eq!(
+            dt(2024, 1, 2, 3, 4, 5, 0, None).isoformat(),
+            "2024-01-02T03:04:05"
+        );
         assert_eq!(
             dt(2024, 1, 2, 3, 4, 5, 6, Some(TzInfo::Utc)).isoformat(),
             "2024-01-02T03:04:05.000006+00:00"
         );
-        let minus = TzInfo::Fixed { offset_seconds: -3601, name: None };
-        assert_eq!(dt(2024, 1, 1, 0, 0, 0, 0, Some(minus)).isoformat(), "2024-01-01T00:00:00-01:00:01");
+        let minus = TzInfo::Fixed {
+            offset_seconds: -3601,
+            name: None,
+        };
+        assert_eq!(
+            dt(2024, 1, 1, 0, 0, 0, 0, Some(minus)).isoformat(),
+            "2024-01-01T00:00:00-01:00:01"
+        );
         let ny = TzInfo::Zone("America/New_York".into());
         assert_eq!(
             dt(2024, 3, 10, 2, 30, 0, 0, Some(ny.clone())).isoformat(),
@@ -106,8 +127,23 @@ mod tests {
         assert_eq!(late.isoformat(), "2024-11-03T01:30:00-04:00");
         late.time.fold = 1;
         assert_eq!(late.isoformat(), "2024-11-03T01:30:00-05:00");
-        assert_eq!(Date { year: 33, month: 1, day: 2 }.isoformat(), "0033-01-02");
-        let t = Time { hour: 1, minute: 2, second: 0, microsecond: 0, tz: Some(TzInfo::Zone("Asia/Shanghai".into())), fold: 0 };
+        assert_eq!(
+            Date {
+                year: 33,
+                month: 1,
+                day: 2
+            }
+            .isoformat(),
+            "0033-01-02"
+        );
+        let t = Time {
+            hour: 1,
+            minute: 2,
+            second: 0,
+            microsecond: 0,
+            tz: Some(TzInfo::Zone("Asia/Shanghai".into())),
+            fold: 0,
+        };
         assert_eq!(t.isoformat(), "01:02:00");
     }
 }

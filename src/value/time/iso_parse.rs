@@ -20,7 +20,9 @@ pub struct IsoParseError {
 }
 
 fn err(text: &str) -> IsoParseError {
-    IsoParseError { text: text.to_owned() }
+    IsoParseError {
+        text: text.to_owned(),
+    }
 }
 
 /// A little cursor over ASCII digits.
@@ -64,13 +66,8 @@ impl<'a> Cursor<'a> {
 /// Length in bytes of the date part at the start of `b`.
 fn date_len(b: &[u8]) -> usize {
     match (b.get(4), b.get(5)) {
-        (Some(b'-'), Some(b'W')) => {
-            if b.get(8) == Some(&b'-') {
-                10
-            } else {
-                8
-            }
-        }
+        (Some(b'-'), Some(b'W')) if b.get(8) == Some(&b'-') => 10,
+        (Some(b'-'), Some(b'W')) => 8,
         (Some(b'-'), _) => 10,
         (Some(b'W'), _) => {
             if b.get(7).is_some_and(u8::is_ascii_digit) {
@@ -117,8 +114,14 @@ fn parse_date(s: &str) -> Option<Date> {
 /// Parses `HH[:MM[:SS[.f+]]]` / `HHMM[SS[.f+]]` then an optional offset.
 fn parse_time(s: &str) -> Option<Time> {
     let b = s.as_bytes();
-    let tz_at = b.iter().position(|&c| matches!(c, b'Z' | b'+' | b'-')).unwrap_or(b.len());
-    let mut c = Cursor { b: &b[..tz_at], i: 0 };
+    let tz_at = b
+        .iter()
+        .position(|&c| matches!(c, b'Z' | b'+' | b'-'))
+        .unwrap_or(b.len());
+    let mut c = Cursor {
+        b: &b[..tz_at],
+        i: 0,
+    };
     let hour = c.digits(2)?;
     let (mut minute, mut second, mut micro) = (0, 0, 0);
     if !c.done() {
@@ -146,7 +149,14 @@ fn parse_time(s: &str) -> Option<Time> {
         Some(b'Z') => return None,
         Some(&sign) => Some(parse_offset(sign, &b[tz_at + 1..])?),
     };
-    Some(Time { hour: hour as u8, minute: minute as u8, second: second as u8, microsecond: micro, tz, fold: 0 })
+    Some(Time {
+        hour: hour as u8,
+        minute: minute as u8,
+        second: second as u8,
+        microsecond: micro,
+        tz,
+        fold: 0,
+    })
 }
 
 /// One or more digits after the decimal mark, as microseconds (digits past six dropped).
@@ -197,7 +207,14 @@ fn parse_offset(sign: u8, b: &[u8]) -> Option<TzInfo> {
         return None;
     }
     let offset = if sign == b'-' { -total } else { total };
-    Some(if offset == 0 { TzInfo::Utc } else { TzInfo::Fixed { offset_seconds: offset, name: None } })
+    Some(if offset == 0 {
+        TzInfo::Utc
+    } else {
+        TzInfo::Fixed {
+            offset_seconds: offset,
+            name: None,
+        }
+    })
 }
 
 impl DateTime {
@@ -209,7 +226,14 @@ impl DateTime {
         let rest = &text[n..];
         let mut chars = rest.chars();
         let time = match chars.next() {
-            None => Time { hour: 0, minute: 0, second: 0, microsecond: 0, tz: None, fold: 0 },
+            None => Time {
+                hour: 0,
+                minute: 0,
+                second: 0,
+                microsecond: 0,
+                tz: None,
+                fold: 0,
+            },
             Some(_sep) => parse_time(chars.as_str()).ok_or_else(|| err(text))?,
         };
         Ok(DateTime { date, time })
@@ -268,9 +292,18 @@ mod tests {
             assert_eq!(repr(text), want, "{text}");
         }
         for bad in [
-            "2024-01-02T3:04", "2024-01-02T03:4", "2024-01-02T03:04:05.", "2024-01-02T",
-            "2024-01-02T03:04:05 ", "0000-01-01", "2024-01-02T03:04:05+08:0",
-            "2024-01-02T03:04:05Z+1", "2024-01-02T03:04:05+2400", "2024-02-30", "", "2024-01-02T24:00",
+            "2024-01-02T3:04",
+            "2024-01-02T03:4",
+            "2024-01-02T03:04:05.",
+            "2024-01-02T",
+            "2024-01-02T03:04:05 ",
+            "0000-01-01",
+            "2024-01-02T03:04:05+08:0",
+            "2024-01-02T03:04:05Z+1",
+            "2024-01-02T03:04:05+2400",
+            "2024-02-30",
+            "",
+            "2024-01-02T24:00",
         ] {
             assert!(DateTime::parse_iso(bad).is_err(), "{bad}");
         }
@@ -278,7 +311,9 @@ mod tests {
 
     #[test]
     fn time_fromisoformat_matches_python() {
-        let t = |s: &str| Time::parse_iso(s).map(|t| crate::value::py_repr(&crate::value::Value::Time(t)));
+        let t = |s: &str| {
+            Time::parse_iso(s).map(|t| crate::value::py_repr(&crate::value::Value::Time(t)))
+        };
         assert_eq!(t("03:04").as_deref(), Ok("datetime.time(3, 4)"));
         assert_eq!(t("T03:04:05").as_deref(), Ok("datetime.time(3, 4, 5)"));
         assert_eq!(t("030405").as_deref(), Ok("datetime.time(3, 4, 5)"));
@@ -287,7 +322,10 @@ mod tests {
             t("03:04:05.5+01:00").as_deref(),
             Ok("datetime.time(3, 4, 5, 500000, tzinfo=datetime.timezone(datetime.timedelta(seconds=3600)))")
         );
-        assert_eq!(t("03:04:05Z").as_deref(), Ok("datetime.time(3, 4, 5, tzinfo=datetime.timezone.utc)"));
+        assert_eq!(
+            t("03:04:05Z").as_deref(),
+            Ok("datetime.time(3, 4, 5, tzinfo=datetime.timezone.utc)")
+        );
         assert!(t("24:00").is_err());
     }
 }
