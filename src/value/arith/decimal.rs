@@ -12,6 +12,9 @@ use num_traits::{One, Zero};
 const PREC: usize = 28;
 /// The default context's largest adjusted exponent.
 const EMAX: i64 = 999_999;
+/// Exponents beyond this magnitude are refused when parsing (CPython's 64-bit `MAX_EMAX` is
+/// just under 10**18), which keeps every exponent sum inside an `i64`.
+const MAX_ABS_EXP: u64 = 1_000_000_000_000_000_000;
 /// Beyond this alignment shift the smaller operand is folded into a sticky digit.
 const MAX_SHIFT: i64 = 4 * PREC as i64;
 
@@ -121,6 +124,9 @@ impl Dec {
             }
         };
         exp = exp.checked_sub(i64::try_from(frac_digits.len()).ok()?)?;
+        if exp.unsigned_abs() > MAX_ABS_EXP {
+            return None;
+        }
         let coeff = strip_zeros(&[int_digits, frac_digits].concat());
         Some(Dec::Finite { neg, coeff, exp })
     }
@@ -210,7 +216,7 @@ impl Dec {
                     out.push('-');
                 }
                 let n = coeff.len() as i64;
-                let adjusted = exp + n - 1;
+                let adjusted = exp.saturating_add(n - 1);
                 if *exp <= 0 && adjusted >= -6 {
                     if *exp == 0 {
                         out.push_str(coeff);
@@ -338,7 +344,7 @@ fn add_finite(a: (bool, &String, i64), b: (bool, &String, i64)) -> Result<Dec, D
     let (nb, mut cb, mut eb) = (b.0, big(b.1), b.2);
     let shift = ea.checked_sub(eb).ok_or(DecError::Overflow)?;
     if shift > MAX_SHIFT {
-        let top = ea + a.1.len() as i64; // exponent just above a's leading digit
+        let top = ea.saturating_add(a.1.len() as i64); // exponent just above a's leading digit
         let floor = top - (PREC as i64) - 3;
         if cb.is_zero() {
             // Only the exponent of a zero matters; past the precision it rounds away.
@@ -394,7 +400,7 @@ fn round(neg: bool, coeff: BigUint, exp: i64) -> Result<Dec, DecError> {
             exp += 1;
         }
     }
-    if exp + digits.len() as i64 - 1 > EMAX && digits != "0" {
+    if exp.saturating_add(digits.len() as i64 - 1) > EMAX && digits != "0" {
         return Err(DecError::Overflow);
     }
     Ok(Dec::Finite {

@@ -160,3 +160,13 @@ fn timedeltas_shift_dates() {
         "datetime.timedelta(days=2, seconds=7200)"
     );
 }
+
+#[test]
+fn extreme_decimal_exponents_do_not_overflow() {
+    let d = |s: &str| Value::Decimal(s.to_owned());
+    assert!(d("1E+999999999999999999").py_add(&Value::Int(1)).is_err());
+    assert!(d("1E-999999999999999999")
+        .py_mul(&d("1E-999999999999999999"))
+        .is_ok());
+    assert_eq!(Value::parse_decimal("1E+9223372036854775807"), None);
+}

@@ -238,8 +238,10 @@ fn format_chars(v: &Value, budget: Option<i64>, out: &mut String) {
             match std::str::from_utf8(chunk) {
                 Ok(text) => out.push_str(text),
                 Err(_) => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
                     for byte in chunk {
-                        out.push_str(&format!("{byte:02x}"));
+                        out.push(HEX[usize::from(byte >> 4)] as char);
+                        out.push(HEX[usize::from(byte & 0xf)] as char);
                     }
                 }
             }
