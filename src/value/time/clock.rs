@@ -164,3 +164,30 @@ impl DateTime {
         DateTime::from_utc_in(&Utc::now(), tz)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_conversions_round_trip_and_mark_the_second_reading() {
+        let dt =
+            DateTime::parse_iso("2024-01-02T03:04:05.5+08:00").unwrap_or_else(|e| panic!("{e}"));
+        let utc = dt.to_utc_chrono().map(|u| u.to_rfc3339());
+        assert_eq!(utc.as_deref(), Some("2024-01-01T19:04:05.500+00:00"));
+        let naive = DateTime::parse_iso("2024-01-02T03:04:05").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(naive.to_utc_chrono(), None);
+        assert!(naive.to_utc_assuming_utc().is_some());
+        // 2024-11-03 05:30 UTC is the second 01:30 in New York (fold=1, -05:00).
+        let ny = TzInfo::Zone("America/New_York".into());
+        let instant = Utc.with_ymd_and_hms(2024, 11, 3, 6, 30, 0).single();
+        let local = instant.map(|i| DateTime::from_utc_in(&i, &ny));
+        assert_eq!(local.as_ref().map(|l| l.time.fold), Some(1));
+        assert_eq!(
+            local.map(|l| l.isoformat()).as_deref(),
+            Some("2024-11-03T01:30:00-05:00")
+        );
+        assert!(DateTime::now_in(&ny).is_aware());
+        assert_eq!(DateTime::now_utc().utc_offset_seconds(), Some(0));
+    }
+}
