@@ -118,9 +118,9 @@ pub(super) fn opt_datetime(v: Option<&Value>, field: &str) -> Result<Option<Date
     match v {
         None | Some(Value::None) => Ok(None),
         Some(Value::DateTime(dt)) => Ok(Some(dt.clone())),
-        Some(Value::Str(s)) => DateTime::parse_isoformat(s)
+        Some(Value::Str(s)) => DateTime::parse_iso(s)
             .map(Some)
-            .ok_or_else(|| DecodeError::Invalid(format!("Couldn't convert {field} {s:?} to timestamp"))),
+            .map_err(|e| DecodeError::Invalid(format!("Couldn't convert {field} {s:?} to timestamp: {e}"))),
         Some(other) => Err(DecodeError::Invalid(format!(
             "{field} must be an ISO-8601 string, got {}",
             crate::value::py_type_name(other)

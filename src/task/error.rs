@@ -109,6 +109,14 @@ impl fmt::Display for TaskError {
     }
 }
 
+impl From<crate::value::PyTypeError> for TaskError {
+    fn from(e: crate::value::PyTypeError) -> Self {
+        let module = if e.exception.starts_with("decimal.") { "decimal" } else { "builtins" };
+        let name = e.exception.trim_start_matches("decimal.");
+        TaskError::with_args(name, module, vec![Value::Str(e.message)])
+    }
+}
+
 impl<E: std::error::Error> From<E> for TaskError {
     fn from(e: E) -> Self {
         TaskError::new("Exception", e.to_string())

@@ -11,9 +11,9 @@ mod repr;
 mod time;
 
 pub use arith::{py_sum, py_type_name, PyTypeError};
-pub use repr::{py_repr, saferepr};
 pub use convert::{Bytes, FromValue, IntoValue, ValueError};
-pub use time::{Date, DateTime, Time, TimeDelta, TzInfo};
+pub use repr::{py_repr, saferepr};
+pub use time::{Date, DateTime, IsoParseError, Time, TimeDelta, TzInfo};
 
 use num_bigint::BigInt;
 

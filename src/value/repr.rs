@@ -1,27 +1,39 @@
-//! Python's `repr()` of values. (Temporary minimal version; being replaced.)
+//! Python's `repr()` of values ([`py_repr`]) and Celery's truncating `saferepr` ([`saferepr`]),
+//! byte for byte as CPython 3.11 and Celery 5.5.3 print them.
+
+mod float;
+mod nonprintable;
+mod python;
+mod safe;
+mod text;
+
+use float::float_repr;
+pub use safe::saferepr;
+
 use super::Value;
 
-/// Python's `repr(value)`.
-pub fn py_repr(v: &Value) -> String {
-    match v {
-        Value::None => "None".into(),
-        Value::Bool(b) => if *b { "True".into() } else { "False".into() },
-        Value::Int(i) => i.to_string(),
-        Value::BigInt(b) => b.to_string(),
-        Value::Float(f) => format!("{f:?}"),
-        Value::Str(s) => format!("'{s}'"),
-        Value::Tuple(items) if items.len() == 1 => format!("({},)", py_repr(&items[0])),
-        Value::Tuple(items) => format!("({})", items.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        Value::List(items) => format!("[{}]", items.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        other => format!("{other:?}"),
-    }
+/// Python's `repr(value)`: `'text'` (Python's quote choice and escapes), `b'..'`,
+/// `bytearray(b'..')`, `1.0`, `(1,)`, `set()`, `frozenset({1})`,
+/// `datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)`, `Decimal('1.5')`,
+/// `UUID('...')`, `datetime.timedelta(days=1, seconds=5)`.
+///
+/// A named zone prints as `zoneinfo.ZoneInfo(key='...')` (a pytz zone's repr cannot be
+/// rebuilt). Containers nested more than 512 deep print as `...` where Python would raise.
+pub fn py_repr(value: &Value) -> String {
+    let mut out = String::new();
+    python::write_repr(value, &mut out, 0);
+    out
 }
 
-/// `repr` cut to `maxlen` characters.
-pub fn saferepr(v: &Value, maxlen: usize) -> String {
-    let mut s = py_repr(v);
-    if s.chars().count() > maxlen {
-        s = s.chars().take(maxlen).collect::<String>() + "...";
+impl Value {
+    /// Appends Python's `repr(self)` to `out` (what [`py_repr`] returns, without a new String).
+    pub fn push_py_repr(&self, out: &mut String) {
+        python::write_repr(self, out, 0);
     }
-    s
+
+    /// Appends Python's `repr(f)` for a float (`1.0`, `0.1`, `1e+16`, `1.5e-05`, `-0.0`,
+    /// `inf`, `nan`) to a byte buffer, without allocating.
+    pub fn push_float_repr(f: f64, out: &mut Vec<u8>) {
+        out.extend_from_slice(float_repr(f).as_str().as_bytes());
+    }
 }

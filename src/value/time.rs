@@ -73,10 +73,9 @@ impl TimeDelta {
     }
 }
 
-// TEMPORARY until the time implementation lands.
-impl DateTime {
-    /// Parses an ISO-8601 string the way Python's `datetime.fromisoformat` does.
-    pub fn parse_isoformat(_s: &str) -> Option<DateTime> {
-        None
-    }
-}
+mod clock;
+mod delta;
+mod iso_format;
+mod iso_parse;
+
+pub use iso_parse::IsoParseError;

@@ -1,5 +1,33 @@
-//! TEMPORARY stand-in for the kombu JSON codec (serde_json based, no type tags, no big ints).
-use crate::value::{Dict, Value};
+//! kombu's JSON serializer, written by hand.
+//!
+//! Why not `serde_json`: Python's `json` (which kombu calls) reads and writes `NaN`,
+//! `Infinity` and `-Infinity`, has ints of any size, escapes every non-ASCII character as
+//! `\uXXXX` (`ensure_ascii=True`), separates with `", "` and `": "`, and prints floats with
+//! `float.__repr__`. Results are stored and compared by Python clients, so the output must
+//! match `kombu.utils.json.dumps` byte for byte; that is easiest with our own reader and writer
+//! working straight on [`Value`].
+//!
+//! - [`decode`] is `kombu.utils.json.loads`: the bytes must be UTF-8, then JSON as Python's
+//!   `json.loads` reads it; every object whose keys are exactly `__type__` and `__value__` is
+//!   turned into the tagged value by kombu's `object_hook` (see `tags.rs`).
+//! - [`encode`] / [`encode_into`] are `kombu.utils.json.dumps` (see `write.rs`).
+//!
+//! Deviations from Python, all on inputs Python itself rejects or cannot produce:
+//! - A lone UTF-16 surrogate escape (`"\ud800"`) decodes to U+FFFD: a Rust `String` cannot
+//!   hold a lone surrogate (Python keeps it in its `str`).
+//! - Nesting deeper than [`MAX_DEPTH`] is an error on decode (Python raises `RecursionError`
+//!   near 1000); on encode, deeper values are written as `null`.
+//! - Values Python's encoder refuses with `TypeError` are written rather than refused: see
+//!   `write.rs` for the fallback of each (`set` → list, `timedelta` → seconds, ...).
+
+mod read;
+mod tags;
+mod write;
+
+use crate::value::Value;
+
+/// The deepest nesting of arrays and objects read or written.
+pub const MAX_DEPTH: usize = 512;
 
 /// Why a JSON payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -11,75 +39,22 @@ pub struct JsonError {
     pub message: String,
 }
 
-/// Decodes a JSON document.
+/// Decodes a JSON document, turning kombu's `{"__type__", "__value__"}` tags into typed values.
 pub fn decode(input: &[u8]) -> Result<Value, JsonError> {
-    let v: serde_json::Value = serde_json::from_slice(input).map_err(|e| JsonError { offset: e.column(), message: e.to_string() })?;
-    Ok(conv(v))
+    read::decode(input)
 }
 
-fn conv(v: serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::None,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => n.as_i64().map(Value::Int).unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0))),
-        serde_json::Value::String(s) => Value::Str(s),
-        serde_json::Value::Array(a) => Value::List(a.into_iter().map(conv).collect()),
-        serde_json::Value::Object(o) => Value::Dict(Dict(o.into_iter().map(|(k, v)| (Value::Str(k), conv(v))).collect())),
-    }
-}
-
-/// Appends `value` as Python's json.dumps would (subset).
+/// Appends `value` to `out` exactly as kombu's `json.dumps` would write it.
 pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::None => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::BigInt(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::Float(f) => out.extend_from_slice(format!("{f:?}").as_bytes()),
-        Value::Str(s) => {
-            out.push(b'"');
-            for c in s.chars() {
-                match c {
-                    '"' => out.extend_from_slice(b"\\\""),
-                    '\\' => out.extend_from_slice(b"\\\\"),
-                    '\n' => out.extend_from_slice(b"\\n"),
-                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                        let mut buf = [0u16; 2];
-                        for u in c.encode_utf16(&mut buf) {
-                            out.extend_from_slice(format!("\\u{u:04x}").as_bytes());
-                        }
-                    }
-                    c => out.push(c as u8),
-                }
-            }
-            out.push(b'"');
-        }
-        Value::List(items) | Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 { out.extend_from_slice(b", "); }
-                encode_into(v, out);
-            }
-            out.push(b']');
-        }
-        Value::Dict(d) => {
-            out.push(b'{');
-            for (i, (k, v)) in d.iter().enumerate() {
-                if i > 0 { out.extend_from_slice(b", "); }
-                encode_into(k, out);
-                out.extend_from_slice(b": ");
-                encode_into(v, out);
-            }
-            out.push(b'}');
-        }
-        other => encode_into(&Value::Str(format!("{other:?}")), out),
-    }
+    write::write_value(value, out, 0);
 }
 
-/// Encodes `value`.
+/// Encodes `value` exactly as kombu's `json.dumps` would.
 pub fn encode(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     encode_into(value, &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,370 @@
+//! The JSON reader: Python's `json.loads` grammar (strict: no control characters inside
+//! strings), plus `NaN`, `Infinity`, `-Infinity` and ints of any size.
+
+use std::collections::HashMap;
+
+use num_bigint::BigInt;
+
+use super::{tags, JsonError, MAX_DEPTH};
+use crate::value::{Dict, Value};
+
+/// Python 3.11 refuses to convert ints of more digits than this (`sys.int_info`).
+const MAX_INT_DIGITS: usize = 4300;
+
+/// Objects with more keys than this find duplicates through a hash index.
+const LINEAR_KEYS: usize = 16;
+
+/// Decodes a whole document (UTF-8 bytes).
+pub(super) fn decode(input: &[u8]) -> Result<Value, JsonError> {
+    let text = std::str::from_utf8(input).map_err(|e| JsonError {
+        offset: e.valid_up_to(),
+        message: "invalid UTF-8".to_owned(),
+    })?;
+    let mut r = Reader {
+        text,
+        b: input,
+        pos: 0,
+        depth: 0,
+    };
+    r.skip_ws();
+    let value = r.value()?;
+    r.skip_ws();
+    if r.pos != r.b.len() {
+        return Err(r.error("Extra data"));
+    }
+    Ok(value)
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    pos: usize,
+    depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&self, message: &str) -> JsonError {
+        JsonError {
+            offset: self.pos,
+            message: message.to_owned(),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn eat_literal(&mut self, lit: &[u8]) -> bool {
+        if self.b.get(self.pos..self.pos + lit.len()) == Some(lit) {
+            self.pos += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, JsonError> {
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                self.string().map(Value::Str)
+            }
+            Some(b'{') => self.nested(Self::object),
+            Some(b'[') => self.nested(Self::array),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ if self.eat_literal(b"null") => Ok(Value::None),
+            _ if self.eat_literal(b"true") => Ok(Value::Bool(true)),
+            _ if self.eat_literal(b"false") => Ok(Value::Bool(false)),
+            _ if self.eat_literal(b"NaN") => Ok(Value::Float(f64::NAN)),
+            _ if self.eat_literal(b"Infinity") => Ok(Value::Float(f64::INFINITY)),
+            _ => Err(self.error("Expecting value")),
+        }
+    }
+
+    fn nested(&mut self, f: fn(&mut Self) -> Result<Value, JsonError>) -> Result<Value, JsonError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.depth += 1;
+        self.pos += 1;
+        let result = f(self);
+        self.depth -= 1;
+        result
+    }
+
+    fn array(&mut self) -> Result<Value, JsonError> {
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::List(items));
+        }
+        loop {
+            self.skip_ws();
+            items.push(self.value()?);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::List(items));
+                }
+                _ => return Err(self.error("Expecting ',' delimiter")),
+            }
+        }
+    }
+
+    fn object(&mut self) -> Result<Value, JsonError> {
+        let start = self.pos;
+        let mut pairs: Vec<(Value, Value)> = Vec::new();
+        let mut index: Option<HashMap<String, usize>> = None;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Dict(Dict(pairs)));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("Expecting property name enclosed in double quotes"));
+            }
+            self.pos += 1;
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.error("Expecting ':' delimiter"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let value = self.value()?;
+            insert(&mut pairs, &mut index, key, value);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return tags::object_hook(Dict(pairs)).map_err(|message| JsonError {
+                        offset: start,
+                        message,
+                    });
+                }
+                _ => return Err(self.error("Expecting ',' delimiter")),
+            }
+        }
+    }
+
+    /// Reads a string body; `pos` is just past the opening quote.
+    fn string(&mut self) -> Result<String, JsonError> {
+        let mut out: Option<String> = None;
+        let mut run = self.pos;
+        loop {
+            let b = self
+                .peek()
+                .ok_or_else(|| self.error("Unterminated string"))?;
+            match b {
+                b'"' => {
+                    let tail = self.slice(run, self.pos)?;
+                    self.pos += 1;
+                    return Ok(match out {
+                        Some(mut s) => {
+                            s.push_str(tail);
+                            s
+                        }
+                        None => tail.to_owned(),
+                    });
+                }
+                b'\\' => {
+                    let s = out.get_or_insert_with(String::new);
+                    s.push_str(self.text.get(run..self.pos).unwrap_or(""));
+                    self.pos += 1;
+                    self.escape(&mut out)?;
+                    run = self.pos;
+                }
+                0..=0x1f => return Err(self.error("Invalid control character")),
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    fn slice(&self, from: usize, to: usize) -> Result<&'a str, JsonError> {
+        self.text
+            .get(from..to)
+            .ok_or_else(|| self.error("invalid string slice"))
+    }
+
+    /// Reads one escape; `pos` is just past the backslash.
+    fn escape(&mut self, out: &mut Option<String>) -> Result<(), JsonError> {
+        let s = out.get_or_insert_with(String::new);
+        let c = self
+            .peek()
+            .ok_or_else(|| self.error("Unterminated string"))?;
+        self.pos += 1;
+        let ch = match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                if (0xD800..0xDC00).contains(&hi)
+                    && self.b.get(self.pos..self.pos + 2) == Some(b"\\u")
+                {
+                    let save = self.pos;
+                    self.pos += 2;
+                    let lo = self.hex4()?;
+                    if (0xDC00..0xE000).contains(&lo) {
+                        let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                        char::from_u32(cp).unwrap_or('\u{FFFD}')
+                    } else {
+                        // Not a pair: the high surrogate stands alone; re-read the next escape.
+                        self.pos = save;
+                        '\u{FFFD}'
+                    }
+                } else {
+                    char::from_u32(hi).unwrap_or('\u{FFFD}')
+                }
+            }
+            _ => {
+                self.pos -= 1;
+                return Err(self.error("Invalid \\escape"));
+            }
+        };
+        s.push(ch);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let digits = self
+            .b
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("Invalid \\uXXXX escape"))?;
+        let mut v = 0u32;
+        for &d in digits {
+            let n = (d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.error("Invalid \\uXXXX escape"))?;
+            v = v * 16 + n;
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<Value, JsonError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+            if self.eat_literal(b"Infinity") {
+                return Ok(Value::Float(f64::NEG_INFINITY));
+            }
+        }
+        let int_start = self.pos;
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => {
+                self.pos = start;
+                return Err(self.error("Expecting value"));
+            }
+        }
+        let int_len = self.pos - int_start;
+        let mut is_float = false;
+        if self.peek() == Some(b'.') && self.b.get(self.pos + 1).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+            self.digits();
+            is_float = true;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            let save = self.pos;
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                self.pos = save;
+            } else {
+                is_float = true;
+            }
+        }
+        let text = self.slice(start, self.pos)?;
+        if is_float {
+            return text
+                .parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| self.error("bad float"));
+        }
+        if int_len <= 18 {
+            return text
+                .parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| self.error("bad int"));
+        }
+        if int_len > MAX_INT_DIGITS {
+            return Err(JsonError {
+                offset: start,
+                message: format!(
+                    "Exceeds the limit ({MAX_INT_DIGITS} digits) for integer string conversion: value has {int_len} digits"
+                ),
+            });
+        }
+        text.parse::<BigInt>()
+            .map(Value::int)
+            .map_err(|_| self.error("bad int"))
+    }
+}
+
+/// `d[key] = value`: a repeated key keeps its first place and takes the last value.
+fn insert(
+    pairs: &mut Vec<(Value, Value)>,
+    index: &mut Option<HashMap<String, usize>>,
+    key: String,
+    value: Value,
+) {
+    if index.is_none() && pairs.len() >= LINEAR_KEYS {
+        let mut map = HashMap::with_capacity(pairs.len() * 2);
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if let Value::Str(s) = k {
+                map.insert(s.clone(), i);
+            }
+        }
+        *index = Some(map);
+    }
+    let existing = match index {
+        Some(map) => map.get(&key).copied(),
+        None => pairs
+            .iter()
+            .position(|(k, _)| matches!(k, Value::Str(s) if *s == key)),
+    };
+    match existing {
+        Some(i) => {
+            if let Some(slot) = pairs.get_mut(i) {
+                slot.1 = value;
+            }
+        }
+        None => {
+            if let Some(map) = index {
+                map.insert(key.clone(), pairs.len());
+            }
+            pairs.push((Value::Str(key), value));
+        }
+    }
+}

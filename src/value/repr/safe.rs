@@ -1,0 +1,283 @@
+//! Celery's `celery.utils.saferepr.saferepr`: a streaming repr that stops after `maxlen`
+//! characters and shows at most three levels of nesting. Used for `argsrepr`, `kwargsrepr`
+//! and the result shown in logs.
+//!
+//! It is not `repr()`: strings are wrapped in `'...'` with only `'` escaped, bytes print as
+//! their UTF-8 text (or hex when not UTF-8), numbers print with `str()`. Once the budget is
+//! spent the next token is dropped, `, ...` is written, then the closing brackets of every
+//! container still open, exactly as Celery's token stream does.
+
+use super::float::float_repr;
+use super::python::write_repr;
+use crate::value::{Dict, Value};
+
+/// Containers deeper than this print as `[...]`, `{...}`, `(...)`.
+const MAX_LEVELS: usize = 3;
+
+/// One token of the stream.
+enum Token<'a> {
+    /// A bracket or separator; `truncatable` ones are not written when closing up.
+    Literal(&'static str),
+    /// A dict key: rendered with a nested `saferepr`.
+    Key(&'a Value),
+    /// A `str` or `bytes`, rendered by the quoting rules.
+    Quoted(&'a Value),
+    /// Any other text (numbers, reprs, elided containers).
+    Text(String),
+}
+
+/// What a container's frame iterates over.
+enum Items<'a> {
+    Seq(&'a [Value]),
+    Dict(&'a Dict),
+}
+
+/// An open container: its items, the next position, and its closing literal.
+struct Frame<'a> {
+    items: Items<'a>,
+    /// Index into the container's virtual token list (see [`Frame::next`]).
+    pos: usize,
+    open: &'static str,
+    close: &'static str,
+}
+
+/// What a frame produces next.
+enum Step<'a> {
+    Lit(&'static str),
+    Key(&'a Value),
+    Value(&'a Value),
+    End(&'static str),
+}
+
+impl<'a> Frame<'a> {
+    fn next(&mut self) -> Step<'a> {
+        let pos = self.pos;
+        self.pos += 1;
+        if pos == 0 {
+            return Step::Lit(self.open);
+        }
+        let k = pos - 1;
+        match self.items {
+            Items::Seq(items) => {
+                // value, sep, value, sep, ..., value
+                let n = items.len();
+                let total = if n == 0 { 0 } else { 2 * n - 1 };
+                if k >= total {
+                    Step::End(self.close)
+                } else if k.is_multiple_of(2) {
+                    items.get(k / 2).map_or(Step::End(self.close), Step::Value)
+                } else {
+                    Step::Lit(", ")
+                }
+            }
+            Items::Dict(d) => {
+                // key, ": ", value, ", ", key, ...
+                let n = d.len();
+                let total = if n == 0 { 0 } else { 4 * n - 1 };
+                if k >= total {
+                    return Step::End(self.close);
+                }
+                let Some((key, val)) = d.0.get(k / 4) else {
+                    return Step::End(self.close);
+                };
+                match k % 4 {
+                    0 => Step::Key(key),
+                    1 => Step::Lit(": "),
+                    2 => Step::Value(val),
+                    _ => Step::Lit(", "),
+                }
+            }
+        }
+    }
+}
+
+/// The token stream over one root value.
+struct Stream<'a> {
+    root: Option<&'a Value>,
+    stack: Vec<Frame<'a>>,
+}
+
+impl<'a> Stream<'a> {
+    fn next(&mut self) -> Option<Token<'a>> {
+        let value = match self.stack.last_mut() {
+            None => self.root.take()?,
+            Some(frame) => match frame.next() {
+                Step::Lit(s) => return Some(Token::Literal(s)),
+                Step::Key(k) => return Some(Token::Key(k)),
+                Step::End(s) => {
+                    self.stack.pop();
+                    return Some(Token::Literal(s));
+                }
+                Step::Value(v) => v,
+            },
+        };
+        Some(self.classify(value))
+    }
+
+    /// What Celery's `reprstream` yields for a value met at the current level.
+    fn classify(&mut self, value: &'a Value) -> Token<'a> {
+        let level = self.stack.len();
+        let (items, open, close) = match value {
+            Value::Str(_) | Value::Bytes(_) => return Token::Quoted(value),
+            Value::Bool(b) => return Token::Text(if *b { "True" } else { "False" }.to_owned()),
+            Value::Int(i) => return Token::Text(i.to_string()),
+            Value::BigInt(i) => return Token::Text(i.to_string()),
+            Value::Float(f) => return Token::Text(float_repr(*f).as_str().to_owned()),
+            Value::Set(v) if v.is_empty() => return Token::Text("set()".to_owned()),
+            Value::FrozenSet(v) if v.is_empty() => return Token::Text("frozenset()".to_owned()),
+            Value::Set(v) => (Items::Seq(v), "{", "}"),
+            Value::FrozenSet(v) => (Items::Seq(v), "frozenset({", "})"),
+            Value::Tuple(v) => (Items::Seq(v), "(", if v.len() == 1 { ",)" } else { ")" }),
+            Value::List(v) => (Items::Seq(v), "[", "]"),
+            Value::Dict(d) => (Items::Dict(d), "{", "}"),
+            other => {
+                let mut s = String::new();
+                write_repr(other, &mut s, 0);
+                return Token::Text(s);
+            }
+        };
+        if level >= MAX_LEVELS {
+            return Token::Text(format!("{open}...{close}"));
+        }
+        let mut frame = Frame {
+            items,
+            pos: 0,
+            open,
+            close,
+        };
+        let start = frame.next();
+        self.stack.push(frame);
+        match start {
+            Step::Lit(s) => Token::Literal(s),
+            _ => Token::Literal(open),
+        }
+    }
+}
+
+/// Celery's `saferepr(value, maxlen)`: at most about `maxlen` characters (0 means no limit,
+/// like Python's `maxlen=None`), three levels of nesting.
+pub fn saferepr(value: &Value, maxlen: usize) -> String {
+    let budget = if maxlen == 0 {
+        None
+    } else {
+        Some(maxlen as i64)
+    };
+    let mut out = String::new();
+    render(value, budget, &mut out);
+    out
+}
+
+fn render(value: &Value, mut budget: Option<i64>, out: &mut String) {
+    let mut stream = Stream {
+        root: Some(value),
+        stack: Vec::new(),
+    };
+    while let Some(token) = stream.next() {
+        if budget.is_some_and(|b| b <= 0) {
+            // The token that found the budget spent is dropped, as Celery does.
+            out.push_str(", ...");
+            for frame in stream.stack.iter().rev() {
+                out.push_str(frame.close);
+            }
+            return;
+        }
+        let before = out.len();
+        match token {
+            Token::Literal(s) => out.push_str(s),
+            Token::Key(k) => render(k, budget, out),
+            Token::Quoted(v) => format_chars(v, budget, out),
+            Token::Text(s) => out.push_str(&truncate(&s, budget)),
+        }
+        if let Some(b) = budget.as_mut() {
+            *b -= out[before..].chars().count() as i64;
+        }
+    }
+}
+
+/// Celery's `truncate(s, maxlen)`: when `len(s) >= maxlen`, cut to `maxlen` characters, drop
+/// the last partial word (text after the last space) and add `...`.
+fn truncate(s: &str, maxlen: Option<i64>) -> std::borrow::Cow<'_, str> {
+    let Some(max) = maxlen.filter(|m| *m > 0) else {
+        return s.into();
+    };
+    let max = max as usize;
+    // Count at most `max` characters to learn whether the text is that long.
+    let cut = match s.char_indices().nth(max) {
+        Some((i, _)) => i,
+        None if s.chars().count() >= max => s.len(),
+        None => return s.into(),
+    };
+    let head = &s[..cut];
+    let head = match head.rfind(' ') {
+        Some(i) => &head[..i],
+        None => head,
+    };
+    format!("{head}...").into()
+}
+
+fn format_chars(v: &Value, budget: Option<i64>, out: &mut String) {
+    match v {
+        Value::Str(s) => {
+            out.push('\'');
+            let t = truncate(s, budget);
+            for c in t.chars() {
+                if c == '\'' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('\'');
+        }
+        Value::Bytes(b) => {
+            let limit = budget.filter(|m| *m > 0).map(|m| m as usize);
+            let (chunk, cut) = match limit {
+                Some(m) if b.len() > m => (&b[..m], true),
+                _ => (&b[..], false),
+            };
+            out.push_str("b'");
+            match std::str::from_utf8(chunk) {
+                Ok(text) => out.push_str(text),
+                Err(_) => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    for byte in chunk {
+                        out.push(HEX[usize::from(byte >> 4)] as char);
+                        out.push(HEX[usize::from(byte & 0xf)] as char);
+                    }
+                }
+            }
+            if cut {
+                out.push_str("...");
+            }
+            out.push('\'');
+        }
+        other => write_repr(other, out, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::saferepr;
+    use crate::value::Value;
+
+    #[test]
+    fn python_only_types_match_celery() {
+        // Printed by Celery 5.5.3: saferepr((b'\xff\x01', bytearray(b'a'), None, True, 1.5,
+        // Decimal('1.5'), set(), frozenset({1}), (1,), ()), 1024)
+        let v = Value::Tuple(vec![
+            Value::Bytes(vec![0xff, 0x01]),
+            Value::ByteArray(b"a".to_vec()),
+            Value::None,
+            Value::Bool(true),
+            Value::Float(1.5),
+            Value::Decimal("1.5".into()),
+            Value::Set(vec![]),
+            Value::FrozenSet(vec![Value::Int(1)]),
+            Value::Tuple(vec![Value::Int(1)]),
+            Value::Tuple(vec![]),
+        ]);
+        assert_eq!(
+            saferepr(&v, 1024),
+            "(b'ff01', bytearray(b'a'), None, True, 1.5, Decimal('1.5'), set(), frozenset({1}), (1,), ())"
+        );
+    }
+}
