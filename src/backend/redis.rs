@@ -2,23 +2,26 @@
 //! celery-task-meta-<id> <result_expires> <meta>` and `PUBLISH` of the same bytes on the same
 //! name (so a waiting `AsyncResult.get()` wakes at once), never overwriting a SUCCESS.
 //!
-//! Celery does GET, then SETEX + PUBLISH: two round trips per result. We do the same steps in
-//! one Lua script, and send the results of many tasks in one pipeline.
+//! Celery does GET, then SETEX + PUBLISH, per result: two round trips. We do the same steps
+//! for a whole batch of results in one Lua script call: one round trip per batch, and the
+//! SUCCESS check is atomic with the write.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use redis::aio::MultiplexedConnection;
+use std::sync::Arc;
+
 use redis::Script;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{BackendError, MetaEncoder, ResultBackend, ResultRecord};
 use crate::codec::Serializer;
 use crate::redis_client;
 
 /// Stores a batch of metas, skipping any key whose stored meta is already SUCCESS, and
-/// publishes each stored one.
+/// publishes each one it stores.
 /// KEYS: meta keys. ARGV: expiry seconds (0: none), SUCCESS marker, last position the marker
 /// may start at, then one payload per key.
 const STORE: &str = r#"
@@ -40,7 +43,10 @@ end
 return #KEYS
 "#;
 
-/// Most results in one pipeline.
+/// Most batches being written at once.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Most results in one script call.
 const MAX_BATCH: usize = 512;
 
 struct Write {
@@ -66,15 +72,14 @@ impl RedisBackend {
         global_keyprefix: &str,
     ) -> Result<RedisBackend, BackendError> {
         let mut conn = redis_client::connect(url, Some(Duration::from_secs(30))).await?;
-        let script = Script::new(STORE);
-        script.prepare_invoke().load_async(&mut conn).await?;
+        Script::new(STORE).prepare_invoke().load_async(&mut conn).await?;
         let (tx, rx) = mpsc::channel(4096);
         let marker = match encoder.serializer {
             Serializer::Json => (br#"{"status": "SUCCESS""#.to_vec(), 1),
             Serializer::Pickle => (b"\x8c\x07SUCCESS".to_vec(), 32),
         };
         let expires = expires.map_or(0, |d| d.as_secs().max(1));
-        tokio::spawn(writer(conn, script, rx, expires, marker));
+        tokio::spawn(writer(conn, rx, expires, marker));
         Ok(RedisBackend {
             url: url.to_owned(),
             encoder,
@@ -111,38 +116,61 @@ impl ResultBackend for RedisBackend {
 }
 
 async fn writer(
-    mut conn: MultiplexedConnection,
-    script: Script,
+    conn: MultiplexedConnection,
     mut rx: mpsc::Receiver<Write>,
     expires: u64,
     marker: (Vec<u8>, usize),
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        let cmd = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(batch.len());
-        for w in &batch {
-            cmd.arg(&w.key);
+    let script = Script::new(STORE);
+    let marker = Arc::new(marker);
+    // Several batches in flight at once on the multiplexed connection: a result never waits
+    // for an earlier batch's round trip.
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
         }
-        cmd.arg(expires).arg(&marker.0).arg(marker.1);
-        for w in &batch {
-            cmd.arg(&w.payload);
-        }
-        cmd.ignore();
-        let mut result = pipe.query_async::<()>(&mut conn).await;
-        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
-            // The server lost its script cache (restart): load it again and retry once.
-            if script.prepare_invoke().load_async(&mut conn).await.is_ok() {
-                result = pipe.query_async::<()>(&mut conn).await;
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
+        let mut conn = conn.clone();
+        let script = script.clone();
+        let marker = Arc::clone(&marker);
+        tokio::spawn(async move {
+            let failed = write_batch(&mut conn, &script, &batch, expires, &marker).await.err().map(|e| e.to_string());
+            for w in batch {
+                let outcome = match &failed {
+                    None => Ok(()),
+                    Some(msg) => Err(BackendError::Store(msg.clone())),
+                };
+                let _ = w.done.send(outcome);
             }
+            drop(permit);
+        });
+    }
+}
+
+async fn write_batch(
+    conn: &mut MultiplexedConnection,
+    script: &Script,
+    batch: &[Write],
+    expires: u64,
+    marker: &(Vec<u8>, usize),
+) -> Result<(), redis::RedisError> {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(batch.len());
+    for w in batch {
+        cmd.arg(&w.key);
+    }
+    cmd.arg(expires).arg(&marker.0).arg(marker.1);
+    for w in batch {
+        cmd.arg(&w.payload);
+    }
+    match cmd.query_async::<()>(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            // The server lost its script cache (a restart): load it again and retry once.
+            script.prepare_invoke().load_async(conn).await?;
+            cmd.query_async::<()>(conn).await
         }
-        let failed = result.err().map(|e| e.to_string());
-        for w in batch.drain(..) {
-            let outcome = match &failed {
-                None => Ok(()),
-                Some(msg) => Err(BackendError::Store(msg.clone())),
-            };
-            let _ = w.done.send(outcome);
-        }
+        other => other,
     }
 }

@@ -28,6 +28,8 @@ pub(super) struct Fetcher {
     pub settle: mpsc::UnboundedSender<SettleOp>,
     pub stop: watch::Receiver<bool>,
     pub brpop_timeout: f64,
+    /// The server supports `RPOP key count` (Redis 6.2+).
+    pub counted_pop: bool,
 }
 
 impl Fetcher {
@@ -100,7 +102,8 @@ impl Fetcher {
             .arg(poll_keys)
             .arg(max)
             .arg(now_secs())
-            .arg(self.queues.len());
+            .arg(self.queues.len())
+            .arg(if self.counted_pop { "1" } else { "0" });
     }
 
     /// Waits (up to the BRPOP timeout) for a message, puts it back at the head of its list

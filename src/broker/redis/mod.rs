@@ -99,6 +99,7 @@ pub struct RedisBroker {
     scripts: Scripts,
     settle: mpsc::UnboundedSender<settle::SettleOp>,
     stop: watch::Sender<bool>,
+    counted_pop: bool,
 }
 
 impl RedisBroker {
@@ -124,6 +125,7 @@ impl RedisBroker {
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         tokio::spawn(settle::run(conn.clone(), keys.clone(), scripts.clone(), settle_rx));
         let (stop, _) = watch::channel(false);
+        let counted_pop = server_version(&mut load_conn).await >= (6, 2);
         Ok(RedisBroker {
             url: url.to_owned(),
             conn,
@@ -132,6 +134,7 @@ impl RedisBroker {
             scripts,
             settle: settle_tx,
             stop,
+            counted_pop,
         })
     }
 
@@ -169,6 +172,14 @@ impl RedisBroker {
     }
 }
 
+/// The server's `(major, minor)` version, `(0, 0)` if it cannot be read.
+async fn server_version(conn: &mut MultiplexedConnection) -> (u32, u32) {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await.unwrap_or_default();
+    let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("0.0");
+    let mut parts = version.trim().split('.').map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
 impl Broker for RedisBroker {
     fn consume(
         self: Arc<Self>,
@@ -191,6 +202,7 @@ impl Broker for RedisBroker {
                 settle: self.settle.clone(),
                 stop: self.stop.subscribe(),
                 brpop_timeout: self.options.brpop_timeout,
+                counted_pop: self.counted_pop,
             };
             tokio::spawn(fetcher.run());
             let this = Arc::clone(&self);

@@ -4,61 +4,92 @@
 /// keys in the same step, so a message is never out of both the queue and `unacked`.
 ///
 /// KEYS: `unacked`, `unacked_index`, then the poll keys (step-major, `ARGV[3]` queues per step).
-/// ARGV: max count, now (epoch seconds), queues per step.
+/// ARGV: max count, now (epoch seconds), queues per step, `1` if the server has `RPOP key count`
+/// (Redis 6.2+).
 /// Returns a flat list `[queue_index, message, ...]`. The `unacked` value is
 /// `[envelope, exchange, routing_key]` written as Python's `json.dumps` writes it, the envelope
-/// kept byte for byte.
+/// kept byte for byte. Commands are issued per batch, not per message: `redis.call` is what
+/// costs inside a script.
 pub const FETCH: &str = r#"
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local nq = tonumber(ARGV[3])
-local out = {}
+local counted = ARGV[4] == '1'
+local out, zargs, hargs = {}, {}, {}
 local got = 0
 local nkeys = #KEYS - 2
 local base = 0
+local function take(m, q)
+  got = got + 1
+  -- kombu's envelope ends with its properties, delivery_tag last: find the fields with plain
+  -- searches near the end; decode the whole JSON only if that fails (escapes, other order).
+  local n = #m
+  local tag, ex, rk
+  local t = string.find(m, '"delivery_tag": "', n - 80, true)
+  if t then
+    local e = string.find(m, '"', t + 17, true)
+    if e and e >= n - 2 then tag = string.sub(m, t + 17, e - 1) end
+  end
+  local d = string.find(m, '"delivery_info": {"exchange": "', n - 600, true)
+  if d then
+    local e1 = string.find(m, '"', d + 31, true)
+    if e1 and string.sub(m, e1, e1 + 17) == '", "routing_key": "' then
+      local e2 = string.find(m, '"', e1 + 18, true)
+      if e2 then
+        ex = string.sub(m, d + 31, e1 - 1)
+        rk = string.sub(m, e1 + 18, e2 - 1)
+        if string.find(ex, '\\', 1, true) or string.find(rk, '\\', 1, true) then ex = nil end
+      end
+    end
+  end
+  if tag and ex then
+    ex = '"' .. ex .. '"'
+    rk = '"' .. rk .. '"'
+  else
+    tag = nil
+    local ok, env = pcall(cjson.decode, m)
+    if ok and type(env) == 'table' and type(env.properties) == 'table'
+        and type(env.properties.delivery_tag) == 'string' then
+      local di = env.properties.delivery_info
+      local e, r = '', ''
+      if type(di) == 'table' then
+        if type(di.exchange) == 'string' then e = di.exchange end
+        if type(di.routing_key) == 'string' then r = di.routing_key end
+      end
+      tag, ex, rk = env.properties.delivery_tag, cjson.encode(e), cjson.encode(r)
+    end
+  end
+  if tag then
+    zargs[#zargs + 1] = now
+    zargs[#zargs + 1] = tag
+    hargs[#hargs + 1] = tag
+    hargs[#hargs + 1] = '[' .. m .. ', ' .. ex .. ', ' .. rk .. ']'
+  end
+  out[#out + 1] = q - 1
+  out[#out + 1] = m
+end
 while base < nkeys and got < max do
-  local progress = true
-  while progress and got < max do
-    progress = false
-    for q = 1, nq do
-      if got >= max then break end
-      local m = redis.call('RPOP', KEYS[2 + base + q])
-      if m then
-        progress = true
-        got = got + 1
-        -- kombu's envelope ends with its properties, delivery_tag last: read the last
-        -- matches in the tail; decode the whole JSON only if that fails (escapes, odd order).
-        local tail = string.sub(m, -1024)
-        local tag, ex, rk
-        for t in string.gmatch(tail, '"delivery_tag": "([^"\\]*)"') do tag = t end
-        for e, r in string.gmatch(tail, '"delivery_info": {"exchange": "([^"\\]*)", "routing_key": "([^"\\]*)"') do ex, rk = e, r end
-        if tag and ex then
-          ex = '"' .. ex .. '"'
-          rk = '"' .. rk .. '"'
-        else
-          tag = nil
-          local ok, env = pcall(cjson.decode, m)
-          if ok and type(env) == 'table' and type(env.properties) == 'table'
-              and type(env.properties.delivery_tag) == 'string' then
-            local di = env.properties.delivery_info
-            local e, r = '', ''
-            if type(di) == 'table' then
-              if type(di.exchange) == 'string' then e = di.exchange end
-              if type(di.routing_key) == 'string' then r = di.routing_key end
-            end
-            tag, ex, rk = env.properties.delivery_tag, cjson.encode(e), cjson.encode(r)
-          end
-        end
-        if tag then
-          redis.call('ZADD', KEYS[2], now, tag)
-          redis.call('HSET', KEYS[1], tag, '[' .. m .. ', ' .. ex .. ', ' .. rk .. ']')
-        end
-        out[#out + 1] = q - 1
-        out[#out + 1] = m
+  for q = 1, nq do
+    if got >= max then break end
+    local key = KEYS[2 + base + q]
+    if counted then
+      local items = redis.call('RPOP', key, max - got)
+      if items then
+        for _, m in ipairs(items) do take(m, q) end
+      end
+    else
+      while got < max do
+        local m = redis.call('RPOP', key)
+        if not m then break end
+        take(m, q)
       end
     end
   end
   base = base + nq
+end
+if #zargs > 0 then
+  redis.call('ZADD', KEYS[2], unpack(zargs))
+  redis.call('HSET', KEYS[1], unpack(hargs))
 end
 return out
 "#;
