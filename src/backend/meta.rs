@@ -25,6 +25,18 @@ pub enum State {
 }
 
 impl State {
+    /// Parses Celery's name of a state.
+    pub fn from_name(name: &str) -> Option<State> {
+        Some(match name {
+            "STARTED" => State::Started,
+            "SUCCESS" => State::Success,
+            "FAILURE" => State::Failure,
+            "RETRY" => State::Retry,
+            "REVOKED" => State::Revoked,
+            _ => return None,
+        })
+    }
+
     /// Celery's name of the state.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -92,15 +104,20 @@ pub struct MetaEncoder {
 }
 
 impl MetaEncoder {
-    /// The meta dict, keys in Celery's order.
+    /// The meta dict, keys in Celery's order, `date_done` now for ready states.
     pub fn meta(&self, r: &ResultRecord) -> Value {
+        let date_done = r.state.is_ready().then(|| self.date_done());
+        self.meta_at(r, date_done)
+    }
+
+    /// The meta dict with a given `date_done` (for reproducing a stored meta).
+    pub fn meta_at(&self, r: &ResultRecord, date_done: Option<String>) -> Value {
         let mut m = Dict::with_capacity(14);
         m.insert("status", r.state.as_str());
         m.insert("result", r.result.clone());
         m.insert("traceback", r.traceback.clone().map_or(Value::None, Value::Str));
         m.insert("children", Value::List(r.children.clone()));
-        let date_done = if r.state.is_ready() { Value::Str(self.date_done()) } else { Value::None };
-        m.insert("date_done", date_done);
+        m.insert("date_done", date_done.map_or(Value::None, Value::Str));
         if let Some(g) = &r.group_id {
             m.insert("group_id", g.as_str());
         }
