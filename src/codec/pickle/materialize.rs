@@ -1,5 +1,6 @@
-//! Turning the arena into a [`Value`] tree: nodes held once are moved, shared ones cloned
-//! (charged to the allocation allowance), cycles and over-deep nesting refused, and dict keys
+//! Turning the arena into a [`Value`] tree, iteratively: nodes held once are moved, shared
+//! ones cloned (charged to the allocation allowance), cycles and over-deep nesting refused
+//! (the depth bound also keeps dropping the result safe), and dict keys
 //! and set items deduplicated with Python's equality (`1 == 1.0 == True`).
 
 use std::collections::HashMap;
@@ -103,18 +104,122 @@ impl Unique {
     }
 }
 
+/// What kind of container a frame builds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    List,
+    Tuple,
+    Set,
+    FrozenSet,
+    Dict,
+}
+
+/// A container being filled during materialization (an explicit stack: no recursion, so
+/// nesting depth cannot overflow the thread's stack).
+struct Frame {
+    kind: Kind,
+    /// Child ids; for a dict, keys and values alternate.
+    children: Vec<Id>,
+    next: usize,
+    items: Vec<Value>,
+    pairs: Dict,
+    pending_key: Option<Value>,
+    seen: Unique,
+    /// Built from a copy of a node that is visited again later: its children must be copied
+    /// too, never moved out.
+    shared: bool,
+}
+
+impl Frame {
+    fn new(kind: Kind, children: Vec<Id>, shared: bool) -> Self {
+        let n = children.len();
+        let (items, pairs) = if kind == Kind::Dict { (Vec::new(), Dict::with_capacity(n / 2)) } else { (Vec::with_capacity(n), Dict::new()) };
+        Frame { kind, children, next: 0, items, pairs, pending_key: None, seen: Unique::new(), shared }
+    }
+
+    /// Adds a finished child; `Err` carries the message for an unhashable key or item.
+    fn accept(&mut self, v: Value) -> Result<(), &'static str> {
+        match self.kind {
+            Kind::List | Kind::Tuple => self.items.push(v),
+            Kind::Set | Kind::FrozenSet => {
+                if !hashable(&v) {
+                    return Err("unhashable set item");
+                }
+                let h = key_hash(&v);
+                if self.seen.find(&v, h, self.items.iter()).is_none() {
+                    self.seen.index.entry(h).or_insert(self.items.len());
+                    self.items.push(v);
+                }
+            }
+            Kind::Dict => match self.pending_key.take() {
+                None => {
+                    if !hashable(&v) {
+                        return Err("unhashable dict key");
+                    }
+                    self.pending_key = Some(v);
+                }
+                Some(key) => {
+                    let h = key_hash(&key);
+                    match self.seen.find(&key, h, self.pairs.0.iter().map(|(k, _)| k)) {
+                        Some(i) => self.pairs.0[i].1 = v,
+                        None => {
+                            self.seen.index.entry(h).or_insert(self.pairs.0.len());
+                            self.pairs.0.push((key, v));
+                        }
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Value {
+        match self.kind {
+            Kind::List => Value::List(self.items),
+            Kind::Tuple => Value::Tuple(self.items),
+            Kind::Set => Value::Set(self.items),
+            Kind::FrozenSet => Value::FrozenSet(self.items),
+            Kind::Dict => Value::Dict(self.pairs),
+        }
+    }
+}
+
 impl Machine<'_> {
     /// Converts the object `root` into a value.
     pub(super) fn materialize(&mut self, root: Id) -> Result<Value, PickleError> {
-        self.value_of(root, 0)
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut incoming = self.enter(root, false, &mut frames)?;
+        loop {
+            if let Some(v) = incoming.take() {
+                match frames.last_mut() {
+                    None => return Ok(v),
+                    Some(f) => f.accept(v).map_err(|e| self.err(e))?,
+                }
+            }
+            let Some(top) = frames.last_mut() else {
+                return Err(self.err("nothing to materialize"));
+            };
+            if let Some(&child) = top.children.get(top.next) {
+                top.next += 1;
+                let shared = top.shared;
+                incoming = self.enter(child, shared, &mut frames)?;
+            } else if let Some(done) = frames.pop() {
+                incoming = Some(done.finish());
+            }
+        }
     }
 
-    fn value_of(&mut self, id: Id, depth: usize) -> Result<Value, PickleError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("structure nested too deeply (or recursive)"));
-        }
+    /// Starts converting `id`: a leaf is returned at once, a container pushes a frame.
+    ///
+    /// A node held by several containers is copied on each visit but the last, which moves
+    /// it; inside a copy (`shared`), everything is copied and visits are not counted.
+    fn enter(&mut self, id: Id, shared: bool, frames: &mut Vec<Frame>) -> Result<Option<Value>, PickleError> {
         let slot = &mut self.arena[id as usize];
-        let node = if slot.refs > 1 {
+        let copying = shared || slot.refs > 1;
+        if !shared && slot.refs > 1 {
+            slot.refs -= 1;
+        }
+        let node = if copying {
             let (copy, c) = match &slot.node {
                 Node::Value(v) => (Node::Value(v.clone()), cost(v)),
                 Node::List(v) => (Node::List(v.clone()), v.len()),
@@ -124,73 +229,32 @@ impl Machine<'_> {
                 Node::Dict(d) => (Node::Dict(d.clone()), d.len()),
                 _ => (Node::Taken, 0),
             };
-            if !matches!(copy, Node::Taken) {
+            if matches!(copy, Node::Taken) {
+                std::mem::replace(&mut slot.node, Node::Taken)
+            } else {
                 self.charge(c + 1)?;
                 copy
-            } else {
-                std::mem::replace(&mut slot.node, Node::Taken)
             }
         } else {
             std::mem::replace(&mut slot.node, Node::Taken)
         };
-        Ok(match node {
-            Node::Value(v) => v,
-            Node::List(ids) => Value::List(self.values_of(&ids, depth)?),
-            Node::Tuple(ids) => Value::Tuple(self.values_of(&ids, depth)?),
-            Node::Set(ids) => Value::Set(self.unique_items(&ids, depth)?),
-            Node::FrozenSet(ids) => Value::FrozenSet(self.unique_items(&ids, depth)?),
-            Node::Dict(pairs) => Value::Dict(self.dict_of(&pairs, depth)?),
+        let (kind, children) = match node {
+            Node::Value(v) => return Ok(Some(v)),
+            Node::List(ids) => (Kind::List, ids),
+            Node::Tuple(ids) => (Kind::Tuple, ids),
+            Node::Set(ids) => (Kind::Set, ids),
+            Node::FrozenSet(ids) => (Kind::FrozenSet, ids),
+            Node::Dict(pairs) => (Kind::Dict, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
             Node::Global(_) => return Err(self.err("a class or function cannot be a value")),
             Node::Tz(_) => return Err(self.err("a tzinfo is only supported inside a datetime or time")),
             Node::UuidBlank => return Err(self.err("UUID without state")),
             Node::SafeUuid => return Err(self.err("uuid.SafeUUID is only allowed inside a UUID's state")),
             Node::Taken => return Err(self.err("recursive structure cannot be represented")),
-        })
-    }
-
-    fn values_of(&mut self, ids: &[Id], depth: usize) -> Result<Vec<Value>, PickleError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for &id in ids {
-            out.push(self.value_of(id, depth + 1)?);
+        };
+        if frames.len() >= MAX_DEPTH {
+            return Err(self.err("structure nested too deeply (or recursive)"));
         }
-        Ok(out)
-    }
-
-    fn unique_items(&mut self, ids: &[Id], depth: usize) -> Result<Vec<Value>, PickleError> {
-        let mut out: Vec<Value> = Vec::with_capacity(ids.len());
-        let mut seen = Unique::new();
-        for &id in ids {
-            let v = self.value_of(id, depth + 1)?;
-            if !hashable(&v) {
-                return Err(self.err("unhashable set item"));
-            }
-            let h = key_hash(&v);
-            if seen.find(&v, h, out.iter()).is_none() {
-                seen.index.entry(h).or_insert(out.len());
-                out.push(v);
-            }
-        }
-        Ok(out)
-    }
-
-    fn dict_of(&mut self, pairs: &[(Id, Id)], depth: usize) -> Result<Dict, PickleError> {
-        let mut out = Dict::with_capacity(pairs.len());
-        let mut seen = Unique::new();
-        for &(k, v) in pairs {
-            let key = self.value_of(k, depth + 1)?;
-            if !hashable(&key) {
-                return Err(self.err("unhashable dict key"));
-            }
-            let value = self.value_of(v, depth + 1)?;
-            let h = key_hash(&key);
-            match seen.find(&key, h, out.0.iter().map(|(k, _)| k)) {
-                Some(i) => out.0[i].1 = value,
-                None => {
-                    seen.index.entry(h).or_insert(out.0.len());
-                    out.0.push((key, value));
-                }
-            }
-        }
-        Ok(out)
+        frames.push(Frame::new(kind, children, copying));
+        Ok(None)
     }
 }
