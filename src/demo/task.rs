@@ -41,9 +41,16 @@ const BUILTIN_EXCEPTIONS: &[&str] = &[
     "NotImplementedError", "OSError", "OverflowError", "PermissionError", "RecursionError",
     "ReferenceError", "RuntimeError", "StopIteration", "TimeoutError", "TypeError",
     "UnboundLocalError", "UnicodeError", "ValueError", "ZeroDivisionError", "ConnectionError",
+    "BaseException", "BlockingIOError", "BrokenPipeError", "ChildProcessError",
+    "ConnectionAbortedError", "ConnectionRefusedError", "ConnectionResetError", "EnvironmentError",
+    "GeneratorExit", "IOError", "InterruptedError", "IsADirectoryError", "KeyboardInterrupt",
+    "NotADirectoryError", "ProcessLookupError", "StopAsyncIteration", "SyntaxError",
+    "SystemError", "SystemExit", "TabError", "IndentationError", "Warning", "UserWarning",
+    "DeprecationWarning", "RuntimeWarning",
 ];
 
-/// `tasks.fail(message="boom", exc_type="ValueError")`: raises that builtin exception.
+/// `tasks.fail(message="boom", exc_type="ValueError")`: raises that builtin exception; a name
+/// that is not one raises `TypeError`, as the Python version does.
 #[rcelery::task(name = "tasks.fail", inline)]
 pub fn fail(
     #[default("boom")] message: String,
@@ -52,7 +59,7 @@ pub fn fail(
     if BUILTIN_EXCEPTIONS.contains(&exc_type.as_str()) {
         Err(TaskError::new(&exc_type, message))
     } else {
-        Err(TaskError::new("AttributeError", format!("module 'builtins' has no attribute '{exc_type}'")))
+        Err(TaskError::type_error(format!("not a builtin exception type: '{exc_type}'")))
     }
 }
 
