@@ -180,9 +180,9 @@ impl Machine<'_> {
                 .map(|ch| u8::try_from(u32::from(ch)).ok())
                 .collect::<Option<Vec<u8>>>()
                 .ok_or("'latin-1' codec can't encode character")?
-        } else if matches!(codec.to_ascii_lowercase().as_str(), "utf-8" | "utf8" | "utf_8") {
-            s.as_bytes().to_vec()
-        } else if codec.eq_ignore_ascii_case("ascii") && s.is_ascii() {
+        } else if matches!(codec.to_ascii_lowercase().as_str(), "utf-8" | "utf8" | "utf_8")
+            || (codec.eq_ignore_ascii_case("ascii") && s.is_ascii())
+        {
             s.as_bytes().to_vec()
         } else {
             return Err(format!("unsupported encoding {codec:?}"));

@@ -143,7 +143,7 @@ pub(super) fn uuid_from_int(v: &Value) -> Result<uuid::Uuid, Fail> {
 pub(super) fn uuid_from_hex(s: &str) -> Result<uuid::Uuid, Fail> {
     let t = s.trim_start_matches("urn:").trim_start_matches("uuid:");
     let hex: String = t.chars().filter(|c| !matches!(c, '{' | '}' | '-')).collect();
-    if hex.len() != 32 {
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("badly formed hexadecimal UUID string".into());
     }
     u128::from_str_radix(&hex, 16)

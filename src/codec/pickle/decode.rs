@@ -365,7 +365,7 @@ impl Machine<'_> {
 
     /// Pairs up SETITEMS / DICT items (already ref-counted).
     fn pairs(&self, items: &[Id]) -> Result<Vec<(Id, Id)>, PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for SETITEMS / DICT"));
         }
         Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())

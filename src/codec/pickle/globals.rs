@@ -92,6 +92,15 @@ pub(super) fn resolve(module: &str, name: &str) -> Result<Global, PickleError> {
         .ok_or_else(|| PickleError::ForbiddenGlobal { module: module.to_owned(), name: name.to_owned() })
 }
 
+/// The dotted name of an allowed global, for error messages.
+pub(super) fn display_name(g: Global) -> String {
+    ALLOW_LIST
+        .iter()
+        .find(|&&(_, _, x)| x == g)
+        .map(|(m, n, _)| format!("{m}.{n}"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,13 +113,4 @@ mod tests {
         assert!(resolve("builtins", "eval").is_err());
         assert!(resolve("uuid", "UUID.__init__").is_err());
     }
-}
-
-/// The dotted name of an allowed global, for error messages.
-pub(super) fn display_name(g: Global) -> String {
-    ALLOW_LIST
-        .iter()
-        .find(|&&(_, _, x)| x == g)
-        .map(|(m, n, _)| format!("{m}.{n}"))
-        .unwrap_or_default()
 }

@@ -14,6 +14,12 @@ use crate::value::{TzInfo, Value};
 /// Index of an object in the arena.
 pub(super) type Id = u32;
 
+/// Allocation allowance per input byte. A pickle CPython wrote needs at most ~3 (one node and
+/// one container slot per opcode byte, plus payload bytes, twice for protocol-2 bytes).
+pub(super) const ALLOWANCE_PER_BYTE: usize = 8;
+/// Allocation allowance granted to every input, however short.
+pub(super) const ALLOWANCE_BASE: usize = 1 << 16;
+
 /// Deepest nesting of containers accepted (Python's own recursion limit is 1000).
 pub(super) const MAX_DEPTH: usize = 900;
 
@@ -117,7 +123,7 @@ impl<'a> Machine<'a> {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: Memo::default(),
-            budget: data.len().saturating_mul(8).saturating_add(1 << 20),
+            budget: data.len().saturating_mul(ALLOWANCE_PER_BYTE).saturating_add(ALLOWANCE_BASE),
         }
     }
 
