@@ -216,3 +216,16 @@ fn misused_allowed_globals_are_invalid() {
     p.extend(b"L\n.");
     assert!(matches!(decode(&p), Err(PickleError::Invalid { .. })));
 }
+
+#[test]
+fn duplicate_keys_follow_python_equality() {
+    // {1: 'a', True: 'b', 1.0: 'c'} is {1: 'c'} in Python: first key kept, last value wins.
+    let p = b"\x80\x02}(K\x01X\x01\x00\x00\x00a\x88X\x01\x00\x00\x00bG?\xf0\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00cu.";
+    let v = decode(p).unwrap();
+    assert_eq!(v, Value::Dict(rcelery::value::Dict(vec![(Value::Int(1), Value::str("c"))])));
+    // A set built from a list with repeats.
+    let p = b"\x80\x02c__builtin__\nset\n](K\x01K\x02K\x01e\x85R.";
+    assert_eq!(decode(p).unwrap(), Value::Set(vec![Value::Int(1), Value::Int(2)]));
+    // A list as a dict key is unhashable, as in Python.
+    assert!(decode(b"\x80\x02}]K\x01s.").is_err());
+}

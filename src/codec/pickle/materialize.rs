@@ -58,7 +58,12 @@ fn hash_into(v: &Value, h: &mut DefaultHasher) {
     match v {
         Value::Str(s) => s.hash(h),
         Value::Bytes(b) => b.hash(h),
-        Value::Tuple(items) => items.iter().for_each(|i| hash_into(i, h)),
+        Value::Tuple(items) | Value::FrozenSet(items) => {
+            items.len().hash(h);
+            items.iter().for_each(|i| hash_into(i, h));
+        }
+        Value::BigInt(b) => b.hash(h),
+        Value::Float(f) => f.to_bits().hash(h),
         Value::Uuid(u) => u.hash(h),
         Value::Decimal(d) => d.hash(h),
         Value::Date(d) => d.hash(h),
@@ -68,7 +73,7 @@ fn hash_into(v: &Value, h: &mut DefaultHasher) {
             (dt.time.hour, dt.time.minute, dt.time.second, dt.time.microsecond).hash(h);
         }
         Value::Time(t) => (t.hour, t.minute, t.second, t.microsecond).hash(h),
-        // Rare key types share a bucket and fall back to comparison.
+        // None, and the unhashable types (refused before hashing).
         other => std::mem::discriminant(other).hash(h),
     }
 }
@@ -83,6 +88,10 @@ fn hashable(v: &Value) -> bool {
 }
 
 /// Insertion-ordered unique keys with Python's "first key kept, last value wins" rule.
+///
+/// Each hash maps to the first key that had it. A key whose hash matches but which is not
+/// equal (a 64-bit collision, or a NaN) is simply kept as a new key: no fallback scan, so no
+/// input can make deduplication quadratic.
 struct Unique {
     index: HashMap<u64, usize>,
 }
@@ -92,15 +101,10 @@ impl Unique {
         Unique { index: HashMap::new() }
     }
 
-    /// Position of an existing equal key among `keys`, if any.
+    /// Position of an existing equal key in `keys`, if any.
     fn find<'v>(&self, key: &Value, hash: u64, mut keys: impl Iterator<Item = &'v Value>) -> Option<usize> {
         let &i = self.index.get(&hash)?;
-        let mut all = keys.by_ref().enumerate();
-        match all.nth(i) {
-            Some((_, k)) if py_eq(k, key) => Some(i),
-            // Hash collision with a different key: search the rest.
-            _ => all.find(|(_, k)| py_eq(k, key)).map(|(j, _)| j),
-        }
+        keys.nth(i).filter(|k| py_eq(k, key)).map(|_| i)
     }
 }
 
