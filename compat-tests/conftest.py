@@ -8,6 +8,7 @@
 * `workers.ensure(overrides)` (re)starts the worker with variant settings; the worker's log
   is attached to the report of a failing test.
 """
+import gc
 import os
 import sys
 from pathlib import Path
@@ -86,7 +87,9 @@ def redis_server():
 def app(redis_server):
     from tasks.task import app as celery_app
     import tasks.async_tasks  # noqa: F401  (registers send_mail on the producer side)
-    return celery_app
+    yield celery_app
+    # Let AsyncResult finalizers unsubscribe while the server is still up.
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
