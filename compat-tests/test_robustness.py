@@ -76,7 +76,8 @@ GARBAGE = [
      _envelope("!!!not*base64", {"task": "tasks.add", "id": "garbage-b64"}).encode(), True),
     ("body-not-json", _envelope(_b64(b"garbage{"), {"task": "tasks.add", "id": "garbage-json"})
      .encode(), False),
-    ("body-not-pickle", _envelope(_b64(b"\x80\x04garbage"), {"task": "tasks.add", "id": "garbage-pickle"},
+    ("body-not-pickle", _envelope(_b64(b"\x80\x04garbage"),
+                                  {"task": "tasks.add", "id": "garbage-pickle"},
                                   content_type="application/x-python-serialize").encode(), False),
     ("no-task-anywhere", _envelope(_b64(b'{"x": 1}'), {}).encode(), False),
 ]
