@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Drain-throughput and memory benchmark: rcelery vs Python Celery (prefork and solo).
+
+A private redis-server (no password; --port / env RCELERY_BENCH_REDIS_PORT, default 6391)
+gets N `tasks.add` messages from the real Python producer once; the queue is DUMPed and
+RESTOREd before each worker run, so every worker drains byte-identical messages. Each
+worker runs with results stored and task_acks_late=True (tasks/celery_config.py). Measured:
+
+* drain time: from the worker's `ready.` line to N result keys present (also from spawn);
+* peak RSS: sum over the worker's process tree, sampled with psutil every 20 ms;
+* idle RSS: 2 s after `ready.` with an empty queue.
+
+Prints a table and writes benches/results/latest.json.
+Usage: python benches/throughput.py [--n 20000] [--workers all|python|rust,prefork,solo]
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "python-fixtures"))
+
+BROKER_DB, RESULT_DB = 3, 4
+KINDS = {  # label -> Worker kwargs
+    "rcelery -c 2": {"kind": "rust"},
+    "celery prefork -c 2": {"kind": "python"},
+    "celery solo": {"kind": "python", "pool": "solo"},
+}
+ALIASES = {"rust": ["rcelery -c 2"], "prefork": ["celery prefork -c 2"],
+           "solo": ["celery solo"], "python": ["celery prefork -c 2", "celery solo"]}
+
+
+class RssSampler(threading.Thread):
+    """Samples the summed RSS of a process and all its descendants; keeps the peak."""
+
+    def __init__(self, pid, interval=0.02):
+        super().__init__(daemon=True)
+        import psutil
+        self.proc = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.halt = threading.Event()
+
+    def sample(self):
+        import psutil
+        total = 0
+        try:
+            for p in [self.proc] + self.proc.children(recursive=True):
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+        self.peak = max(self.peak, total)
+        return total
+
+    def run(self):
+        while not self.halt.is_set():
+            self.sample()
+            time.sleep(self.interval)
+
+    def stop(self):
+        self.halt.set()
+        self.join(2)
+
+
+def enqueue(app, n):
+    """Publish n tasks.add with the real producer; returns the DUMP of the queue."""
+    add = app.tasks["tasks.add"]
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            add.apply_async((i, i), producer=producer)
+    client = app.connection_for_write().default_channel.client
+    assert client.llen("default") == n, "messages went elsewhere"
+    return client.dump("default")
+
+
+def wait_ready_time(worker, timeout=120):
+    """Monotonic time at which the worker logged `ready.`."""
+    worker.wait_ready(timeout)
+    return time.monotonic()
+
+
+def run_worker(label, server, conf, dump, n, workdir):
+    from harness import Worker
+    broker, backend = server.client(BROKER_DB), server.client(RESULT_DB)
+    server.client().flushall()
+    # Idle RSS on an empty queue first.
+    w = Worker(conf, workdir / "idle", **KINDS[label])
+    w.start()
+    time.sleep(2)
+    idle = RssSampler(w.proc.pid).sample()
+    w.stop()
+    server.client().flushall()
+    broker.restore("default", 0, dump)
+    w = Worker(conf, workdir / "drain", **KINDS[label])
+    spawned = time.monotonic()
+    w.start(wait_ready=False)
+    sampler = RssSampler(w.proc.pid)
+    sampler.start()
+    try:
+        ready = wait_ready_time(w)
+        while backend.dbsize() < n:
+            if not w.alive():
+                raise RuntimeError(f"{label} died:\n{w.log_tail()}")
+            time.sleep(0.01)
+        done = time.monotonic()
+    finally:
+        sampler.stop()
+        rc = w.stop()
+    return {"worker": label, "n": n, "drain_s": round(done - ready, 3),
+            "drain_from_spawn_s": round(done - spawned, 3),
+            "tasks_per_s": round(n / (done - ready), 1),
+            "peak_rss_mib": round(sampler.peak / 2 ** 20, 1),
+            "idle_rss_mib": round(idle / 2 ** 20, 1), "exit_code": rc}
+
+
+def ratios(runs):
+    by = {r["worker"]: r for r in runs}
+    out = {}
+    rust = by.get("rcelery -c 2")
+    for other in ("celery prefork -c 2", "celery solo"):
+        if rust and other in by:
+            key = "prefork" if "prefork" in other else "solo"
+            out[f"rcelery/{key}"] = {
+                "tasks_per_s": round(rust["tasks_per_s"] / by[other]["tasks_per_s"], 2),
+                "peak_rss": round(rust["peak_rss_mib"] / by[other]["peak_rss_mib"], 3)}
+    return out
+
+
+def print_table(runs, rat):
+    print(f"{'worker':<22}{'tasks/s':>10}{'drain s':>10}{'peak RSS MiB':>14}{'idle RSS MiB':>14}")
+    for r in runs:
+        print(f"{r['worker']:<22}{r['tasks_per_s']:>10}{r['drain_s']:>10}"
+              f"{r['peak_rss_mib']:>14}{r['idle_rss_mib']:>14}")
+    for k, v in rat.items():
+        print(f"{k}: throughput x{v['tasks_per_s']}, peak RSS x{v['peak_rss']}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="rcelery vs Celery drain benchmark")
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--workers", default="all", help="all, python, or rust,prefork,solo")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("RCELERY_BENCH_REDIS_PORT", 6391)))
+    parser.add_argument("--out", default=str(ROOT / "benches" / "results" / "latest.json"))
+    args = parser.parse_args()
+    labels = list(KINDS) if args.workers == "all" else \
+        [lab for w in args.workers.split(",") for lab in ALIASES[w.strip()]]
+
+    os.environ.update({"REDIS_MQ_HOST": "127.0.0.1", "REDIS_MQ_PORT": str(args.port),
+                       "REDIS_MQ_PASSWORD": "", "REDIS_MQ_DB": str(BROKER_DB),
+                       "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{args.port}/{RESULT_DB}"})
+    for var in ("CELERY_BROKER_URL", "RCELERY_FIXTURE_CONFIG"):
+        os.environ.pop(var, None)
+    from harness import RedisServer, effective_config, rcelery_binary
+    if "rcelery -c 2" in labels:
+        rcelery_binary()  # build before timing anything
+    server = RedisServer(args.port).start()
+    try:
+        from tasks.task import app
+        conf = effective_config(app, {})
+        t0 = time.monotonic()
+        dump = enqueue(app, args.n)
+        print(f"enqueued {args.n} tasks.add in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+        runs = []
+        with tempfile.TemporaryDirectory(prefix="rcelery-bench-") as tmp:
+            for i, label in enumerate(labels):
+                runs.append(run_worker(label, server, conf, dump, args.n, Path(tmp) / str(i)))
+                print(f"{label}: {runs[-1]}", file=sys.stderr)
+    finally:
+        server.stop()
+    rat = ratios(runs)
+    print_table(runs, rat)
+    import celery
+    result = {"n": args.n, "task": "tasks.add", "settings": "tasks/celery_config.py "
+              "(task_acks_late=True, results in Redis db 4, prefetch multiplier 4)",
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version(), "celery": celery.__version__},
+              "runs": runs, "ratios": rat,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

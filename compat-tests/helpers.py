@@ -1,0 +1,83 @@
+"""Small helpers shared by the compat tests: waiting, raw results, goldens, normalisation."""
+import json
+import re
+import socket
+import time
+from pathlib import Path
+
+GOLDEN = Path(__file__).resolve().parent.parent / "python-fixtures" / "golden"
+READY = ("SUCCESS", "FAILURE", "REVOKED")
+QUEUE_KEYS = ["default", "default\x06\x163", "default\x06\x166", "default\x06\x169"]
+
+
+def wait_for(predicate, timeout=30.0, what="condition", interval=0.02):
+    """Poll `predicate` until truthy (returns its value) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def raw_result(backend, task_id):
+    """The stored result string (or None)."""
+    raw = backend.get(f"celery-task-meta-{task_id}")
+    return raw.decode("utf-8") if raw is not None else None
+
+
+def wait_raw_result(backend, task_id, states=READY, timeout=30.0):
+    """Wait until the stored result of `task_id` is in one of `states`; return the raw string."""
+    def probe():
+        raw = raw_result(backend, task_id)
+        return raw if raw is not None and json.loads(raw)["status"] in states else None
+    return wait_for(probe, timeout, f"result of {task_id} in {states}")
+
+
+def golden_message(case):
+    return json.loads((GOLDEN / "messages" / f"{case}.json").read_text())
+
+
+def golden_result(case):
+    return json.loads((GOLDEN / "results" / f"{case}.json").read_text())
+
+
+def normalize(raw, mask_traceback=False, worker_name=None, extra_masks=()):
+    """Mask the run-dependent parts of a stored result string.
+
+    `date_done` is replaced (and checked to be ISO-8601 with a +08:00 offset, or null),
+    `traceback` optionally, the `worker`/STARTED hostname replaced by `worker_name`, and
+    any (old, new) literal pairs of `extra_masks` substituted.
+    """
+    m = re.search(r'"date_done": (null|"([^"]*)")', raw)
+    assert m, f"no date_done in {raw}"
+    if m.group(2) is not None:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+08:00", m.group(2)), \
+            f"date_done {m.group(2)!r} is not ISO-8601 in the app timezone (+08:00)"
+    raw = raw[:m.start()] + '"date_done": "<date_done>"' * (m.group(2) is not None) + \
+        '"date_done": null' * (m.group(2) is None) + raw[m.end():]
+    if mask_traceback:
+        m = re.search(r'"traceback": ("(?:[^"\\]|\\.)*"|null)', raw)
+        assert m, f"no traceback in {raw}"
+        raw = raw[:m.start()] + '"traceback": "<traceback>"' + raw[m.end():]
+    if worker_name:
+        raw = re.sub(r'"(worker|hostname)": "w1@[^"]*"', rf'"\1": "{worker_name}"', raw)
+    for old, new in extra_masks:
+        raw = raw.replace(old, new)
+    return raw
+
+
+def local_worker_name():
+    """What `-n w1@%h` expands to on this machine."""
+    return f"w1@{socket.gethostname()}"
+
+
+def queues_empty(broker):
+    """True when no task message is left in the queue, its sub-queues or `unacked`."""
+    return all(broker.llen(k) == 0 for k in QUEUE_KEYS) and broker.hlen("unacked") == 0
+
+
+def wait_drained(broker, timeout=30.0):
+    wait_for(lambda: queues_empty(broker), timeout, "queue and unacked to be empty")

@@ -1,0 +1,1 @@
+"""Golden capture: real Celery producer and worker messages/results written to golden/."""

@@ -1,0 +1,1 @@
+"""Celery tasks package of the fixture project (`celery -A tasks.task worker ...`)."""

@@ -1,0 +1,81 @@
+"""The Celery app and the demo tasks rcelery mirrors (explicit names `tasks.*`).
+
+Start a Python worker with: `celery -A tasks.task worker -Q default -c 2 -l info`
+from the `python-fixtures/` directory.
+"""
+import builtins
+import os
+import time
+
+import django
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djproject.settings")
+django.setup()
+
+app = Celery("celery")
+app.config_from_object("tasks.celery_config", silent=True, force=True)
+
+
+@app.task(name="tasks.add")
+def add(x, y):
+    """Return x + y (Python numeric rules)."""
+    return x + y
+
+
+@app.task(name="tasks.mul")
+def mul(x, y):
+    """Return x * y."""
+    return x * y
+
+
+@app.task(name="tasks.xsum")
+def xsum(numbers):
+    """Return sum(numbers)."""
+    return sum(numbers)
+
+
+@app.task(name="tasks.echo")
+def echo(*args, **kwargs):
+    """Return the arguments as {"args": [...], "kwargs": {...}}."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task(name="tasks.fail")
+def fail(message="boom", exc_type="ValueError"):
+    """Raise the builtin exception named exc_type with `message`.
+
+    A name that is not a builtin exception class raises TypeError instead.
+    """
+    cls = getattr(builtins, exc_type, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        raise TypeError(f"not a builtin exception type: {exc_type!r}")
+    raise cls(message)
+
+
+@app.task(name="tasks.sleep")
+def sleep(seconds):
+    """Sleep `seconds`, return them (the Rust side may sleep asynchronously)."""
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="tasks.block")
+def block(seconds):
+    """Sleep `seconds` blocking the executing thread, return them."""
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="tasks.noop", ignore_result=True)
+def noop(*args, **kwargs):
+    """Do nothing; no result is stored."""
+    return None
+
+
+@app.task(name="tasks.retry_until", bind=True)
+def retry_until(self, n):
+    """Retry immediately until `n` retries happened, then return the retry count."""
+    if self.request.retries < n:
+        raise self.retry(countdown=0, max_retries=None)
+    return self.request.retries
