@@ -50,8 +50,6 @@ pub enum DecodeError {
         id: Option<String>,
         /// The unregistered name.
         name: String,
-        /// The message as far as it is known, for storing the failure.
-        message: Box<RawMessage>,
     },
 }
 
@@ -80,7 +78,7 @@ pub fn decode_task(
             .as_str()
             .ok_or_else(|| DecodeError::UnknownFormat("task header is not a string".into()))?;
         if !is_registered(name) {
-            return Err(unknown_task(raw, name, raw.headers.get("id")));
+            return Err(unknown_task(name, raw.headers.get("id")));
         }
         let body = accept.decode(&raw.content_type, &raw.body).map_err(|e| match e {
             ContentError::Disallowed { .. } => DecodeError::Disallowed(e),
@@ -96,7 +94,7 @@ pub fn decode_task(
     };
     if !is_registered(&name) {
         let id = body.as_dict().and_then(|d| d.get("id")).cloned();
-        return Err(unknown_task(raw, &name, id.as_ref()));
+        return Err(unknown_task(&name, id.as_ref()));
     }
     v1::from_body(raw, name, body)
 }
@@ -109,10 +107,6 @@ fn undecodable(raw: &RawMessage, error: ContentError) -> DecodeError {
     }
 }
 
-fn unknown_task(raw: &RawMessage, name: &str, id: Option<&Value>) -> DecodeError {
-    DecodeError::UnknownTask {
-        id: id.and_then(Value::as_str).map(str::to_owned),
-        name: name.to_owned(),
-        message: Box::new(raw.clone()),
-    }
+fn unknown_task(name: &str, id: Option<&Value>) -> DecodeError {
+    DecodeError::UnknownTask { id: id.and_then(Value::as_str).map(str::to_owned), name: name.to_owned() }
 }

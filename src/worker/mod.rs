@@ -8,7 +8,6 @@ mod inflight;
 mod request;
 mod shutdown;
 
-pub use eta::to_utc;
 pub use shutdown::ShutdownKind;
 
 use std::sync::atomic::AtomicU64;
@@ -127,7 +126,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         tracing::info!("{} ready.", shared.settings.hostname);
 
-        let mut kind = loop {
+        let kind = loop {
             tokio::select! {
                 d = deliveries.recv() => match d {
                     Some(d) => {
@@ -159,8 +158,7 @@ impl Worker {
                 _ = tokio::time::sleep(shared.settings.shutdown_timeout) => {
                     tracing::warn!("tasks still running after {:?}; giving their messages back", shared.settings.shutdown_timeout);
                 }
-                k = signals.recv() => {
-                    kind = k.unwrap_or(ShutdownKind::Cold);
+                _ = signals.recv() => {
                     tracing::warn!("Cold shutdown requested: not waiting for running tasks");
                 }
             }
@@ -173,7 +171,6 @@ impl Worker {
                 Err(e) => tracing::error!(error = %e, count = unsettled.len(), "could not restore messages; they return after the visibility timeout"),
             }
         }
-        let _ = kind;
         Ok(())
     }
 }

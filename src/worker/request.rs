@@ -8,7 +8,7 @@ use crate::backend::meta::exception_meta;
 use crate::backend::{ExtendedMeta, ResultRecord, State};
 use crate::broker::{Delivery, PrefetchPermit};
 use crate::protocol::{decode_task, DecodeError, Disposition, TaskMessage};
-use crate::task::{Context, Request, TaskDef, TaskError};
+use crate::task::{Context, Request, TaskError};
 use crate::value::{saferepr, Value};
 
 /// A delivery not yet settled with the broker. Settling frees its prefetch slot.
@@ -67,7 +67,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         }
     }
     if message.expires.as_ref().is_some_and(eta::has_passed) {
-        return revoke_expired(&shared, &mut unsettled, &message, &def).await;
+        return revoke_expired(&shared, &mut unsettled, &message).await;
     }
 
     let slot = tokio::select! {
@@ -86,7 +86,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         let mut info = crate::value::Dict::new();
         info.insert("pid", std::process::id() as i64);
         info.insert("hostname", shared.settings.hostname.as_str());
-        store(&shared, &request, State::Started, Value::Dict(info), None).await;
+        store(&shared, &request.message, State::Started, Value::Dict(info), None).await;
     }
 
     let started = Instant::now();
@@ -101,15 +101,14 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         Ok(value) => {
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
             if !ignore_result {
-                store(&shared, &request, State::Success, value, None).await;
+                store(&shared, m, State::Success, value, None).await;
             }
         }
         Err(err) => {
             tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
             if !ignore_result {
                 let tb = err.traceback_text(&m.name);
-                let meta = exception_meta(&err.exc_type, &err.exc_module, err.args);
-                store(&shared, &request, State::Failure, meta, Some(tb)).await;
+                store(&shared, m, State::Failure, failure_meta(err), Some(tb)).await;
             }
         }
     }
@@ -121,24 +120,19 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
 /// A message that is not a runnable task: logged and disposed of as Celery would.
 async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) {
     match &error {
-        DecodeError::UnknownTask { id, name, message } => {
+        DecodeError::UnknownTask { id, name } => {
             tracing::error!(task_name = %name, task_id = id.as_deref().unwrap_or(""), "Received unregistered task of type {name:?}.\nThe message has been ignored and discarded.");
-            unsettled.reject(shared, false);
             if let Some(id) = id {
                 let record = ResultRecord {
                     task_id: id.clone(),
                     state: State::Failure,
-                    result: {
-                        let e = TaskError::not_registered(name);
-                        exception_meta(&e.exc_type, &e.exc_module, e.args)
-                    },
+                    result: failure_meta(TaskError::not_registered(name)),
                     traceback: None,
                     children: Vec::new(),
                     group_id: None,
                     parent_id: None,
                     extended: None,
                 };
-                let _ = message;
                 if let Err(e) = shared.backend.store(record).await {
                     tracing::error!(task_id = %id, error = %e, "could not store NotRegistered failure");
                 }
@@ -157,21 +151,24 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
 
 /// An expired task: stored as REVOKED with reason `expired`, and acked (Celery's
 /// `_announce_revoked`).
-async fn revoke_expired(shared: &Shared, unsettled: &mut Unsettled, message: &TaskMessage, _def: &TaskDef) {
+async fn revoke_expired(shared: &Shared, unsettled: &mut Unsettled, message: &TaskMessage) {
     tracing::info!(task_id = %message.id, task_name = %message.display_name(), "Discarding revoked task: {}[{}] (expired)", message.display_name(), message.id);
-    let request = Request { message: message.clone(), hostname: shared.settings.hostname.clone() };
     let meta = exception_meta("TaskRevokedError", "celery.exceptions", vec![Value::str("expired")]);
-    store(shared, &request, State::Revoked, meta, None).await;
+    store(shared, message, State::Revoked, meta, None).await;
     unsettled.ack(shared);
 }
 
-async fn store(shared: &Shared, request: &Request, state: State, result: Value, traceback: Option<String>) {
-    let m = &request.message;
+/// The stored form of a task error (Celery's exception meta for non-pickle serializers).
+fn failure_meta(err: TaskError) -> Value {
+    exception_meta(&err.exc_type, &err.exc_module, err.args)
+}
+
+async fn store(shared: &Shared, m: &TaskMessage, state: State, result: Value, traceback: Option<String>) {
     let extended = shared.settings.result_extended.then(|| ExtendedMeta {
         name: Some(m.name.clone()),
         args: Value::List(m.args.clone()),
         kwargs: Value::Dict(m.kwargs.clone()),
-        worker: Some(request.hostname.clone()),
+        worker: Some(shared.settings.hostname.clone()),
         retries: Some(m.retries),
         queue: Some(m.delivery_info.routing_key.clone()).filter(|q| !q.is_empty()),
     });
