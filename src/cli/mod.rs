@@ -49,6 +49,7 @@ pub fn run(app: App, cli: Cli) -> ExitCode {
             let code = runtime.block_on(worker::run(app, &cli, args));
             // Blocking tasks cut off by a cold shutdown must not keep the process alive.
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            logging::flush();
             code
         }
     }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use super::envelope;
 use super::keys::Keys;
 use super::restore::now_secs;
-use super::settle::SettleOp;
+use super::settle::PendingAcks;
 use super::Scripts;
 use crate::broker::{Delivery, PrefetchPermit, PrefetchWindow};
 
@@ -25,7 +25,7 @@ pub(super) struct Fetcher {
     pub queues: Vec<String>,
     pub window: PrefetchWindow,
     pub tx: mpsc::Sender<Delivery>,
-    pub settle: mpsc::UnboundedSender<SettleOp>,
+    pub acks: std::sync::Arc<PendingAcks>,
     pub stop: watch::Receiver<bool>,
     pub brpop_timeout: f64,
     /// The server supports `RPOP key count` (Redis 6.2+).
@@ -82,19 +82,27 @@ impl Fetcher {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
-    /// One atomic pop-and-record of up to `max` messages.
+    /// One atomic pop-and-record of up to `max` messages, carrying the acks issued since the
+    /// last fetch (they freed the slots this fetch fills).
     async fn fetch_batch(
         &mut self,
         poll_keys: &[String],
         max: usize,
     ) -> Result<Vec<(usize, Vec<u8>)>, redis::RedisError> {
+        let acks = std::sync::Arc::clone(&self.acks);
+        let (tags, _sending) = acks.take().await;
         let mut cmd = redis::cmd("EVALSHA");
-        self.fetch_args(&mut cmd, poll_keys, max);
-        let flat: Vec<redis::Value> = cmd.query_async(&mut self.conn).await?;
-        Ok(pairs(flat))
+        self.fetch_args(&mut cmd, poll_keys, max, &tags);
+        match cmd.query_async::<Vec<redis::Value>>(&mut self.conn).await {
+            Ok(flat) => Ok(pairs(flat)),
+            Err(e) => {
+                acks.put_back(tags);
+                Err(e)
+            }
+        }
     }
 
-    fn fetch_args(&self, cmd: &mut redis::Cmd, poll_keys: &[String], max: usize) {
+    fn fetch_args(&self, cmd: &mut redis::Cmd, poll_keys: &[String], max: usize, acks: &[String]) {
         cmd.arg(self.scripts.fetch.get_hash())
             .arg(2 + poll_keys.len())
             .arg(&self.keys.unacked)
@@ -103,7 +111,9 @@ impl Fetcher {
             .arg(max)
             .arg(now_secs())
             .arg(self.queues.len())
-            .arg(if self.counted_pop { "1" } else { "0" });
+            .arg(if self.counted_pop { "1" } else { "0" })
+            .arg(acks.len())
+            .arg(acks);
     }
 
     /// Waits (up to the BRPOP timeout) for a message, puts it back at the head of its list
@@ -127,7 +137,7 @@ impl Fetcher {
             return Ok(Vec::new());
         }
         let mut fetch = redis::cmd("EVALSHA");
-        self.fetch_args(&mut fetch, poll_keys, max);
+        self.fetch_args(&mut fetch, poll_keys, max, &[]);
         pipe.add_command(fetch);
         let (flat,): (Vec<redis::Value>,) = pipe.query_async(&mut self.conn).await?;
         Ok(pairs(flat))
@@ -158,7 +168,7 @@ impl Fetcher {
                         "Received and deleted unknown message. Wrong destination?!?"
                     );
                     if let Some(tag) = bad.delivery_tag {
-                        let _ = self.settle.send(SettleOp::Ack(tag));
+                        self.acks.push(tag);
                     }
                 }
             }

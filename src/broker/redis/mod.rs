@@ -98,6 +98,7 @@ pub struct RedisBroker {
     options: RedisTransportOptions,
     scripts: Scripts,
     settle: mpsc::UnboundedSender<settle::SettleOp>,
+    acks: Arc<settle::PendingAcks>,
     stop: watch::Sender<bool>,
     counted_pop: bool,
 }
@@ -123,7 +124,8 @@ impl RedisBroker {
             &options.unacked_mutex_key,
         );
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        tokio::spawn(settle::run(conn.clone(), keys.clone(), scripts.clone(), settle_rx));
+        let acks = Arc::new(settle::PendingAcks::default());
+        tokio::spawn(settle::run(conn.clone(), keys.clone(), scripts.clone(), Arc::clone(&acks), settle_rx));
         let (stop, _) = watch::channel(false);
         let counted_pop = server_version(&mut load_conn).await >= (6, 2);
         Ok(RedisBroker {
@@ -133,6 +135,7 @@ impl RedisBroker {
             options,
             scripts,
             settle: settle_tx,
+            acks,
             stop,
             counted_pop,
         })
@@ -199,7 +202,7 @@ impl Broker for RedisBroker {
                 queues: queues.iter().map(|q| q.name.clone()).collect(),
                 window,
                 tx,
-                settle: self.settle.clone(),
+                acks: Arc::clone(&self.acks),
                 stop: self.stop.subscribe(),
                 brpop_timeout: self.options.brpop_timeout,
                 counted_pop: self.counted_pop,
@@ -226,7 +229,7 @@ impl Broker for RedisBroker {
 
     fn ack(&self, tag: &str) {
         if !tag.is_empty() {
-            let _ = self.settle.send(settle::SettleOp::Ack(tag.to_owned()));
+            self.acks.push(tag.to_owned());
         }
     }
 
@@ -234,12 +237,11 @@ impl Broker for RedisBroker {
         if tag.is_empty() {
             return;
         }
-        let op = if requeue {
-            settle::SettleOp::Requeue(tag.to_owned())
+        if requeue {
+            let _ = self.settle.send(settle::SettleOp::Requeue(tag.to_owned()));
         } else {
-            settle::SettleOp::Ack(tag.to_owned())
-        };
-        let _ = self.settle.send(op);
+            self.acks.push(tag.to_owned());
+        }
     }
 
     fn restore(&self, tags: Vec<String>) -> BoxFuture<'_, Result<usize, BrokerError>> {

@@ -5,7 +5,8 @@
 ///
 /// KEYS: `unacked`, `unacked_index`, then the poll keys (step-major, `ARGV[3]` queues per step).
 /// ARGV: max count, now (epoch seconds), queues per step, `1` if the server has `RPOP key count`
-/// (Redis 6.2+).
+/// (Redis 6.2+), then the number of delivery tags to ack first and those tags (acks ride
+/// along with the fetch their freed prefetch slots allow).
 /// Returns a flat list `[queue_index, message, ...]`. The `unacked` value is
 /// `[envelope, exchange, routing_key]` written as Python's `json.dumps` writes it, the envelope
 /// kept byte for byte. Commands are issued per batch, not per message: `redis.call` is what
@@ -15,6 +16,11 @@ local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local nq = tonumber(ARGV[3])
 local counted = ARGV[4] == '1'
+local nacks = tonumber(ARGV[5] or '0')
+if nacks > 0 then
+  redis.call('ZREM', KEYS[2], unpack(ARGV, 6, 5 + nacks))
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 6, 5 + nacks))
+end
 local out, zargs, hargs = {}, {}, {}
 local got = 0
 local nkeys = #KEYS - 2

@@ -1,5 +1,10 @@
 //! Log setup: Celery's level names, stderr or `--logfile`, and panics logged instead of printed.
 
+mod format;
+mod writer;
+
+pub use writer::flush;
+
 use tracing_subscriber::EnvFilter;
 
 /// Maps a Celery log level (`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`, `FATAL`, any
@@ -18,7 +23,7 @@ pub fn level_directive(level: &str) -> &'static str {
 pub fn init(level: Option<&str>, logfile: Option<&str>) {
     let directive = level.map_or("warn", level_directive);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directive));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).event_format(format::CeleryFormat);
     let file = logfile.and_then(|path| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -27,14 +32,11 @@ pub fn init(level: Option<&str>, logfile: Option<&str>) {
             .map_err(|e| eprintln!("rcelery: cannot open log file {path}: {e}; logging to stderr"))
             .ok()
     });
-    match file {
-        Some(f) => {
-            let _ = builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init();
-        }
-        None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-        }
-    }
+    let sink: Box<dyn std::io::Write + Send> = match file {
+        Some(f) => Box::new(f),
+        None => Box::new(std::io::stderr()),
+    };
+    let _ = builder.with_writer(writer::BatchedWriter::new(sink)).try_init();
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let message = info
@@ -44,5 +46,6 @@ pub fn init(level: Option<&str>, logfile: Option<&str>) {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         tracing::error!("panic{location}: {message}");
+        flush();
     }));
 }
