@@ -83,19 +83,3 @@ def wait_drained(broker, timeout=30.0):
     wait_for(lambda: queues_empty(broker), timeout, "queue and unacked to be empty")
 
 
-# rcelery gains publishing from the worker (task retry, link callbacks) with issue 3. Until
-# then these cases are strict xfail for the Rust worker only: each turns into a failure the
-# moment the feature works, so the marker cannot outlive it.
-ISSUE3_PUBLISHING = "needs publishing from the worker (retry, link callbacks): rcelery issue 3"
-
-
-def needs_publishing(case):
-    """True for capture cases that retry or link a callback."""
-    return case.task == "tasks.retry_until" or "link" in case.options
-
-
-def xfail_until_issue3(request, kind):
-    """Mark the running test as strict xfail when the worker under test is rcelery."""
-    import pytest
-    if kind == "rust":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ISSUE3_PUBLISHING))

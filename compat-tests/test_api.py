@@ -8,7 +8,7 @@ from celery.exceptions import NotRegistered
 from celery.result import AsyncResult
 
 from capture.cases import TYPED_ARGS, TYPED_KWARGS
-from helpers import raw_result, wait_drained, xfail_until_issue3
+from helpers import raw_result, wait_drained
 
 SERIALIZERS = ["json", "pickle"]
 
@@ -92,14 +92,12 @@ def test_echo_round_trips_rich_types(worker, t, ser):
 
 def test_retry_until(request, kind, workers, t):
     """Retries with countdown=0 (one pool slot: see test_golden_results.settings_for)."""
-    xfail_until_issue3(request, kind)
     workers.ensure({"worker_concurrency": 1})
     r = t.retry_until.delay(3)
     assert r.get(timeout=30) == 3
 
 
 def test_link_callback(request, kind, worker, t):
-    xfail_until_issue3(request, kind)
     r = t.add.apply_async((2, 3), link=t.mul.s(10))
     assert r.get(timeout=30) == 5
     assert len(r.children) == 1

@@ -14,9 +14,8 @@ from celery.result import AsyncResult
 from kombu.utils.json import loads as kombu_loads
 
 from capture.cases import CASES, EXTENDED_CASES, STARTED_CASE, send
-from helpers import (golden_message, golden_result, local_worker_name, needs_publishing,
-                     normalize, raw_result, wait_drained, wait_for, wait_raw_result,
-                     xfail_until_issue3)
+from helpers import (golden_message, golden_result, local_worker_name, normalize, raw_result,
+                     wait_drained, wait_for, wait_raw_result)
 
 # A golden envelope carrying an absolute `expires` would be expired by now.
 REPLAYABLE = [c for c in CASES if "expires" not in c.options]
@@ -77,8 +76,6 @@ def check_against_golden(app, broker, backend, case, worker_name=None):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_producer_call_matches_golden(request, kind, app, workers, broker, backend, case):
-    if needs_publishing(case):
-        xfail_until_issue3(request, kind)
     workers.ensure(settings_for(case))
     send(app, case)
     check_against_golden(app, broker, backend, case)
@@ -87,8 +84,6 @@ def test_producer_call_matches_golden(request, kind, app, workers, broker, backe
 @pytest.mark.parametrize("case", REPLAYABLE, ids=lambda c: c.name)
 def test_replayed_golden_envelope_matches_golden(request, kind, app, workers, broker, backend,
                                                  case):
-    if needs_publishing(case):
-        xfail_until_issue3(request, kind)
     workers.ensure(settings_for(case))
     msg = golden_message(case.name)
     broker.lpush(msg["queue_key"].encode("latin-1"), msg["raw"].encode("utf-8"))

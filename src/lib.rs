@@ -12,6 +12,7 @@ pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod producer;
 pub mod protocol;
 pub mod redis_client;
 pub mod task;

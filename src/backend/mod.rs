@@ -23,12 +23,19 @@ pub enum BackendError {
     /// The writer task is gone (shutting down).
     #[error("result backend is closed")]
     Closed,
+    /// A stored meta could not be decoded.
+    #[error("cannot decode stored result: {0}")]
+    Decode(String),
 }
 
 /// Where task results go.
 pub trait ResultBackend: Send + Sync + 'static {
     /// Stores a task's state and result. Resolves once it is durable in the backend.
     fn store(&self, record: ResultRecord) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// Reads a task's stored meta dict (`status`, `result`, `traceback`, ...); `None` while
+    /// nothing is stored (Celery's PENDING).
+    fn get_meta<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>>;
 
     /// The backend URL with the password masked, for logs and the banner.
     fn display_url(&self) -> String;
@@ -41,6 +48,10 @@ pub struct DisabledBackend;
 impl ResultBackend for DisabledBackend {
     fn store(&self, _record: ResultRecord) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn get_meta<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported("disabled://: no results are stored".into())) })
     }
 
     fn display_url(&self) -> String {

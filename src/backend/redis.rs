@@ -58,6 +58,7 @@ struct Write {
 /// Redis result backend.
 pub struct RedisBackend {
     url: String,
+    conn: MultiplexedConnection,
     encoder: MetaEncoder,
     prefix: String,
     tx: mpsc::Sender<Write>,
@@ -79,9 +80,10 @@ impl RedisBackend {
             Serializer::Pickle => (b"\x8c\x07SUCCESS".to_vec(), 32),
         };
         let expires = expires.map_or(0, |d| d.as_secs().max(1));
-        tokio::spawn(writer(conn, rx, expires, marker));
+        tokio::spawn(writer(conn.clone(), rx, expires, marker));
         Ok(RedisBackend {
             url: url.to_owned(),
+            conn,
             encoder,
             prefix: key_prefix(global_keyprefix),
             tx,
@@ -106,6 +108,23 @@ impl ResultBackend for RedisBackend {
             let (done, wait) = oneshot::channel();
             self.tx.send(Write { key, payload, done }).await.map_err(|_| BackendError::Closed)?;
             wait.await.map_err(|_| BackendError::Closed)?
+        }
+        .boxed()
+    }
+
+    fn get_meta<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+        async move {
+            let key = format!("{}celery-task-meta-{task_id}", self.prefix);
+            let mut conn = self.conn.clone();
+            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let Some(raw) = raw else { return Ok(None) };
+            // Celery reads with the result serializer; a pickle meta starts with PROTO.
+            let decoded = if raw.first() == Some(&0x80) {
+                crate::codec::pickle::decode(&raw).map_err(|e| BackendError::Decode(e.to_string()))
+            } else {
+                crate::codec::json::decode(&raw).map_err(|e| BackendError::Decode(e.to_string()))
+            };
+            decoded.map(Some)
         }
         .boxed()
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::protocol::RawMessage;
+use crate::protocol::{OutgoingMessage, RawMessage};
 
 /// A queue to consume from, as declared in `task_queues` (or created from `-Q` names).
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +135,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Waits until every ack/reject issued so far has reached the broker.
     fn flush(&self) -> BoxFuture<'_, ()>;
+
+    /// Publishes a task message (routing it as kombu would: the anonymous exchange goes
+    /// straight to the queue named by the routing key).
+    fn publish<'a>(&'a self, message: &'a OutgoingMessage) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Transport name for the banner (`redis`, `amqp`).
     fn transport(&self) -> &'static str;

@@ -46,6 +46,51 @@ pub struct Cli {
 pub enum Command {
     /// Start a worker.
     Worker(WorkerArgs),
+    /// Send a task (Celery's `celery call`); prints its id, or with --wait its result.
+    Call(CallArgs),
+}
+
+/// `celery call` flags, plus `--wait`.
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// Task name, e.g. tasks.add.
+    pub name: String,
+    /// Positional arguments as a JSON list.
+    #[arg(short = 'a', long = "args", default_value = "[]")]
+    pub args: String,
+    /// Keyword arguments as a JSON object.
+    #[arg(short = 'k', long = "kwargs", default_value = "{}")]
+    pub kwargs: String,
+    /// Scheduled time (ISO-8601).
+    #[arg(long = "eta")]
+    pub eta: Option<String>,
+    /// Seconds to wait before running.
+    #[arg(long = "countdown")]
+    pub countdown: Option<f64>,
+    /// Expiry: seconds from now, or an ISO-8601 time.
+    #[arg(long = "expires")]
+    pub expires: Option<String>,
+    /// Serializer for the message (default: task_serializer).
+    #[arg(short = 's', long = "serializer")]
+    pub serializer: Option<String>,
+    /// Queue to send to (default: task_default_queue).
+    #[arg(long = "queue")]
+    pub queue: Option<String>,
+    /// Exchange to send to.
+    #[arg(long = "exchange")]
+    pub exchange: Option<String>,
+    /// Routing key.
+    #[arg(long = "routing-key")]
+    pub routing_key: Option<String>,
+    /// Message priority.
+    #[arg(long = "priority")]
+    pub priority: Option<u8>,
+    /// Wait for the result and print it (JSON); exit 1 if the task failed.
+    #[arg(long = "wait")]
+    pub wait: bool,
+    /// Seconds --wait waits.
+    #[arg(long = "timeout", default_value_t = 60.0)]
+    pub timeout: f64,
 }
 
 /// `celery worker` flags.
@@ -173,9 +218,16 @@ mod tests {
             "--without-heartbeat", "-O", "fair", "--loglevel=debug", "--pool=eventlet", "--events",
             "--autoscale", "10,3", "-X", "x", "--heartbeat-interval", "5", "--purge", "-B",
         ]);
-        let Command::Worker(w) = cli.command;
+        let Command::Worker(w) = cli.command else { panic!("not the worker command") };
         assert_eq!(w.queues, vec!["default", "other"]);
         assert_eq!(w.concurrency, Some(2));
         assert_eq!(w.pool.as_deref(), Some("eventlet"));
+    }
+
+    #[test]
+    fn call_takes_celerys_flags() {
+        let cli = Cli::parse_from(["rcelery", "-A", "tasks", "call", "tasks.add", "--args", "[2, 3]", "--queue", "q", "--countdown", "5", "--wait"]);
+        let Command::Call(c) = cli.command else { panic!("not the call command") };
+        assert_eq!((c.name.as_str(), c.args.as_str(), c.queue.as_deref(), c.countdown, c.wait), ("tasks.add", "[2, 3]", Some("q"), Some(5.0), true));
     }
 }

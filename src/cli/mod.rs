@@ -2,10 +2,11 @@
 
 mod args;
 mod banner;
+mod call;
 mod logging;
 mod worker;
 
-pub use args::{Cli, Command, WorkerArgs};
+pub use args::{CallArgs, Cli, Command, WorkerArgs};
 
 use std::process::ExitCode;
 
@@ -49,6 +50,19 @@ pub fn run(app: App, cli: Cli) -> ExitCode {
             let code = runtime.block_on(worker::run(app, &cli, args));
             // Blocking tasks cut off by a cold shutdown must not keep the process alive.
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            logging::flush();
+            code
+        }
+        Command::Call(ref args) => {
+            logging::init(Some("WARNING"), None);
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("rcelery: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = runtime.block_on(call::run(&cli, args));
             logging::flush();
             code
         }

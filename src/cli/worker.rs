@@ -13,6 +13,7 @@ use crate::broker::redis::RedisBroker;
 use crate::broker::Broker;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
+use crate::producer::Producer;
 use crate::redis_client::mask_password;
 use crate::worker::{Worker, WorkerSettings};
 use crate::App;
@@ -95,7 +96,11 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
         tasks: app.registry().names(),
     };
     eprintln!("{}", banner::render(&info));
-    let worker = Worker::new(app.registry().clone(), broker, backend, settings);
+    let task_serializer = Serializer::from_name(&config.task_serializer)
+        .ok_or_else(|| format!("unsupported task_serializer {:?}", config.task_serializer))?;
+    let producer = Producer::new(Arc::clone(&broker), task_serializer, tz.name(), &config.task_default_queue)
+        .with_backend(Arc::clone(&backend));
+    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings);
     worker.run().await.map_err(|e| e.to_string())?;
     if let Some(pidfile) = &args.pidfile {
         let _ = std::fs::remove_file(pidfile);
@@ -103,11 +108,11 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn looks_like_file(c: &str) -> bool {
+pub(super) fn looks_like_file(c: &str) -> bool {
     c.ends_with(".toml") || Path::new(c).is_file()
 }
 
-async fn connect_broker(url: &str, config: &Config) -> Result<Arc<dyn Broker>, String> {
+pub(super) async fn connect_broker(url: &str, config: &Config) -> Result<Arc<dyn Broker>, String> {
     let scheme = url.split("://").next().unwrap_or("");
     match scheme {
         "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
@@ -123,7 +128,7 @@ async fn connect_broker(url: &str, config: &Config) -> Result<Arc<dyn Broker>, S
     }
 }
 
-async fn connect_backend(
+pub(super) async fn connect_backend(
     url: Option<&str>,
     encoder: MetaEncoder,
     config: &Config,

@@ -101,14 +101,13 @@ pub fn noop(#[args] _args: Vec<Value>, #[kwargs] _kwargs: Dict) -> TaskResult<()
 }
 
 /// `tasks.retry_until(n)`: retries (countdown 0) until its retry count is `n`, then returns
-/// it. Retrying needs publishing, which comes with task retries; until then a request that
-/// would have to retry fails with `NotImplementedError`.
-#[rcelery::task(name = "tasks.retry_until")]
+/// it; past the default `max_retries` (3) it ends with `MaxRetriesExceededError`.
+#[rcelery::task(name = "tasks.retry_until", inline)]
 pub fn retry_until(ctx: &Context, n: i64) -> TaskResult<i64> {
     let retries = ctx.request().retries();
     if retries >= n {
         Ok(retries)
     } else {
-        Err(TaskError::new("NotImplementedError", "retry is not implemented in rcelery yet"))
+        Err(ctx.retry().countdown(0.0).into())
     }
 }

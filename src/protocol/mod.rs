@@ -8,10 +8,14 @@
 
 mod decode;
 mod message;
+mod outgoing;
 mod raw;
+mod signature;
 mod v1;
 mod v2;
 
 pub use decode::{decode_task, DecodeError, Disposition};
 pub use message::{Embed, TaskMessage, TimeLimits};
+pub use outgoing::{NewTask, OutgoingMessage};
 pub use raw::{DeliveryInfo, Properties, RawMessage};
+pub use signature::Signature;

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use super::retry::{Retry, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};
+use super::TaskOptions;
 use crate::protocol::{DeliveryInfo, TaskMessage};
 use crate::value::{DateTime, Dict, Value};
 
@@ -80,12 +82,39 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct Context {
     request: Arc<Request>,
+    max_retries: Option<i64>,
+    default_retry_delay: f64,
 }
 
 impl Context {
-    /// Wraps a request.
+    /// Wraps a request, with Celery's default retry settings.
     pub fn new(request: Arc<Request>) -> Self {
-        Context { request }
+        Context { request, max_retries: Some(DEFAULT_MAX_RETRIES), default_retry_delay: DEFAULT_RETRY_DELAY }
+    }
+
+    /// Wraps a request for a task with these options.
+    pub fn for_task(request: Arc<Request>, options: &TaskOptions) -> Self {
+        Context {
+            request,
+            max_retries: options.max_retries.unwrap_or(Some(DEFAULT_MAX_RETRIES)),
+            default_retry_delay: options.default_retry_delay.unwrap_or(DEFAULT_RETRY_DELAY),
+        }
+    }
+
+    /// Celery's `self.retry(...)`: build it, then return it as the task's error:
+    /// `return Err(ctx.retry().countdown(5.0).exc(e).into())`.
+    pub fn retry(&self) -> Retry<'_> {
+        Retry::new(self)
+    }
+
+    /// The task's `max_retries` (`None`: unlimited).
+    pub fn max_retries(&self) -> Option<i64> {
+        self.max_retries
+    }
+
+    /// The task's `default_retry_delay` in seconds.
+    pub fn default_retry_delay(&self) -> f64 {
+        self.default_retry_delay
     }
 
     /// The request (Celery's `self.request`).

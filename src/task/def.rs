@@ -43,6 +43,10 @@ pub struct TaskOptions {
     pub acks_late: Option<bool>,
     /// `track_started`.
     pub track_started: Option<bool>,
+    /// `max_retries`: `None` is Celery's default (3), `Some(None)` unlimited.
+    pub max_retries: Option<Option<i64>>,
+    /// `default_retry_delay` in seconds (180).
+    pub default_retry_delay: Option<f64>,
 }
 
 /// A task as registered with the app.

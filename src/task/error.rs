@@ -18,6 +18,8 @@ pub struct TaskError {
     pub args: Vec<Value>,
     /// A traceback text, if the task has a better one than rcelery's default.
     pub traceback: Option<String>,
+    /// Set when this is Celery's `Retry`: the task asked to run again.
+    pub retry: Option<Box<super::retry::RetryRequest>>,
 }
 
 /// What a task returns.
@@ -36,6 +38,7 @@ impl TaskError {
             exc_module: exc_module.to_owned(),
             args,
             traceback: None,
+            retry: None,
         }
     }
 

@@ -18,6 +18,7 @@ mod context;
 mod def;
 mod error;
 mod registry;
+mod retry;
 #[doc(hidden)]
 pub mod __private {
     pub use super::private::*;
@@ -29,3 +30,4 @@ pub use context::{Context, Request};
 pub use def::{BlockingFn, AsyncFn, Handler, IntoTaskResult, TaskDef, TaskOptions};
 pub use error::{TaskError, TaskResult};
 pub use registry::Registry;
+pub use retry::{retry_message, Retry, RetryRequest, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};

@@ -2,10 +2,12 @@
 //! the blocking pool with at most `concurrency` running at once, stores results, settles
 //! messages, and shuts down without losing any.
 
+mod canvas;
 mod eta;
 mod execute;
 mod inflight;
 mod request;
+mod retry;
 mod shutdown;
 
 pub use shutdown::ShutdownKind;
@@ -21,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::backend::ResultBackend;
 use crate::broker::{Broker, BrokerError, PrefetchWindow, QueueSpec};
 use crate::codec::AcceptContent;
+use crate::producer::Producer;
 use crate::task::Registry;
 use inflight::Inflight;
 
@@ -60,6 +63,7 @@ pub struct Stats {
 pub(crate) struct Shared {
     registry: Registry,
     broker: Arc<dyn Broker>,
+    producer: Producer,
     backend: Arc<dyn ResultBackend>,
     settings: WorkerSettings,
     slots: Arc<Semaphore>,
@@ -85,11 +89,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Assembles a worker.
+    /// Assembles a worker. `producer` publishes what tasks set in motion (retries, callbacks,
+    /// chains), normally on the same broker.
     pub fn new(
         registry: Registry,
         broker: Arc<dyn Broker>,
         backend: Arc<dyn ResultBackend>,
+        producer: Producer,
         settings: WorkerSettings,
     ) -> Worker {
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
@@ -97,6 +103,7 @@ impl Worker {
             shared: Arc::new(Shared {
                 registry,
                 broker,
+                producer,
                 backend,
                 settings,
                 slots,

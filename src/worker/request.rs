@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{eta, execute, Shared};
+use super::{canvas, eta, execute, retry, Shared};
 use crate::backend::meta::exception_meta;
 use crate::backend::{ExtendedMeta, ResultRecord, State};
 use crate::broker::{Delivery, PrefetchPermit};
 use crate::protocol::{decode_task, DecodeError, Disposition, TaskMessage};
-use crate::task::{Context, Request, TaskError};
+use crate::task::{retry_message, Context, Request, TaskError};
 use crate::value::{saferepr, Value};
 
 /// A delivery not yet settled with the broker. Settling frees its prefetch slot.
@@ -90,7 +90,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     }
 
     let started = Instant::now();
-    let ctx = Context::new(Arc::clone(&request));
+    let ctx = Context::for_task(Arc::clone(&request), &def.options);
     let m = &request.message;
     let outcome = execute::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone()).await;
     drop(slot);
@@ -99,9 +99,34 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
 
     match outcome {
         Ok(value) => {
+            let children = if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
+                canvas::after_success(&shared.producer, m, &value).await
+            } else {
+                Vec::new()
+            };
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
             if !ignore_result {
-                store(&shared, m, State::Success, value, None).await;
+                store_with_children(&shared, m, State::Success, value, None, children).await;
+            }
+        }
+        Err(mut err) if err.retry.is_some() => {
+            let r = err.retry.take().map(|r| *r);
+            if let Some(r) = r {
+                match retry::send(&shared.producer, m, &r).await {
+                    Ok(()) => {
+                        tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] retry: {}", m.display_name(), m.id, retry_message(&r));
+                        if !ignore_result {
+                            let tb = err.traceback_text(&m.name);
+                            let meta = r.exc.map_or(Value::None, failure_meta);
+                            store(&shared, m, State::Retry, meta, Some(tb)).await;
+                        }
+                    }
+                    Err(e) => {
+                        // Celery turns a failed retry publish into Reject(requeue=False).
+                        tracing::error!(task_id = %m.id, task_name = %m.display_name(), error = %e, "could not send the retry; rejecting the message");
+                        return unsettled.reject(&shared, false);
+                    }
+                }
             }
         }
         Err(err) => {
@@ -110,6 +135,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
                 let tb = err.traceback_text(&m.name);
                 store(&shared, m, State::Failure, failure_meta(err), Some(tb)).await;
             }
+            canvas::after_failure(&shared.producer, m).await;
         }
     }
     if acks_late {
@@ -164,6 +190,17 @@ fn failure_meta(err: TaskError) -> Value {
 }
 
 async fn store(shared: &Shared, m: &TaskMessage, state: State, result: Value, traceback: Option<String>) {
+    store_with_children(shared, m, state, result, traceback, Vec::new()).await;
+}
+
+async fn store_with_children(
+    shared: &Shared,
+    m: &TaskMessage,
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+    children: Vec<Value>,
+) {
     let extended = shared.settings.result_extended.then(|| ExtendedMeta {
         name: Some(m.name.clone()),
         args: Value::List(m.args.clone()),
@@ -177,7 +214,7 @@ async fn store(shared: &Shared, m: &TaskMessage, state: State, result: Value, tr
         state,
         result,
         traceback,
-        children: Vec::new(),
+        children,
         group_id: m.group.clone(),
         parent_id: m.parent_id.clone(),
         extended,

@@ -8,12 +8,14 @@
 mod envelope;
 mod fetch;
 mod keys;
+mod publish;
 mod restore;
 mod scripts;
 mod settle;
 
 pub use envelope::{parse as parse_envelope, BadEnvelope, Envelope, EnvelopeError};
 pub use keys::{binding_member, Keys, DEFAULT_PRIORITY_STEPS, SEP};
+pub use publish::envelope as publish_envelope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Broker, BrokerError, Delivery, PrefetchWindow, QueueSpec};
+use crate::protocol::OutgoingMessage;
 use crate::redis_client;
 
 /// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
@@ -261,6 +264,14 @@ impl Broker for RedisBroker {
             if self.settle.send(settle::SettleOp::Flush(tx)).is_ok() {
                 let _ = rx.await;
             }
+        }
+        .boxed()
+    }
+
+    fn publish<'a>(&'a self, message: &'a OutgoingMessage) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let mut conn = self.conn.clone();
+            publish::publish(&mut conn, &self.keys, message).await
         }
         .boxed()
     }

@@ -121,7 +121,7 @@ fn split_unacked(value: &[u8]) -> Option<(Value, String, String)> {
 /// The queues a message published to `exchange` with `routing_key` goes to: the routing key
 /// itself for the anonymous exchange, else the direct bindings recorded in Redis. A message
 /// nothing routes to goes back to the queue named by its routing key rather than being lost.
-async fn route(
+pub(super) async fn route(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
     exchange: &str,

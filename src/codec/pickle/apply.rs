@@ -285,6 +285,17 @@ impl Machine<'_> {
                 let cost = pairs.len();
                 Ok((Node::Dict(pairs), cost))
             }
+            Global::CelerySignature => match (args, via) {
+                ([a], Via::Call) => match self.node(*a) {
+                    Node::Dict(d) => {
+                        let pairs = d.clone();
+                        let cost = pairs.len();
+                        Ok((Node::Dict(pairs), cost))
+                    }
+                    _ => Err("celery.canvas.signature takes a dict".into()),
+                },
+                _ => Err("celery.canvas.signature takes a dict".into()),
+            },
             Global::DateTime => {
                 if n <= 2 && n > 0 {
                     if let Some(state) = self.state_bytes(args[0], 10) {

@@ -48,6 +48,9 @@ pub(super) enum Global {
     Uuid,
     /// `uuid.SafeUUID`: only inside a UUID's state.
     SafeUuid,
+    /// `celery.canvas.signature(dict)`: how a pickled `Signature` (a dict subclass) reduces;
+    /// read as the plain dict.
+    CelerySignature,
 }
 
 /// Every allowed `(module, name)` pair, Python 2 spellings included (CPython maps them when it
@@ -69,6 +72,7 @@ pub(super) const ALLOW_LIST: &[(&str, &str, Global)] = &[
     ("copyreg", "_reconstructor", Global::Reconstructor),
     ("copy_reg", "_reconstructor", Global::Reconstructor),
     ("collections", "OrderedDict", Global::OrderedDict),
+    ("celery.canvas", "signature", Global::CelerySignature),
     ("datetime", "datetime", Global::DateTime),
     ("datetime", "date", Global::Date),
     ("datetime", "time", Global::Time),

@@ -1,0 +1,96 @@
+//! What a finished task sets in motion, as Celery's tracer does: `link` callbacks and the next
+//! step of a chain after a success (sent before the result is stored, so the result's
+//! `children` name them), `link_error` errbacks after a failure.
+
+use crate::producer::{AsyncResult, Producer, SendOptions};
+use crate::protocol::{Signature, TaskMessage};
+use crate::value::{Dict, Value};
+
+/// Sends the callbacks and the chain's next task with `retval` prepended to their args.
+/// Returns the `children` entries for the stored result (`as_tuple()` of each).
+pub(super) async fn after_success(producer: &Producer, m: &TaskMessage, retval: &Value) -> Vec<Value> {
+    let mut children = Vec::new();
+    let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
+    let linked = |extra: SendOptions| SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id.clone()), ..extra };
+    if let Some(callbacks) = &m.embed.callbacks {
+        let sigs = signatures(callbacks, m, "callback");
+        if sigs.len() == 1 {
+            if let Some(r) = apply(producer, &sigs[0], vec![retval.clone()], linked(SendOptions::default()), m).await {
+                children.push(as_tuple(&r));
+            }
+        } else if !sigs.is_empty() {
+            children.push(apply_group(producer, &sigs, vec![retval.clone()], linked(SendOptions::default()), m).await);
+        }
+    }
+    if let Some(chain) = &m.embed.chain {
+        let mut rest = match chain {
+            Value::List(items) | Value::Tuple(items) => items.clone(),
+            _ => Vec::new(),
+        };
+        if let Some(next) = rest.pop() {
+            match Signature::from_value(&next) {
+                Some(sig) => {
+                    let options = linked(SendOptions { chain: Some(Value::List(rest)), ..SendOptions::default() });
+                    if let Some(r) = apply(producer, &sig, vec![retval.clone()], options, m).await {
+                        children.push(as_tuple(&r));
+                    }
+                }
+                None => tracing::error!(task_id = %m.id, task_name = %m.name, "chain step is not a signature: {next:?}"),
+            }
+        }
+    }
+    children
+}
+
+/// Sends the errbacks as Celery does for errbacks it does not run in-process: as a group
+/// called with the failed task's id.
+pub(super) async fn after_failure(producer: &Producer, m: &TaskMessage) {
+    let Some(errbacks) = &m.embed.errbacks else { return };
+    let sigs = signatures(errbacks, m, "errback");
+    if sigs.is_empty() {
+        return;
+    }
+    let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
+    let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
+    apply_group(producer, &sigs, vec![Value::Str(m.id.clone())], options, m).await;
+}
+
+fn signatures(value: &Value, m: &TaskMessage, what: &str) -> Vec<Signature> {
+    let mut out = Vec::new();
+    for item in Signature::list_from_value(value) {
+        match item {
+            Ok(sig) if sig.subtask_type.is_none() => out.push(sig),
+            Ok(sig) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} of type {:?} is not supported yet; not sent", sig.subtask_type),
+            Err(v) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} is not a signature: {v:?}"),
+        }
+    }
+    out
+}
+
+async fn apply(producer: &Producer, sig: &Signature, args: Vec<Value>, options: SendOptions, m: &TaskMessage) -> Option<AsyncResult> {
+    match producer.apply_signature(sig, args, Dict::new(), options).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "could not send {}", sig.task);
+            None
+        }
+    }
+}
+
+/// `group(sigs).apply_async(args, **options)`: one new group id, each member numbered.
+async fn apply_group(producer: &Producer, sigs: &[Signature], args: Vec<Value>, options: SendOptions, m: &TaskMessage) -> Value {
+    let group_id = uuid::Uuid::new_v4().to_string();
+    let mut members = Vec::with_capacity(sigs.len());
+    for (index, sig) in sigs.iter().enumerate() {
+        let o = SendOptions { group_id: Some(group_id.clone()), group_index: Some(index as i64), ..options.clone() };
+        if let Some(r) = apply(producer, sig, args.clone(), o, m).await {
+            members.push(as_tuple(&r));
+        }
+    }
+    Value::List(vec![Value::List(vec![Value::Str(group_id), Value::None]), Value::List(members)])
+}
+
+/// `AsyncResult.as_tuple()`: `((id, parent), None)`.
+fn as_tuple(r: &AsyncResult) -> Value {
+    Value::List(vec![Value::List(vec![Value::Str(r.id().to_owned()), Value::None]), Value::None])
+}

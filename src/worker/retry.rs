@@ -1,0 +1,64 @@
+//! Sending a retry as Celery's `Task.retry` does (`signature_from_request`): the same task id,
+//! `retries + 1`, an ETA, and everything else the request carried.
+
+use crate::producer::{Producer, SendOptions};
+use crate::protocol::TaskMessage;
+use crate::task::RetryRequest;
+use crate::value::Value;
+
+/// Publishes the retry of `m`.
+pub(super) async fn send(producer: &Producer, m: &TaskMessage, r: &RetryRequest) -> Result<(), crate::broker::BrokerError> {
+    let di = &m.delivery_info;
+    let (queue, exchange, routing_key) = match &r.queue {
+        Some(q) => (Some(q.clone()), None, None),
+        None if di.exchange.is_empty() && !di.routing_key.is_empty() => (Some(di.routing_key.clone()), None, None),
+        None => (None, Some(di.exchange.clone()), Some(di.routing_key.clone())),
+    };
+    let sigs = |v: &Option<Value>| {
+        v.as_ref()
+            .map(|v| crate::protocol::Signature::list_from_value(v).into_iter().filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    };
+    let options = SendOptions {
+        task_id: Some(m.id.clone()),
+        queue,
+        exchange,
+        routing_key,
+        priority: m.properties.priority,
+        countdown: if r.eta.is_none() { r.countdown } else { None },
+        eta: r.eta.clone(),
+        expires_in: None,
+        expires_at: m.expires.clone(),
+        headers: custom_headers(m),
+        time_limit: m.timelimit.hard,
+        soft_time_limit: m.timelimit.soft,
+        link: sigs(&m.embed.callbacks),
+        link_error: sigs(&m.embed.errbacks),
+        ignore_result: m.ignore_result,
+        // Sent from inside the task: a request without a parent gets this task as parent.
+        parent_id: Some(m.parent_id.clone().unwrap_or_else(|| m.id.clone())),
+        root_id: Some(m.root_id.clone().unwrap_or_else(|| m.id.clone())),
+        group_id: m.group.clone(),
+        group_index: m.group_index,
+        chain: m.embed.chain.clone(),
+        chord: m.embed.chord.clone(),
+        shadow: m.shadow.clone(),
+        retries: m.retries + 1,
+        reply_to: m.properties.reply_to.clone(),
+        origin: m.origin.clone(),
+        replaced_task_nesting: m.headers.get("replaced_task_nesting").and_then(Value::as_i64).unwrap_or(0),
+    };
+    let args = r.args.clone().unwrap_or_else(|| m.args.clone());
+    let kwargs = r.kwargs.clone().unwrap_or_else(|| m.kwargs.clone());
+    producer.send_task(&m.name, args, kwargs, options).await.map(|_| ())
+}
+
+/// Headers the producer added beyond Celery's own (kept across retries).
+fn custom_headers(m: &TaskMessage) -> crate::value::Dict {
+    const CELERY: &[&str] = &[
+        "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries", "timelimit",
+        "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result", "replaced_task_nesting",
+        "stamped_headers", "stamps", "compression",
+    ];
+    m.headers.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| CELERY.contains(&k))).cloned().collect()
+}
