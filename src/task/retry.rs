@@ -98,7 +98,8 @@ impl<'a> Retry<'a> {
             if let Some(exc) = self.request.exc.take() {
                 return exc;
             }
-            let args = self.request.args.clone().map_or_else(|| request_args(self.ctx), Value::List);
+            // A signature holds its args as a tuple, whatever the message carried.
+            let args = Value::Tuple(self.request.args.clone().unwrap_or_else(|| request.args().to_vec()));
             let kwargs = Value::Dict(self.request.kwargs.clone().unwrap_or_else(|| request.kwargs().clone()));
             let message = format!("Can't retry {}[{}] args:{} kwargs:{}", request.task(), request.id(), py_repr(&args), py_repr(&kwargs));
             return TaskError::with_args("MaxRetriesExceededError", "celery.exceptions", vec![Value::Str(message)]);
@@ -115,16 +116,6 @@ impl<'a> Retry<'a> {
 impl From<Retry<'_>> for TaskError {
     fn from(r: Retry<'_>) -> TaskError {
         r.error()
-    }
-}
-
-/// The request's args as Celery's signature holds them (a list from JSON, a tuple from pickle).
-fn request_args(ctx: &Context) -> Value {
-    let m = &ctx.request().message;
-    if m.content_type.contains("python-serialize") {
-        Value::Tuple(m.args.clone())
-    } else {
-        Value::List(m.args.clone())
     }
 }
 
