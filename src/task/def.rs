@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::{Context, TaskError};
+use super::{Context, Seconds, TaskError};
 use crate::value::{Dict, IntoValue, Value};
 
 /// An async task body: gets the context and the raw args/kwargs, binds them itself.
@@ -43,6 +43,12 @@ pub struct TaskOptions {
     pub acks_late: Option<bool>,
     /// `track_started`.
     pub track_started: Option<bool>,
+    /// `time_limit`: hard limit in seconds (overridden by the message's `timelimit`).
+    pub time_limit: Option<Seconds>,
+    /// `soft_time_limit` in seconds (overridden by the message's `timelimit`).
+    pub soft_time_limit: Option<Seconds>,
+    /// `rate_limit` in Celery's notation: `"10/s"`, `"100/m"`, `"1000/h"`, `"5"` (per second).
+    pub rate_limit: Option<String>,
 }
 
 /// A task as registered with the app.

@@ -18,6 +18,8 @@ mod context;
 mod def;
 mod error;
 mod registry;
+mod seconds;
+mod soft_limit;
 #[doc(hidden)]
 pub mod __private {
     pub use super::private::*;
@@ -29,3 +31,5 @@ pub use context::{Context, Request};
 pub use def::{BlockingFn, AsyncFn, Handler, IntoTaskResult, TaskDef, TaskOptions};
 pub use error::{TaskError, TaskResult};
 pub use registry::Registry;
+pub use seconds::Seconds;
+pub use soft_limit::SoftLimit;
