@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::broker::redis::RedisTransportOptions;
 use crate::broker::QueueSpec;
+use crate::task::Seconds;
 
 /// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`;
 /// rcelery speaks Redis).
@@ -39,6 +40,27 @@ impl QueueConfig {
             exchange_type: self.exchange_type.clone().unwrap_or_else(|| "direct".to_owned()),
             routing_key: self.routing_key.clone().unwrap_or_else(|| self.name.clone()),
             max_priority: self.max_priority,
+        }
+    }
+}
+
+/// A rate limit as written in the config: Celery's string notation or a bare number (per
+/// second).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RateLimitSetting {
+    /// `"10/s"`, `"100/m"`, `"1000/h"`, `"5"`.
+    Text(String),
+    /// Tasks per second.
+    Number(f64),
+}
+
+impl RateLimitSetting {
+    /// The limit in Celery's string notation.
+    pub fn to_text(&self) -> String {
+        match self {
+            RateLimitSetting::Text(t) => t.clone(),
+            RateLimitSetting::Number(n) => n.to_string(),
         }
     }
 }
@@ -95,6 +117,15 @@ pub struct Config {
     pub result_backend_transport_options: ResultTransportOptions,
     /// Seconds a warm shutdown waits for running tasks (rcelery's own; 60).
     pub worker_shutdown_timeout: f64,
+    /// `task_time_limit`: hard time limit in seconds (none); `--time-limit` overrides it.
+    pub task_time_limit: Option<Seconds>,
+    /// `task_soft_time_limit` in seconds (none); `--soft-time-limit` overrides it.
+    pub task_soft_time_limit: Option<Seconds>,
+    /// `task_default_rate_limit`: `"10/s"`, `"100/m"`, `"1000/h"` or a number per second
+    /// (none).
+    pub task_default_rate_limit: Option<RateLimitSetting>,
+    /// `worker_disable_rate_limits` (false).
+    pub worker_disable_rate_limits: bool,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -123,6 +154,10 @@ impl Default for Config {
             broker_transport_options: RedisTransportOptions::default(),
             result_backend_transport_options: ResultTransportOptions::default(),
             worker_shutdown_timeout: 60.0,
+            task_time_limit: None,
+            task_soft_time_limit: None,
+            task_default_rate_limit: None,
+            worker_disable_rate_limits: false,
             unknown: BTreeMap::new(),
         }
     }
@@ -140,7 +175,6 @@ const KNOWN_WITHOUT_EFFECT: &[&str] = &[
     "task_queue_max_priority",
     "worker_max_tasks_per_child",
     "worker_max_memory_per_child",
-    "worker_disable_rate_limits",
     "beat_scheduler",
     "broker_connection_retry_on_startup",
     "worker_hijack_root_logger",
@@ -288,6 +322,17 @@ visibility_timeout = 2
         assert_eq!(q[1], QueueSpec::direct("other"));
         let d = Config::default().select_queues(&[], &[]).unwrap();
         assert_eq!(d, vec![QueueSpec::direct("celery")]);
+    }
+
+    #[test]
+    fn reads_limits_keeping_int_and_float_apart() {
+        let c = Config::from_toml("task_time_limit = 10\ntask_soft_time_limit = 2.5\ntask_default_rate_limit = \"10/m\"\nworker_disable_rate_limits = true").unwrap();
+        assert_eq!(c.task_time_limit, Some(Seconds::Int(10)));
+        assert_eq!(c.task_soft_time_limit, Some(Seconds::Float(2.5)));
+        assert_eq!(c.task_default_rate_limit.as_ref().map(|r| r.to_text()).as_deref(), Some("10/m"));
+        assert!(c.worker_disable_rate_limits && c.unknown_settings().is_empty());
+        let c = Config::from_toml("task_default_rate_limit = 5").unwrap();
+        assert_eq!(c.task_default_rate_limit, Some(RateLimitSetting::Number(5.0)));
     }
 
     #[test]

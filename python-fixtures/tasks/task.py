@@ -9,6 +9,7 @@ import time
 
 import django
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djproject.settings")
 django.setup()
@@ -65,6 +66,32 @@ def block(seconds):
     """Sleep `seconds` blocking the executing thread, return them."""
     time.sleep(seconds)
     return seconds
+
+
+@app.task(name="tasks.sleep_soft")
+def sleep_soft(seconds):
+    """Sleep `seconds` and return them; return "soft" if the soft time limit fires first."""
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "soft"
+    return seconds
+
+
+@app.task(name="tasks.block_soft")
+def block_soft(seconds):
+    """Like sleep_soft (the Rust side is a blocking task polling its soft-limit flag)."""
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "soft"
+    return seconds
+
+
+@app.task(name="tasks.limited", rate_limit="2/s")
+def limited(x):
+    """Return x; rate limited to 2 per second per worker."""
+    return x
 
 
 @app.task(name="tasks.noop", ignore_result=True)

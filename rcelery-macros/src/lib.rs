@@ -9,9 +9,11 @@
 //! whose `task()` returns the `TaskDef` to register: `app.register(fail::task())`.
 //!
 //! Attribute options: `name = "..."` (the Celery task name; defaults to the function name),
-//! `ignore_result`, `acks_late = bool`, `track_started = bool`, `max_retries = N` (or `None`:
-//! unlimited), `default_retry_delay = seconds`, and `inline` (run a plain `fn`
-//! on the async runtime instead of the blocking pool: only for quick, non-blocking work).
+//! `ignore_result`, `acks_late = bool`, `track_started = bool`, `time_limit = seconds`,
+//! `soft_time_limit = seconds` (int or float, as in Python), `rate_limit = "10/s"` (Celery's
+//! notation, checked at compile time; a bare number is per second), `max_retries = N` (or
+//! `None`: unlimited), `default_retry_delay = seconds`, and `inline` (run a plain `fn` on the
+//! async runtime instead of the blocking pool: only for quick, non-blocking work).
 //!
 //! Parameter attributes: `#[default(expr)]` (a Python default value), `#[args]` (Python's
 //! `*args`), `#[kwargs]` (Python's `**kwargs`). A parameter of type `Context` or `&Context`
@@ -43,6 +45,16 @@ struct Options {
     /// `Some(None)`: `max_retries = None` (unlimited).
     max_retries: Option<Option<i64>>,
     default_retry_delay: Option<f64>,
+    time_limit: Option<Seconds>,
+    soft_time_limit: Option<Seconds>,
+    rate_limit: Option<String>,
+}
+
+/// A number of seconds as written: kept an `int` or a `float`, as Celery stores it.
+#[derive(Clone, Copy)]
+enum Seconds {
+    Int(i64),
+    Float(f64),
 }
 
 enum ParamKind {
@@ -72,6 +84,9 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             (Meta::NameValue(nv), "track_started") => o.track_started = Some(lit_bool(&nv.value)?),
             (Meta::NameValue(nv), "max_retries") => o.max_retries = Some(lit_opt_int(&nv.value)?),
             (Meta::NameValue(nv), "default_retry_delay") => o.default_retry_delay = Some(lit_number(&nv.value)?),
+            (Meta::NameValue(nv), "time_limit") => o.time_limit = Some(lit_seconds(&nv.value)?),
+            (Meta::NameValue(nv), "soft_time_limit") => o.soft_time_limit = Some(lit_seconds(&nv.value)?),
+            (Meta::NameValue(nv), "rate_limit") => o.rate_limit = Some(lit_rate(&nv.value)?),
             _ => return Err(syn::Error::new_spanned(meta, "unknown task option")),
         }
     }
@@ -107,6 +122,40 @@ fn lit_number(e: &Expr) -> syn::Result<f64> {
             _ => Err(syn::Error::new_spanned(e, "expected a number")),
         },
         _ => Err(syn::Error::new_spanned(e, "expected a number")),
+    }
+}
+
+fn lit_seconds(e: &Expr) -> syn::Result<Seconds> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Int(i) => i.base10_parse().map(Seconds::Int),
+            Lit::Float(f) => f.base10_parse().map(Seconds::Float),
+            _ => Err(syn::Error::new_spanned(e, "expected a number of seconds")),
+        },
+        _ => Err(syn::Error::new_spanned(e, "expected a number of seconds")),
+    }
+}
+
+/// A rate limit: a string in Celery's notation or a number (per second), checked with the
+/// rules of Celery's `rate()` (the worker reads it again with `rcelery::worker::parse_rate`).
+fn lit_rate(e: &Expr) -> syn::Result<String> {
+    let text = match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Str(s) => s.value(),
+            Lit::Int(i) => i.base10_digits().to_owned(),
+            Lit::Float(f) => f.base10_digits().to_owned(),
+            _ => return Err(syn::Error::new_spanned(e, "expected a rate such as \"10/s\"")),
+        },
+        _ => return Err(syn::Error::new_spanned(e, "expected a rate such as \"10/s\"")),
+    };
+    let trimmed = text.trim();
+    let (ops, unit) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let valid = matches!(unit, "" | "s" | "m" | "h")
+        && ops.trim().parse::<f64>().is_ok_and(|n| n >= 0.0);
+    if trimmed.is_empty() || valid {
+        Ok(text)
+    } else {
+        Err(syn::Error::new_spanned(e, "invalid rate limit: expected e.g. \"10/s\", \"100/m\", \"1000/h\" or a number per second"))
     }
 }
 
@@ -279,6 +328,16 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         Some(d) => quote!(::core::option::Option::Some(#d)),
         None => quote!(::core::option::Option::None),
     };
+    let seconds = |o: Option<Seconds>| match o {
+        Some(Seconds::Int(i)) => quote!(::core::option::Option::Some(#rc::task::Seconds::Int(#i))),
+        Some(Seconds::Float(f)) => quote!(::core::option::Option::Some(#rc::task::Seconds::Float(#f))),
+        None => quote!(::core::option::Option::None),
+    };
+    let (time_limit, soft_time_limit) = (seconds(opts.time_limit), seconds(opts.soft_time_limit));
+    let rate_limit = match &opts.rate_limit {
+        Some(r) => quote!(::core::option::Option::Some(::std::string::String::from(#r))),
+        None => quote!(::core::option::Option::None),
+    };
     let doc = format!("The rcelery task `{task_name}` (generated by `#[task]` from `{func_str}`).");
     Ok(quote! {
         #func
@@ -305,6 +364,9 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                         ignore_result: #ignore_result,
                         acks_late: #acks_late,
                         track_started: #track_started,
+                        time_limit: #time_limit,
+                        soft_time_limit: #soft_time_limit,
+                        rate_limit: #rate_limit,
                         max_retries: #max_retries,
                         default_retry_delay: #default_retry_delay,
                         ..::core::default::Default::default()

@@ -124,10 +124,11 @@ pub struct WorkerArgs {
     /// Send task events (not yet supported).
     #[arg(short = 'E', long = "task-events", visible_alias = "events")]
     pub task_events: bool,
-    /// Hard time limit in seconds (not yet enforced).
+    /// Hard time limit in seconds, for tasks and messages that set none (`task_time_limit`).
     #[arg(long = "time-limit")]
     pub time_limit: Option<f64>,
-    /// Soft time limit in seconds (not yet enforced).
+    /// Soft time limit in seconds, for tasks and messages that set none
+    /// (`task_soft_time_limit`).
     #[arg(long = "soft-time-limit")]
     pub soft_time_limit: Option<f64>,
     /// Recycle a pool process after this many tasks (no processes to recycle).

@@ -15,7 +15,8 @@ use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::producer::Producer;
 use crate::redis_client::mask_password;
-use crate::worker::{Worker, WorkerSettings};
+use crate::task::Seconds;
+use crate::worker::{TimeLimits, Worker, WorkerSettings};
 use crate::App;
 
 /// Runs the worker until shutdown; errors are reported here, with context.
@@ -84,6 +85,13 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
         result_extended: config.result_extended,
         accept,
         shutdown_timeout: Duration::from_secs_f64(config.worker_shutdown_timeout.max(0.0)),
+        // Celery: the flag, else the setting (its pool's default limits).
+        time_limits: TimeLimits {
+            hard: args.time_limit.map(Seconds::Float).or(config.task_time_limit),
+            soft: args.soft_time_limit.map(Seconds::Float).or(config.task_soft_time_limit),
+        },
+        default_rate_limit: config.task_default_rate_limit.as_ref().map(|r| r.to_text()),
+        disable_rate_limits: config.worker_disable_rate_limits,
     };
     let info = banner::Info {
         hostname: &hostname,
@@ -100,7 +108,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
         .ok_or_else(|| format!("unsupported task_serializer {:?}", config.task_serializer))?;
     let producer = Producer::new(Arc::clone(&broker), task_serializer, tz.name(), &config.task_default_queue)
         .with_backend(Arc::clone(&backend));
-    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings);
+    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings).map_err(|e| e.to_string())?;
     worker.run().await.map_err(|e| e.to_string())?;
     if let Some(pidfile) = &args.pidfile {
         let _ = std::fs::remove_file(pidfile);
@@ -169,12 +177,10 @@ fn num_cpus() -> usize {
 /// One line per Celery flag that rcelery accepts without acting on it.
 fn warn_ignored(args: &WorkerArgs) {
     let mut ignored: Vec<&str> = Vec::new();
-    let flags: [(bool, &str); 15] = [
+    let flags: [(bool, &str); 13] = [
         (args.detach, "--detach (running in the foreground)"),
         (args.statedb.is_some(), "--statedb"),
         (args.task_events, "-E/--task-events (events are not sent yet)"),
-        (args.time_limit.is_some(), "--time-limit (not enforced yet)"),
-        (args.soft_time_limit.is_some(), "--soft-time-limit (not enforced yet)"),
         (args.max_tasks_per_child.is_some(), "--max-tasks-per-child (no child processes)"),
         (args.max_memory_per_child.is_some(), "--max-memory-per-child (no child processes)"),
         (args.purge, "--purge"),

@@ -94,6 +94,37 @@ pub fn block(seconds: Value) -> TaskResult<Value> {
     Ok(seconds)
 }
 
+/// `tasks.sleep_soft(seconds)` (async): sleeps and returns `seconds`, or returns `"soft"` as
+/// soon as its soft time limit passes (Python: catches `SoftTimeLimitExceeded`).
+#[rcelery::task(name = "tasks.sleep_soft")]
+pub async fn sleep_soft(ctx: &Context, seconds: Value) -> TaskResult<Value> {
+    let soft = ctx.soft_time_limit_exceeded();
+    tokio::select! {
+        _ = tokio::time::sleep(seconds_of(&seconds)?) => Ok(seconds),
+        _ = soft => Ok(Value::str("soft")),
+    }
+}
+
+/// `tasks.block_soft(seconds)` (blocking): like `tasks.sleep_soft`, checking its soft-limit
+/// flag every 10 ms.
+#[rcelery::task(name = "tasks.block_soft")]
+pub fn block_soft(ctx: &Context, seconds: Value) -> TaskResult<Value> {
+    let until = std::time::Instant::now() + seconds_of(&seconds)?;
+    while std::time::Instant::now() < until {
+        if ctx.is_soft_time_limit_exceeded() {
+            return Ok(Value::str("soft"));
+        }
+        std::thread::sleep(Duration::from_millis(10).min(until.saturating_duration_since(std::time::Instant::now())));
+    }
+    Ok(seconds)
+}
+
+/// `tasks.limited(x)`, `rate_limit="2/s"`: returns `x`.
+#[rcelery::task(name = "tasks.limited", rate_limit = "2/s", inline)]
+pub fn limited(x: Value) -> TaskResult<Value> {
+    Ok(x)
+}
+
 /// `tasks.noop(*args, **kwargs)`, `ignore_result=True`.
 #[rcelery::task(name = "tasks.noop", ignore_result, inline)]
 pub fn noop(#[args] _args: Vec<Value>, #[kwargs] _kwargs: Dict) -> TaskResult<()> {

@@ -1,9 +1,13 @@
 //! What a running task can know about its request (Celery's `self.request`).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use super::retry::{Retry, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};
 use super::TaskOptions;
+use futures::future::Either;
+
+use super::SoftLimit;
 use crate::protocol::{DeliveryInfo, TaskMessage};
 use crate::value::{DateTime, Dict, Value};
 
@@ -84,12 +88,14 @@ pub struct Context {
     request: Arc<Request>,
     max_retries: Option<i64>,
     default_retry_delay: f64,
+    /// Set by the worker when the request has a soft time limit.
+    soft_limit: Option<Arc<SoftLimit>>,
 }
 
 impl Context {
     /// Wraps a request, with Celery's default retry settings.
     pub fn new(request: Arc<Request>) -> Self {
-        Context { request, max_retries: Some(DEFAULT_MAX_RETRIES), default_retry_delay: DEFAULT_RETRY_DELAY }
+        Context { request, max_retries: Some(DEFAULT_MAX_RETRIES), default_retry_delay: DEFAULT_RETRY_DELAY, soft_limit: None }
     }
 
     /// Wraps a request for a task with these options.
@@ -98,6 +104,7 @@ impl Context {
             request,
             max_retries: options.max_retries.unwrap_or(Some(DEFAULT_MAX_RETRIES)),
             default_retry_delay: options.default_retry_delay.unwrap_or(DEFAULT_RETRY_DELAY),
+            soft_limit: None,
         }
     }
 
@@ -115,6 +122,35 @@ impl Context {
     /// The task's `default_retry_delay` in seconds.
     pub fn default_retry_delay(&self) -> f64 {
         self.default_retry_delay
+    }
+
+    /// The same context, told about its soft time limit through `signal` (the worker does
+    /// this when it runs the task).
+    pub fn with_soft_limit(mut self, signal: Arc<SoftLimit>) -> Self {
+        self.soft_limit = Some(signal);
+        self
+    }
+
+    /// Resolves when the task's soft time limit passes (never, without one): where Celery
+    /// raises `SoftTimeLimitExceeded` inside the task. `select!` on it to clean up and return;
+    /// `Err(TaskError::soft_time_limit_exceeded())` fails the task as Celery's uncaught
+    /// exception does.
+    ///
+    /// Calling it tells the worker that the task handles its soft limit: the task is then not
+    /// ended when the limit passes (only its hard limit still ends it). A task that never
+    /// asks is ended at the soft limit as FAILURE `SoftTimeLimitExceeded()`.
+    pub fn soft_time_limit_exceeded(&self) -> impl Future<Output = ()> + Send + 'static {
+        match &self.soft_limit {
+            Some(signal) => Either::Left(signal.exceeded()),
+            None => Either::Right(std::future::pending()),
+        }
+    }
+
+    /// True once the soft time limit has passed: for blocking code, to check between steps.
+    /// Like [`Context::soft_time_limit_exceeded`], calling it tells the worker that the task
+    /// handles its soft limit itself.
+    pub fn is_soft_time_limit_exceeded(&self) -> bool {
+        self.soft_limit.as_ref().is_some_and(|signal| signal.is_exceeded())
     }
 
     /// The request (Celery's `self.request`).

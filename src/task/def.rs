@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::{Context, TaskError};
+use super::{Context, Seconds, TaskError};
 use crate::value::{Dict, IntoValue, Value};
 
 /// An async task body: gets the context and the raw args/kwargs, binds them itself.
@@ -47,6 +47,12 @@ pub struct TaskOptions {
     pub max_retries: Option<Option<i64>>,
     /// `default_retry_delay` in seconds (180).
     pub default_retry_delay: Option<f64>,
+    /// `time_limit`: hard limit in seconds (overridden by the message's `timelimit`).
+    pub time_limit: Option<Seconds>,
+    /// `soft_time_limit` in seconds (overridden by the message's `timelimit`).
+    pub soft_time_limit: Option<Seconds>,
+    /// `rate_limit` in Celery's notation: `"10/s"`, `"100/m"`, `"1000/h"`, `"5"` (per second).
+    pub rate_limit: Option<String>,
 }
 
 /// A task as registered with the app.

@@ -22,6 +22,9 @@ pub struct TaskError {
     pub retry: Option<Box<super::retry::RetryRequest>>,
 }
 
+/// The module of Celery's time-limit exceptions (as Celery stores `exc_module`).
+const BILLIARD: &str = "billiard.exceptions";
+
 /// What a task returns.
 pub type TaskResult<T> = Result<T, TaskError>;
 
@@ -72,8 +75,24 @@ impl TaskError {
         TaskError::runtime_error(format!("task panicked: {message}"))
     }
 
+    /// Celery's `SoftTimeLimitExceeded()` (class in `billiard.exceptions`, re-exported by
+    /// `celery.exceptions`): what a task that does not handle its soft time limit ends with.
+    pub fn soft_time_limit_exceeded() -> Self {
+        TaskError::with_args("SoftTimeLimitExceeded", BILLIARD, Vec::new())
+    }
+
+    /// Celery's `TimeLimitExceeded(<hard limit>)`: what a task ended by its hard time limit is
+    /// stored as.
+    pub fn time_limit_exceeded(seconds: Value) -> Self {
+        TaskError::with_args("TimeLimitExceeded", BILLIARD, vec![seconds])
+    }
+
     /// Python's `str(exc)`.
     pub fn message(&self) -> String {
+        if self.exc_module == BILLIARD && matches!(self.exc_type.as_str(), "SoftTimeLimitExceeded" | "TimeLimitExceeded") {
+            // billiard's __str__: "TimeLimitExceeded%s" % (self.args,)
+            return format!("{}{}", self.exc_type, py_repr(&Value::Tuple(self.args.clone())));
+        }
         match self.args.as_slice() {
             [] => String::new(),
             // KeyError (and its subclass NotRegistered) quote a lone message: str(KeyError("k")) == "'k'".
@@ -143,6 +162,18 @@ mod tests {
         assert!(tb.ends_with("ValueError: boom\n"));
         let tb = TaskError::not_registered("x").traceback_text("x");
         assert!(tb.ends_with("celery.exceptions.NotRegistered: 'x'\n"));
+    }
+
+    #[test]
+    fn time_limit_errors_read_like_billiards() {
+        let soft = TaskError::soft_time_limit_exceeded();
+        assert_eq!(soft.repr(), "SoftTimeLimitExceeded()");
+        assert!(soft.traceback_text("tasks.sleep").ends_with(
+            "billiard.exceptions.SoftTimeLimitExceeded: SoftTimeLimitExceeded()\n"
+        ));
+        let hard = TaskError::time_limit_exceeded(Value::Int(1));
+        assert_eq!(hard.repr(), "TimeLimitExceeded(1)");
+        assert_eq!(hard.message(), "TimeLimitExceeded(1,)");
     }
 }
 

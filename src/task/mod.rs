@@ -19,6 +19,8 @@ mod def;
 mod error;
 mod registry;
 mod retry;
+mod seconds;
+mod soft_limit;
 #[doc(hidden)]
 pub mod __private {
     pub use super::private::*;
@@ -31,3 +33,5 @@ pub use def::{BlockingFn, AsyncFn, Handler, IntoTaskResult, TaskDef, TaskOptions
 pub use error::{TaskError, TaskResult};
 pub use registry::Registry;
 pub use retry::{retry_message, Retry, RetryRequest, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};
+pub use seconds::Seconds;
+pub use soft_limit::SoftLimit;

@@ -6,11 +6,18 @@ mod canvas;
 mod eta;
 mod execute;
 mod inflight;
+mod rate_limit;
 mod request;
 mod retry;
 mod shutdown;
+mod throttle;
+mod time_limit;
+mod timeout;
 
+pub use rate_limit::{parse_rate, RateLimitError, TokenBucket};
 pub use shutdown::ShutdownKind;
+pub use throttle::ThrottleError;
+pub use time_limit::TimeLimits;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -26,6 +33,7 @@ use crate::codec::AcceptContent;
 use crate::producer::Producer;
 use crate::task::Registry;
 use inflight::Inflight;
+use throttle::Throttle;
 
 /// How the worker behaves (the worker-side Celery settings).
 #[derive(Debug, Clone)]
@@ -50,6 +58,13 @@ pub struct WorkerSettings {
     pub accept: AcceptContent,
     /// How long a warm shutdown waits for running tasks.
     pub shutdown_timeout: Duration,
+    /// The worker's time limits (`--time-limit`/`--soft-time-limit`, else `task_time_limit`/
+    /// `task_soft_time_limit`), for requests whose message and task set none.
+    pub time_limits: TimeLimits,
+    /// `task_default_rate_limit`: for tasks without a `rate_limit` of their own.
+    pub default_rate_limit: Option<String>,
+    /// `worker_disable_rate_limits`.
+    pub disable_rate_limits: bool,
 }
 
 /// Counters.
@@ -67,6 +82,7 @@ pub(crate) struct Shared {
     backend: Arc<dyn ResultBackend>,
     settings: WorkerSettings,
     slots: Arc<Semaphore>,
+    throttle: Throttle,
     inflight: Inflight,
     shutdown: CancellationToken,
     stats: Stats,
@@ -81,6 +97,9 @@ pub enum WorkerError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(#[from] std::io::Error),
+    /// A task's rate limit (or `task_default_rate_limit`) cannot be read.
+    #[error("rate limit: {0}")]
+    RateLimit(#[from] ThrottleError),
 }
 
 /// A configured worker, ready to run.
@@ -90,16 +109,18 @@ pub struct Worker {
 
 impl Worker {
     /// Assembles a worker. `producer` publishes what tasks set in motion (retries, callbacks,
-    /// chains), normally on the same broker.
+    /// chains), normally on the same broker. Fails if a rate limit cannot be read (as Celery
+    /// fails at start).
     pub fn new(
         registry: Registry,
         broker: Arc<dyn Broker>,
         backend: Arc<dyn ResultBackend>,
         producer: Producer,
         settings: WorkerSettings,
-    ) -> Worker {
+    ) -> Result<Worker, WorkerError> {
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-        Worker {
+        let throttle = Throttle::new(&registry, settings.default_rate_limit.as_deref(), settings.disable_rate_limits)?;
+        Ok(Worker {
             shared: Arc::new(Shared {
                 registry,
                 broker,
@@ -107,11 +128,12 @@ impl Worker {
                 backend,
                 settings,
                 slots,
+                throttle,
                 inflight: Inflight::default(),
                 shutdown: CancellationToken::new(),
                 stats: Stats::default(),
             }),
-        }
+        })
     }
 
     /// The prefetch window size: concurrency × multiplier (0 = unlimited).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{canvas, eta, execute, retry, Shared};
+use super::{canvas, eta, retry, time_limit, timeout, Shared};
 use crate::backend::meta::exception_meta;
 use crate::backend::{ExtendedMeta, ResultRecord, State};
 use crate::broker::{Delivery, PrefetchPermit};
@@ -66,6 +66,13 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             }
         }
     }
+    if shared.throttle.limits(&def.name) {
+        // Wait for a token, unacked and keeping the prefetch slot (as Celery 5.5 does).
+        tokio::select! {
+            _ = shared.throttle.acquire(&def.name) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
     if message.expires.as_ref().is_some_and(eta::has_passed) {
         return revoke_expired(&shared, &mut unsettled, &message).await;
     }
@@ -92,7 +99,8 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let started = Instant::now();
     let ctx = Context::for_task(Arc::clone(&request), &def.options);
     let m = &request.message;
-    let outcome = execute::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone()).await;
+    let limits = time_limit::resolve(m, &def.options, &shared.settings.time_limits);
+    let outcome = timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m).await;
     drop(slot);
     let runtime = started.elapsed().as_secs_f64();
     shared.stats.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -130,10 +138,14 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             }
         }
         Err(err) => {
-            tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
+            // A hard time limit was logged when it fired and is stored without a traceback.
+            let hard_timeout = timeout::is_hard_timeout(&err);
+            if !hard_timeout {
+                tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
+            }
             if !ignore_result {
-                let tb = err.traceback_text(&m.name);
-                store(&shared, m, State::Failure, failure_meta(err), Some(tb)).await;
+                let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
+                store(&shared, m, State::Failure, failure_meta(err), tb).await;
             }
             canvas::after_failure(&shared.producer, m).await;
         }
