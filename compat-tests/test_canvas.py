@@ -54,6 +54,19 @@ def test_retry_past_max_retries_fails(workers, t):
     assert str(info.value) == f"Can't retry tasks.retry_until[{r.id}] args:(5,) kwargs:{{}}"
 
 
+def test_autoretry_until_success(workers, t):
+    workers.ensure({"worker_concurrency": 1})
+    assert t.flaky.delay(2).get(timeout=30) == 2
+
+
+def test_autoretry_past_max_retries_raises_the_error(workers, t):
+    workers.ensure({"worker_concurrency": 1})
+    r = t.flaky.delay(5)
+    with pytest.raises(ValueError) as info:
+        r.get(timeout=30)
+    assert info.value.args == ("attempt 3",)
+
+
 def rcelery_call(*args, timeout=60):
     cmd = [str(rcelery_binary()), "-b", BROKER_URL, "--result-backend", BACKEND_URL, "call", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -100,6 +100,14 @@ def noop(*args, **kwargs):
     return None
 
 
+@app.task(name="tasks.flaky", bind=True, autoretry_for=(ValueError,), default_retry_delay=0)
+def flaky(self, n):
+    """Fail with ValueError until `n` retries happened (autoretry, no delay); return the count."""
+    if self.request.retries < n:
+        raise ValueError(f"attempt {self.request.retries}")
+    return self.request.retries
+
+
 @app.task(name="tasks.retry_until", bind=True)
 def retry_until(self, n):
     """Retry immediately until `n` retries happened, then return the retry count."""

@@ -21,5 +21,6 @@ pub fn app() -> rcelery::App {
         .register(task::limited::task())
         .register(task::noop::task())
         .register(task::retry_until::task())
+        .register(task::flaky::task())
         .register(async_tasks::send_mail::task())
 }

@@ -131,6 +131,17 @@ pub fn noop(#[args] _args: Vec<Value>, #[kwargs] _kwargs: Dict) -> TaskResult<()
     Ok(())
 }
 
+/// `tasks.flaky(n)`: fails with `ValueError("attempt <retries>")` until its retry count is
+/// `n`, retried automatically (`autoretry_for`, no delay); then returns the count.
+#[rcelery::task(name = "tasks.flaky", inline, autoretry_for = ["ValueError"], default_retry_delay = 0)]
+pub fn flaky(ctx: &Context, n: i64) -> TaskResult<i64> {
+    let retries = ctx.request().retries();
+    if retries < n {
+        return Err(TaskError::value_error(format!("attempt {retries}")));
+    }
+    Ok(retries)
+}
+
 /// `tasks.retry_until(n)`: retries (countdown 0) until its retry count is `n`, then returns
 /// it; past the default `max_retries` (3) it ends with `MaxRetriesExceededError`.
 #[rcelery::task(name = "tasks.retry_until", inline)]

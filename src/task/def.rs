@@ -53,6 +53,8 @@ pub struct TaskOptions {
     pub soft_time_limit: Option<Seconds>,
     /// `rate_limit` in Celery's notation: `"10/s"`, `"100/m"`, `"1000/h"`, `"5"` (per second).
     pub rate_limit: Option<String>,
+    /// `autoretry_for` and its companions.
+    pub autoretry: Option<super::AutoRetry>,
 }
 
 /// A task as registered with the app.

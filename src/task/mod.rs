@@ -13,6 +13,7 @@
 //! them ([`bind`]); a task error carries a Python exception type ([`TaskError`]) so that
 //! `AsyncResult.get()` raises the same exception in Python.
 
+mod autoretry;
 mod bind;
 mod context;
 mod def;
@@ -27,6 +28,7 @@ pub mod __private {
 }
 mod private;
 
+pub use autoretry::{backoff_interval, AutoRetry};
 pub use bind::{bind, missing_error, type_mismatch, Bound, Signature};
 pub use context::{Context, Request};
 pub use def::{BlockingFn, AsyncFn, Handler, IntoTaskResult, TaskDef, TaskOptions};

@@ -101,6 +101,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let m = &request.message;
     let limits = time_limit::resolve(m, &def.options, &shared.settings.time_limits);
     let outcome = timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m).await;
+    let outcome = retry::autoretry(outcome, &request, &def.options);
     drop(slot);
     let runtime = started.elapsed().as_secs_f64();
     shared.stats.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,9 +1,12 @@
 //! Sending a retry as Celery's `Task.retry` does (`signature_from_request`): the same task id,
 //! `retries + 1`, an ETA, and everything else the request carried.
 
+use std::sync::Arc;
+
+use super::timeout;
 use crate::producer::{Producer, SendOptions};
 use crate::protocol::TaskMessage;
-use crate::task::RetryRequest;
+use crate::task::{Context, Request, RetryRequest, TaskError, TaskOptions};
 use crate::value::Value;
 
 /// Publishes the retry of `m`.
@@ -61,4 +64,24 @@ fn custom_headers(m: &TaskMessage) -> crate::value::Dict {
         "stamped_headers", "stamps", "compression",
     ];
     m.headers.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| CELERY.contains(&k))).cloned().collect()
+}
+
+/// Turns an error the task's `autoretry_for` names into the retry Celery's autoretry wrapper
+/// would raise: `self.retry(exc=exc, countdown=<backoff>)`, or past `max_retries` the error
+/// itself. Other outcomes pass through.
+pub(super) fn autoretry(
+    outcome: Result<Value, TaskError>,
+    request: &Arc<Request>,
+    options: &TaskOptions,
+) -> Result<Value, TaskError> {
+    let Err(err) = outcome else { return outcome };
+    let Some(auto) = options.autoretry.as_ref().filter(|a| a.matches(&err) && !timeout::is_hard_timeout(&err)) else {
+        return Err(err);
+    };
+    let ctx = Context::for_task(Arc::clone(request), options);
+    let mut retry = ctx.retry().exc(err);
+    if let Some(countdown) = auto.countdown(request.message.retries, &mut rand::thread_rng()) {
+        retry = retry.countdown(countdown);
+    }
+    Err(retry.error())
 }
