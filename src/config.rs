@@ -126,6 +126,10 @@ pub struct Config {
     pub task_default_rate_limit: Option<RateLimitSetting>,
     /// `worker_disable_rate_limits` (false).
     pub worker_disable_rate_limits: bool,
+    /// rcelery's own: the queue to forward messages for tasks this binary does not have to
+    /// (unchanged, e.g. to a queue a Python worker consumes) instead of failing them with
+    /// `NotRegistered`. `--forward-unknown-tasks` overrides it.
+    pub rcelery_forward_unknown_tasks: Option<String>,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -158,6 +162,7 @@ impl Default for Config {
             task_soft_time_limit: None,
             task_default_rate_limit: None,
             worker_disable_rate_limits: false,
+            rcelery_forward_unknown_tasks: None,
             unknown: BTreeMap::new(),
         }
     }

@@ -100,6 +100,12 @@ def noop(*args, **kwargs):
     return None
 
 
+@app.task(name="tasks.py_only")
+def py_only(x):
+    """A task only the Python worker has (side-by-side migration tests)."""
+    return f"python:{x}"
+
+
 @app.task(name="tasks.flaky", bind=True, autoretry_for=(ValueError,), default_retry_delay=0)
 def flaky(self, n):
     """Fail with ValueError until `n` retries happened (autoretry, no delay); return the count."""

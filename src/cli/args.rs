@@ -96,6 +96,10 @@ pub struct CallArgs {
 /// `celery worker` flags.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
+    /// rcelery: forward messages for tasks this binary does not have, unchanged, to this
+    /// queue (e.g. one a Python worker consumes) instead of failing them.
+    #[arg(long = "forward-unknown-tasks", value_name = "QUEUE")]
+    pub forward_unknown_tasks: Option<String>,
     /// Node name, e.g. 'w1@%h' (%h: hostname, %n: name, %d: domain).
     #[arg(short = 'n', long = "hostname")]
     pub hostname: Option<String>,

@@ -92,6 +92,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
         },
         default_rate_limit: config.task_default_rate_limit.as_ref().map(|r| r.to_text()),
         disable_rate_limits: config.worker_disable_rate_limits,
+        forward_unknown: args.forward_unknown_tasks.clone().or(config.rcelery_forward_unknown_tasks.clone()).filter(|q| !q.is_empty()),
     };
     let info = banner::Info {
         hostname: &hostname,

@@ -67,9 +67,9 @@ pub struct OutgoingMessage {
     /// Serialized body.
     pub body: Vec<u8>,
     /// MIME type.
-    pub content_type: &'static str,
+    pub content_type: String,
     /// Content encoding.
-    pub content_encoding: &'static str,
+    pub content_encoding: String,
     /// Headers.
     pub headers: Dict,
     /// Properties (`correlation_id`, `reply_to`, `delivery_mode`, `priority`, `expiration`).
@@ -127,8 +127,8 @@ impl NewTask {
     pub fn encode(&self, serializer: Serializer) -> OutgoingMessage {
         OutgoingMessage {
             body: serializer.encode(&self.body()),
-            content_type: serializer.content_type(),
-            content_encoding: serializer.content_encoding(),
+            content_type: serializer.content_type().to_owned(),
+            content_encoding: serializer.content_encoding().to_owned(),
             headers: self.headers(),
             properties: Properties {
                 correlation_id: Some(self.id.clone()),

@@ -4,6 +4,7 @@
 
 mod canvas;
 mod eta;
+mod forward;
 mod execute;
 mod inflight;
 mod rate_limit;
@@ -65,6 +66,9 @@ pub struct WorkerSettings {
     pub default_rate_limit: Option<String>,
     /// `worker_disable_rate_limits`.
     pub disable_rate_limits: bool,
+    /// Queue that messages for unregistered tasks are forwarded to (`None`: fail them with
+    /// `NotRegistered`, as Celery does).
+    pub forward_unknown: Option<String>,
 }
 
 /// Counters.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{canvas, eta, retry, time_limit, timeout, Shared};
+use super::{canvas, eta, forward, retry, time_limit, timeout, Shared};
 use crate::backend::meta::exception_meta;
 use crate::backend::{ExtendedMeta, ResultRecord, State};
 use crate::broker::{Delivery, PrefetchPermit};
@@ -12,18 +12,18 @@ use crate::task::{retry_message, Context, Request, TaskError};
 use crate::value::{saferepr, Value};
 
 /// A delivery not yet settled with the broker. Settling frees its prefetch slot.
-struct Unsettled {
+pub(super) struct Unsettled {
     tag: String,
     permit: Option<PrefetchPermit>,
     settled: bool,
 }
 
 impl Unsettled {
-    fn ack(&mut self, shared: &Shared) {
+    pub(super) fn ack(&mut self, shared: &Shared) {
         self.settle(shared, false, false);
     }
 
-    fn reject(&mut self, shared: &Shared, requeue: bool) {
+    pub(super) fn reject(&mut self, shared: &Shared, requeue: bool) {
         self.settle(shared, true, requeue);
     }
 
@@ -49,6 +49,9 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let mut unsettled = Unsettled { tag, permit, settled: false };
     let message = match decode_task(&raw, &shared.settings.accept, |n| shared.registry.contains(n)) {
         Ok(m) => m,
+        Err(DecodeError::UnknownTask { id, name }) if shared.settings.forward_unknown.is_some() => {
+            return forward::unknown(&shared, &mut unsettled, &raw, id, name).await;
+        }
         Err(e) => return refuse(&shared, &mut unsettled, e).await,
     };
     let Some(def) = shared.registry.get(&message.name).cloned() else {
@@ -108,6 +111,9 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
 
     match outcome {
         Ok(value) => {
+            if m.embed.chord.is_some() {
+                tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] is part of a chord: chords are not supported by rcelery yet, the chord body will not be triggered by this worker", m.display_name(), m.id);
+            }
             let children = if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
                 canvas::after_success(&shared.producer, m, &value).await
             } else {

@@ -30,8 +30,8 @@ pub fn envelope(message: &OutgoingMessage) -> Vec<u8> {
     props.insert("delivery_tag", uuid::Uuid::new_v4().to_string());
     let mut env = Dict::with_capacity(5);
     env.insert("body", base64::engine::general_purpose::STANDARD.encode(&message.body));
-    env.insert("content-encoding", message.content_encoding);
-    env.insert("content-type", message.content_type);
+    env.insert("content-encoding", message.content_encoding.as_str());
+    env.insert("content-type", message.content_type.as_str());
     env.insert("headers", Value::Dict(message.headers.clone()));
     env.insert("properties", Value::Dict(props));
     json::encode(&Value::Dict(env))

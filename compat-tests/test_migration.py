@@ -1,0 +1,62 @@
+"""Side-by-side migration: a Python worker and rcelery on one broker.
+
+These tests always run both kinds, whatever RCELERY_WORKER says: rcelery (the binary) and
+the real Python Celery worker.
+"""
+import pytest
+from celery import chain
+
+from harness import Worker, effective_config
+
+
+@pytest.fixture
+def t(app):
+    import tasks.task as tasks
+    return tasks
+
+
+@pytest.fixture
+def pair(app, workers, tmp_path):
+    """Starts the given (kind, queues, overrides) workers; stops them after the test."""
+    workers.stop()
+    started = []
+
+    def start(kind, queues, name, overrides=None):
+        w = Worker(effective_config(app, overrides or {}), tmp_path / name, kind=kind,
+                   name=f"{name}@%h", queues=queues)
+        w.start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def test_unknown_tasks_are_forwarded_to_the_python_worker(pair, t, backend):
+    pair("rust", "default", "rc", {"rcelery_forward_unknown_tasks": "python"})
+    pair("python", "python", "py")
+    assert t.py_only.delay(7).get(timeout=30) == "python:7"
+    assert t.add.delay(2, 3).get(timeout=30) == 5
+
+
+def test_a_chain_crosses_from_rcelery_to_python(pair, t):
+    pair("rust", "default", "rc", {"rcelery_forward_unknown_tasks": "python"})
+    pair("python", "python", "py")
+    assert chain(t.add.s(1, 2), t.py_only.s()).delay().get(timeout=30) == "python:3"
+
+
+def test_without_forwarding_unknown_tasks_fail_not_registered(pair, t):
+    pair("rust", "default", "rc")
+    with pytest.raises(Exception) as info:
+        t.py_only.delay(1).get(timeout=30)
+    assert type(info.value).__name__ == "NotRegistered"
+
+
+def test_python_and_rcelery_share_one_queue(pair, t, backend):
+    pair("rust", "default", "rc", {"result_extended": True})
+    pair("python", "default", "py", {"result_extended": True})
+    results = [t.add.delay(i, i) for i in range(300)]
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(300)]
+    workers_seen = {r.backend.get_task_meta(r.id)["worker"].split("@")[0] for r in results}
+    assert workers_seen == {"rc", "py"}, f"only {workers_seen} took work"
