@@ -9,10 +9,11 @@ import pickle
 import subprocess
 
 import pytest
-from celery import chain
+from celery import chain, chord, group
 
 from conftest import BROKER_DB, PASSWORD, PORT, RESULT_DB
 from harness import rcelery_binary
+from helpers import wait_raw_result
 
 BROKER_URL = f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{BROKER_DB}"
 BACKEND_URL = f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{RESULT_DB}"
@@ -30,6 +31,24 @@ def test_chain_runs_every_step(worker, t, serializer):
     assert r.get(timeout=30) == 60
     assert r.parent.get(timeout=5) == 6
     assert r.parent.parent.get(timeout=5) == 3
+
+
+def test_chord_of_a_hundred_fires_its_body_once(worker, t):
+    r = chord(group(t.add.s(i, i) for i in range(100)), t.xsum.s()).delay()
+    assert r.get(timeout=60) == 9900
+
+
+def test_chord_body_fails_with_chord_error_when_a_part_fails(worker, t, backend):
+    r = chord([t.add.s(1, 1), t.fail.s("boom")], t.xsum.s()).delay()
+    with pytest.raises(ValueError):  # get() re-raises the failed header part first
+        r.get(timeout=30)
+    meta = json.loads(wait_raw_result(backend, r.id))
+    assert meta["status"] == "FAILURE"
+    assert meta["result"]["exc_type"] == "ChordError"
+    assert meta["result"]["exc_module"] == "celery.exceptions"
+    (message,) = meta["result"]["exc_message"]
+    failed_part = r.parent.results[1].id
+    assert message == f"Dependency {failed_part} raised ValueError('boom')"
 
 
 def test_immutable_callback_gets_no_result(worker, t):

@@ -4,7 +4,7 @@ These tests always run both kinds, whatever RCELERY_WORKER says: rcelery (the bi
 the real Python Celery worker.
 """
 import pytest
-from celery import chain
+from celery import chain, chord
 
 from harness import Worker, effective_config
 
@@ -60,3 +60,16 @@ def test_python_and_rcelery_share_one_queue(pair, t, backend):
     assert [r.get(timeout=60) for r in results] == [2 * i for i in range(300)]
     workers_seen = {r.backend.get_task_meta(r.id)["worker"].split("@")[0] for r in results}
     assert workers_seen == {"rc", "py"}, f"only {workers_seen} took work"
+
+
+def test_a_chord_split_between_python_and_rcelery_fires_once(pair, t):
+    rc = pair("rust", "default", "rc", {"result_extended": True})
+    py = pair("python", "default", "py", {"result_extended": True})
+    header = [t.add.s(i, i) for i in range(200)]
+    r = chord(header, t.xsum.s()).delay()
+    assert r.get(timeout=60) == 2 * sum(range(200))
+    runners = {t.add.AsyncResult(p.id).backend.get_task_meta(p.id)["worker"].split("@")[0]
+               for p in r.parent.results}
+    assert runners == {"rc", "py"}, f"only {runners} ran header parts"
+    body_runs = sum(w.log().count(f"tasks.xsum[{r.id}] succeeded") for w in (rc, py))
+    assert body_runs == 1

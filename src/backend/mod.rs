@@ -1,11 +1,13 @@
 //! Result backends, behind the [`ResultBackend`] trait, all writing Celery's result meta
 //! ([`meta`]) so that Python's `AsyncResult` reads rcelery's results unchanged.
 
+pub mod chord;
 pub mod meta;
 pub mod redis;
 
 use futures::future::BoxFuture;
 
+pub use chord::{ChordPart, ChordProgress};
 pub use meta::{ExtendedMeta, MetaEncoder, ResultRecord, State};
 
 /// Errors storing results.
@@ -36,6 +38,19 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// Reads a task's stored meta dict (`status`, `result`, `traceback`, ...); `None` while
     /// nothing is stored (Celery's PENDING).
     fn get_meta<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>>;
+
+    /// Records a finished chord header part (Celery's `on_chord_part_return`) and says
+    /// whether it completed the chord.
+    fn chord_part_return(&self, part: ChordPart) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
+        let _ = part;
+        Box::pin(async { Err(BackendError::Unsupported("chords need the redis result backend".into())) })
+    }
+
+    /// Deletes a fired chord's counters (`.j`, `.t`, `.s`).
+    fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        let _ = group_id;
+        Box::pin(async { Ok(()) })
+    }
 
     /// The backend URL with the password masked, for logs and the banner.
     fn display_url(&self) -> String;

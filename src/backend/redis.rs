@@ -16,7 +16,8 @@ use std::sync::Arc;
 use redis::Script;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{BackendError, MetaEncoder, ResultBackend, ResultRecord};
+use super::{BackendError, ChordPart, ChordProgress, MetaEncoder, ResultBackend, ResultRecord};
+use crate::value::Value;
 use crate::codec::Serializer;
 use crate::redis_client;
 
@@ -43,6 +44,27 @@ end
 return #KEYS
 "#;
 
+/// Records a chord part and reports progress, atomically (Celery does the same steps in one
+/// MULTI pipeline, then `ZRANGE`s when ready).
+/// KEYS: `.j`, `.t`, `.s`, the group's taskset meta. ARGV: encoded part, score, expiry (0: none).
+/// Returns `{0}` no chord size, `{1}` pending, `{2, parts}` ready, `{3}` saved (complex) header.
+const CHORD_PART: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local diff = redis.call('GET', KEYS[2])
+local size = redis.call('GET', KEYS[3])
+local exp = tonumber(ARGV[3])
+if exp > 0 then
+  redis.call('EXPIRE', KEYS[1], exp)
+  redis.call('EXPIRE', KEYS[2], exp)
+  redis.call('EXPIRE', KEYS[3], exp)
+end
+if not size then return {0} end
+if ready ~= tonumber(size) + tonumber(diff or '0') then return {1} end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {3} end
+return {2, redis.call('ZRANGE', KEYS[1], 0, -1)}
+"#;
+
 /// Most batches being written at once.
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -58,6 +80,7 @@ struct Write {
 /// Redis result backend.
 pub struct RedisBackend {
     url: String,
+    expires: u64,
     conn: MultiplexedConnection,
     encoder: MetaEncoder,
     prefix: String,
@@ -83,11 +106,22 @@ impl RedisBackend {
         tokio::spawn(writer(conn.clone(), rx, expires, marker));
         Ok(RedisBackend {
             url: url.to_owned(),
+            expires,
             conn,
             encoder,
             prefix: key_prefix(global_keyprefix),
             tx,
         })
+    }
+}
+
+/// Decodes a stored value: pickle when it starts with PROTO, else JSON (Celery writes with
+/// the result serializer).
+fn decode_stored(raw: &[u8]) -> Result<Value, BackendError> {
+    if raw.first() == Some(&0x80) {
+        crate::codec::pickle::decode(raw).map_err(|e| BackendError::Decode(e.to_string()))
+    } else {
+        crate::codec::json::decode(raw).map_err(|e| BackendError::Decode(e.to_string()))
     }
 }
 
@@ -118,13 +152,70 @@ impl ResultBackend for RedisBackend {
             let mut conn = self.conn.clone();
             let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
             let Some(raw) = raw else { return Ok(None) };
-            // Celery reads with the result serializer; a pickle meta starts with PROTO.
-            let decoded = if raw.first() == Some(&0x80) {
-                crate::codec::pickle::decode(&raw).map_err(|e| BackendError::Decode(e.to_string()))
-            } else {
-                crate::codec::json::decode(&raw).map_err(|e| BackendError::Decode(e.to_string()))
+            decode_stored(&raw).map(Some)
+        }
+        .boxed()
+    }
+
+    fn chord_part_return(&self, part: ChordPart) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
+        async move {
+            let group = format!("{}celery-taskset-meta-{}", self.prefix, part.group_id);
+            let entry = Value::List(vec![
+                Value::Int(1),
+                Value::Str(part.task_id.clone()),
+                Value::str(part.state.as_str()),
+                part.result,
+            ]);
+            let encoded = self.encoder.serializer.encode(&entry);
+            let score = part.group_index.map_or_else(|| "+inf".to_owned(), |i| i.to_string());
+            let mut conn = self.conn.clone();
+            let reply: Vec<redis::Value> = Script::new(CHORD_PART)
+                .key(format!("{group}.j"))
+                .key(format!("{group}.t"))
+                .key(format!("{group}.s"))
+                .key(&group)
+                .arg(encoded)
+                .arg(score)
+                .arg(self.expires)
+                .invoke_async(&mut conn)
+                .await?;
+            let code = match reply.first() {
+                Some(redis::Value::Int(c)) => *c,
+                _ => return Err(BackendError::Decode("unexpected chord script reply".into())),
             };
-            decoded.map(Some)
+            Ok(match code {
+                0 => ChordProgress::NoSize,
+                1 => ChordProgress::Pending,
+                3 => ChordProgress::Complex,
+                _ => {
+                    let raw = match reply.into_iter().nth(1) {
+                        Some(redis::Value::Array(items)) => items,
+                        _ => Vec::new(),
+                    };
+                    let mut parts = Vec::with_capacity(raw.len());
+                    for item in raw {
+                        if let redis::Value::BulkString(bytes) = item {
+                            parts.push(decode_stored(&bytes)?);
+                        }
+                    }
+                    ChordProgress::Ready(parts)
+                }
+            })
+        }
+        .boxed()
+    }
+
+    fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            let group = format!("{}celery-taskset-meta-{group_id}", self.prefix);
+            let mut conn = self.conn.clone();
+            redis::cmd("DEL")
+                .arg(format!("{group}.j"))
+                .arg(format!("{group}.t"))
+                .arg(format!("{group}.s"))
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok(())
         }
         .boxed()
     }

@@ -1,9 +1,13 @@
 //! What a finished task sets in motion, as Celery's tracer does: `link` callbacks and the next
 //! step of a chain after a success (sent before the result is stored, so the result's
-//! `children` name them), `link_error` errbacks after a failure.
+//! `children` name them), `link_error` errbacks after a failure, and the chord body once the
+//! last header part is in.
 
+use crate::backend::meta::exception_meta;
+use crate::backend::{chord, ChordPart, ChordProgress, ResultBackend, ResultRecord, State};
 use crate::producer::{AsyncResult, Producer, SendOptions};
 use crate::protocol::{Signature, TaskMessage};
+use crate::task::TaskError;
 use crate::value::{Dict, Value};
 
 /// Sends the callbacks and the chain's next task with `retval` prepended to their args.
@@ -93,4 +97,76 @@ async fn apply_group(producer: &Producer, sigs: &[Signature], args: Vec<Value>, 
 /// `AsyncResult.as_tuple()`: `((id, parent), None)`.
 fn as_tuple(r: &AsyncResult) -> Value {
     Value::List(vec![Value::List(vec![Value::Str(r.id().to_owned()), Value::None]), Value::None])
+}
+
+/// Celery's `on_chord_part_return` for a finished chord header task: records the part with
+/// Celery's Redis keys; the part that completes the chord sends the body with every result
+/// (or, if a part failed, stores the body as FAILURE `ChordError` and sends its errbacks).
+pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, state: State, result: Value) {
+    let (Some(body), Some(group_id)) = (&m.embed.chord, &m.group) else { return };
+    let part = ChordPart { group_id: group_id.clone(), task_id: m.id.clone(), group_index: m.group_index, state, result };
+    let parts = match backend.chord_part_return(part).await {
+        Ok(ChordProgress::Ready(parts)) => parts,
+        Ok(ChordProgress::Pending | ChordProgress::NoSize) => return,
+        Ok(ChordProgress::Complex) => {
+            tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id} has a nested group header: not supported by rcelery yet; its body is not sent");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record this part");
+            return;
+        }
+    };
+    let Some(sig) = Signature::from_value(body).filter(|s| s.subtask_type.is_none()) else {
+        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {body:?}");
+        return;
+    };
+    let body_id = sig.option_str("task_id").map(str::to_owned);
+    match chord::unpack(&parts) {
+        Ok(results) => {
+            // `callback.delay(results)` from inside the header task: parent and root default to it.
+            let mut options = SendOptions::from_signature_options(&sig.options);
+            options.parent_id.get_or_insert_with(|| m.id.clone());
+            options.root_id.get_or_insert_with(|| m.root_id.clone().unwrap_or_else(|| m.id.clone()));
+            let (args, kwargs) = sig.merged_arguments(vec![Value::List(results)], Dict::new());
+            if let Err(e) = producer.send_task(&sig.task, args, kwargs, options).await {
+                tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not send the body {}", sig.task);
+                if let Some(id) = &body_id {
+                    fail_body(backend, id, &format!("Callback error: {e}")).await;
+                }
+            }
+            if let Err(e) = backend.chord_cleanup(group_id).await {
+                tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
+            }
+        }
+        Err(message) => {
+            tracing::error!(task_id = %m.id, task_name = %m.name, "Chord {group_id:?} raised: ChordError({message:?})");
+            if let Some(id) = &body_id {
+                let errbacks = SendOptions::from_signature_options(&sig.options).link_error;
+                if !errbacks.is_empty() {
+                    let options = SendOptions { parent_id: Some(id.clone()), root_id: Some(m.root_id.clone().unwrap_or_else(|| id.clone())), ..SendOptions::default() };
+                    apply_group(producer, &errbacks, vec![Value::Str(id.clone())], options, m).await;
+                }
+                fail_body(backend, id, &message).await;
+            }
+        }
+    }
+}
+
+/// Stores the chord body as FAILURE with `celery.exceptions.ChordError(message)`.
+async fn fail_body(backend: &dyn ResultBackend, body_id: &str, message: &str) {
+    let error = TaskError::with_args("ChordError", "celery.exceptions", vec![Value::str(message)]);
+    let record = ResultRecord {
+        task_id: body_id.to_owned(),
+        state: State::Failure,
+        result: exception_meta(&error.exc_type, &error.exc_module, error.args.clone()),
+        traceback: Some(error.traceback_text("celery.chord")),
+        children: Vec::new(),
+        group_id: None,
+        parent_id: None,
+        extended: None,
+    };
+    if let Err(e) = backend.store(record).await {
+        tracing::error!(task_id = %body_id, error = %e, "could not store the chord body's failure");
+    }
 }

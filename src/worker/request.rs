@@ -111,17 +111,18 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
 
     match outcome {
         Ok(value) => {
-            if m.embed.chord.is_some() {
-                tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] is part of a chord: chords are not supported by rcelery yet, the chord body will not be triggered by this worker", m.display_name(), m.id);
-            }
             let children = if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
                 canvas::after_success(&shared.producer, m, &value).await
             } else {
                 Vec::new()
             };
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
+            let chord_result = m.embed.chord.is_some().then(|| value.clone());
             if !ignore_result {
                 store_with_children(&shared, m, State::Success, value, None, children).await;
+            }
+            if let Some(result) = chord_result {
+                canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, result).await;
             }
         }
         Err(mut err) if err.retry.is_some() => {
@@ -150,9 +151,14 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             if !hard_timeout {
                 tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
             }
+            let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
+            let meta = failure_meta(err);
+            let chord_result = m.embed.chord.is_some().then(|| meta.clone());
             if !ignore_result {
-                let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
-                store(&shared, m, State::Failure, failure_meta(err), tb).await;
+                store(&shared, m, State::Failure, meta, tb).await;
+            }
+            if let Some(result) = chord_result {
+                canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, result).await;
             }
             canvas::after_failure(&shared.producer, m).await;
         }

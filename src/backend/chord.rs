@@ -1,0 +1,87 @@
+//! Chord bookkeeping as Celery's Redis backend does it (`on_chord_part_return`), with the same
+//! keys, so a chord whose header runs partly on Python workers and partly on rcelery fires its
+//! body exactly once: each finished header part is added to the sorted set
+//! `celery-taskset-meta-<gid>.j`, and the part that brings its size to `.s` (+ `.t`) fires.
+
+use super::State;
+use crate::value::Value;
+
+/// One finished chord header task.
+#[derive(Debug, Clone)]
+pub struct ChordPart {
+    /// The chord's group id (the header task's `group` header).
+    pub group_id: String,
+    /// The header task's id.
+    pub task_id: String,
+    /// Its `group_index` (the sorted-set score; `+inf` when missing).
+    pub group_index: Option<i64>,
+    /// Its final state.
+    pub state: State,
+    /// Its result: the value, or the exception meta for failures.
+    pub result: Value,
+}
+
+/// Where the chord stands after a part was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChordProgress {
+    /// No chord size recorded (`.s` missing): nothing to do, as in Celery.
+    NoSize,
+    /// More parts to come.
+    Pending,
+    /// This part completed the chord: every part as `[1, task_id, state, result]`, in
+    /// `group_index` order.
+    Ready(Vec<Value>),
+    /// The header was saved as a `GroupResult` (nested groups): not supported yet.
+    Complex,
+}
+
+/// A completed chord's parts, unpacked as Celery's `_unpack_chord_result`: the results in
+/// order, or the error text `Dependency <tid> raised <repr>` for the first failed part.
+pub fn unpack(parts: &[Value]) -> Result<Vec<Value>, String> {
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let items = part.as_seq().unwrap_or_default();
+        let tid = items.get(1).and_then(Value::as_str).unwrap_or("");
+        let state = items.get(2).and_then(Value::as_str).unwrap_or("");
+        let result = items.get(3).cloned().unwrap_or(Value::None);
+        if matches!(state, "FAILURE" | "REVOKED") {
+            return Err(format!("Dependency {tid} raised {}", exception_repr(&result)));
+        }
+        out.push(result);
+    }
+    Ok(out)
+}
+
+/// `repr()` of the exception an exception meta stands for: `ValueError('boom')`.
+fn exception_repr(meta: &Value) -> String {
+    let d = meta.as_dict();
+    let name = d.and_then(|d| d.get("exc_type")).and_then(Value::as_str).unwrap_or("Exception");
+    let args = match d.and_then(|d| d.get("exc_message")) {
+        Some(Value::List(items)) | Some(Value::Tuple(items)) => items.iter().map(crate::value::py_repr).collect::<Vec<_>>(),
+        Some(Value::None) | None => Vec::new(),
+        Some(other) => vec![crate::value::py_repr(other)],
+    };
+    format!("{name}({})", args.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Dict;
+
+    fn part(tid: &str, state: &str, result: Value) -> Value {
+        Value::List(vec![Value::Int(1), Value::str(tid), Value::str(state), result])
+    }
+
+    #[test]
+    fn unpacks_results_or_the_first_failure() {
+        let ok = [part("a", "SUCCESS", Value::Int(2)), part("b", "SUCCESS", Value::Int(4))];
+        assert_eq!(unpack(&ok), Ok(vec![Value::Int(2), Value::Int(4)]));
+        let mut exc = Dict::new();
+        exc.insert("exc_type", "ValueError");
+        exc.insert("exc_message", Value::List(vec![Value::str("boom")]));
+        exc.insert("exc_module", "builtins");
+        let bad = [part("a", "SUCCESS", Value::Int(2)), part("b", "FAILURE", Value::Dict(exc))];
+        assert_eq!(unpack(&bad), Err("Dependency b raised ValueError('boom')".to_owned()));
+    }
+}
