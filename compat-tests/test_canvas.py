@@ -64,6 +64,18 @@ def test_several_callbacks_run_as_a_group(worker, t):
     assert sorted(group_result.get(timeout=30)) == [10, 50]
 
 
+def test_a_group_as_callback(worker, t):
+    r = t.add.apply_async((2, 3), link=group(t.mul.s(2), t.mul.s(3)))
+    assert r.get(timeout=30) == 5
+    (group_result,) = r.children
+    assert group_result.get(timeout=30) == [10, 15]
+
+
+def test_a_chain_ending_in_a_group(worker, t):
+    r = chain(t.add.s(1, 2), group(t.mul.s(2), t.mul.s(3))).delay()
+    assert r.get(timeout=30) == [6, 9]
+
+
 def test_retry_past_max_retries_fails(workers, t):
     workers.ensure({"worker_concurrency": 1})
     r = t.retry_until.apply_async((5,), serializer="json")

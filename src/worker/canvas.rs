@@ -19,11 +19,20 @@ pub(super) async fn after_success(producer: &Producer, m: &TaskMessage, retval: 
     if let Some(callbacks) = &m.embed.callbacks {
         let sigs = signatures(callbacks, m, "callback");
         if sigs.len() == 1 {
-            if let Some(r) = apply(producer, &sigs[0], vec![retval.clone()], linked(SendOptions::default()), m).await {
-                children.push(as_tuple(&r));
+            if let Some(child) = apply_any(producer, &sigs[0], vec![retval.clone()], linked(SendOptions::default()), m).await {
+                children.push(child);
             }
         } else if !sigs.is_empty() {
-            children.push(apply_group(producer, &sigs, vec![retval.clone()], linked(SendOptions::default()), m).await);
+            // Celery: group callbacks are applied each on its own, the task callbacks as one group.
+            let (groups, tasks): (Vec<_>, Vec<_>) = sigs.into_iter().partition(|s| s.subtask_type.is_some());
+            for g in &groups {
+                if let Some(child) = apply_any(producer, g, vec![retval.clone()], linked(SendOptions::default()), m).await {
+                    children.push(child);
+                }
+            }
+            if !tasks.is_empty() {
+                children.push(apply_group(producer, &tasks, vec![retval.clone()], linked(SendOptions::default()), m, None).await);
+            }
         }
     }
     if let Some(chain) = &m.embed.chain {
@@ -33,10 +42,13 @@ pub(super) async fn after_success(producer: &Producer, m: &TaskMessage, retval: 
         };
         if let Some(next) = rest.pop() {
             match Signature::from_value(&next) {
+                Some(sig) if sig.subtask_type.is_some() && !rest.is_empty() => {
+                    tracing::error!(task_id = %m.id, task_name = %m.name, "chain step of type {:?} followed by more steps is not supported yet; not sent", sig.subtask_type);
+                }
                 Some(sig) => {
                     let options = linked(SendOptions { chain: Some(Value::List(rest)), ..SendOptions::default() });
-                    if let Some(r) = apply(producer, &sig, vec![retval.clone()], options, m).await {
-                        children.push(as_tuple(&r));
+                    if let Some(child) = apply_any(producer, &sig, vec![retval.clone()], options, m).await {
+                        children.push(child);
                     }
                 }
                 None => tracing::error!(task_id = %m.id, task_name = %m.name, "chain step is not a signature: {next:?}"),
@@ -56,14 +68,14 @@ pub(super) async fn after_failure(producer: &Producer, m: &TaskMessage) {
     }
     let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
     let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
-    apply_group(producer, &sigs, vec![Value::Str(m.id.clone())], options, m).await;
+    apply_group(producer, &sigs, vec![Value::Str(m.id.clone())], options, m, None).await;
 }
 
 fn signatures(value: &Value, m: &TaskMessage, what: &str) -> Vec<Signature> {
     let mut out = Vec::new();
     for item in Signature::list_from_value(value) {
         match item {
-            Ok(sig) if sig.subtask_type.is_none() => out.push(sig),
+            Ok(sig) if sig.subtask_type.is_none() || (what == "callback" && sig.subtask_type.as_deref() == Some("group")) => out.push(sig),
             Ok(sig) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} of type {:?} is not supported yet; not sent", sig.subtask_type),
             Err(v) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} is not a signature: {v:?}"),
         }
@@ -81,9 +93,35 @@ async fn apply(producer: &Producer, sig: &Signature, args: Vec<Value>, options: 
     }
 }
 
-/// `group(sigs).apply_async(args, **options)`: one new group id, each member numbered.
-async fn apply_group(producer: &Producer, sigs: &[Signature], args: Vec<Value>, options: SendOptions, m: &TaskMessage) -> Value {
-    let group_id = uuid::Uuid::new_v4().to_string();
+/// Sends a task signature, or a group signature (its tasks as one group), called with
+/// `args`; returns the `children` entry.
+async fn apply_any(producer: &Producer, sig: &Signature, args: Vec<Value>, options: SendOptions, m: &TaskMessage) -> Option<Value> {
+    match sig.subtask_type.as_deref() {
+        None => apply(producer, sig, args, options, m).await.map(|r| as_tuple(&r)),
+        Some("group") => {
+            let members = sig.kwargs.get("tasks").map(|v| signatures(v, m, "group member")).unwrap_or_default();
+            let args = if sig.immutable { Vec::new() } else { args };
+            let group_id = sig.option_str("task_id").map(str::to_owned);
+            Some(apply_group(producer, &members, args, options, m, group_id).await)
+        }
+        Some(other) => {
+            tracing::error!(task_id = %m.id, task_name = %m.name, "{other} signatures are not supported here yet; not sent");
+            None
+        }
+    }
+}
+
+/// `group(sigs).apply_async(args, **options)`: one group id (the group's frozen id, or a new
+/// one), each member numbered.
+async fn apply_group(
+    producer: &Producer,
+    sigs: &[Signature],
+    args: Vec<Value>,
+    options: SendOptions,
+    m: &TaskMessage,
+    group_id: Option<String>,
+) -> Value {
+    let group_id = group_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut members = Vec::with_capacity(sigs.len());
     for (index, sig) in sigs.iter().enumerate() {
         let o = SendOptions { group_id: Some(group_id.clone()), group_index: Some(index as i64), ..options.clone() };
@@ -145,7 +183,7 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
                 let errbacks = SendOptions::from_signature_options(&sig.options).link_error;
                 if !errbacks.is_empty() {
                     let options = SendOptions { parent_id: Some(id.clone()), root_id: Some(m.root_id.clone().unwrap_or_else(|| id.clone())), ..SendOptions::default() };
-                    apply_group(producer, &errbacks, vec![Value::Str(id.clone())], options, m).await;
+                    apply_group(producer, &errbacks, vec![Value::Str(id.clone())], options, m, None).await;
                 }
                 fail_body(backend, id, &message).await;
             }
