@@ -45,23 +45,12 @@ pub fn unpack(parts: &[Value]) -> Result<Vec<Value>, String> {
         let state = items.get(2).and_then(Value::as_str).unwrap_or("");
         let result = items.get(3).cloned().unwrap_or(Value::None);
         if matches!(state, "FAILURE" | "REVOKED") {
-            return Err(format!("Dependency {tid} raised {}", exception_repr(&result)));
+            let (exc_type, args) = super::meta::exception_parts(&result);
+            return Err(format!("Dependency {tid} raised {exc_type}({args})"));
         }
         out.push(result);
     }
     Ok(out)
-}
-
-/// `repr()` of the exception an exception meta stands for: `ValueError('boom')`.
-fn exception_repr(meta: &Value) -> String {
-    let d = meta.as_dict();
-    let name = d.and_then(|d| d.get("exc_type")).and_then(Value::as_str).unwrap_or("Exception");
-    let args = match d.and_then(|d| d.get("exc_message")) {
-        Some(Value::List(items)) | Some(Value::Tuple(items)) => items.iter().map(crate::value::py_repr).collect::<Vec<_>>(),
-        Some(Value::None) | None => Vec::new(),
-        Some(other) => vec![crate::value::py_repr(other)],
-    };
-    format!("{name}({})", args.join(", "))
 }
 
 #[cfg(test)]

@@ -163,6 +163,21 @@ impl MetaEncoder {
     }
 }
 
+/// The class name and the `repr` of the args of the exception an exception meta stands for
+/// (`("ValueError", "'boom'")`), as `exception_to_python` would rebuild it.
+pub fn exception_parts(meta: &Value) -> (String, String) {
+    let d = meta.as_dict();
+    let exc_type = d.and_then(|d| d.get("exc_type")).and_then(Value::as_str).unwrap_or("Exception").to_owned();
+    let args = match d.and_then(|d| d.get("exc_message")) {
+        Some(Value::List(items)) | Some(Value::Tuple(items)) => {
+            items.iter().map(crate::value::py_repr).collect::<Vec<_>>().join(", ")
+        }
+        Some(other) => crate::value::py_repr(other),
+        None => String::new(),
+    };
+    (exc_type, args)
+}
+
 /// Celery's exception meta for non-pickle serializers:
 /// `{"exc_type": ..., "exc_message": [args...], "exc_module": ...}`.
 pub fn exception_meta(exc_type: &str, exc_module: &str, args: Vec<Value>) -> Value {

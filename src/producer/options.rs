@@ -69,11 +69,7 @@ impl SendOptions {
             Some(Value::Float(x)) => Some(*x),
             _ => None,
         };
-        let sigs = |k: &str| {
-            d.get(k)
-                .map(|v| Signature::list_from_value(v).into_iter().filter_map(Result::ok).collect())
-                .unwrap_or_default()
-        };
+        let sigs = |k: &str| d.get(k).map(Signature::all_in).unwrap_or_default();
         let (expires_in, expires_at) = match d.get("expires") {
             Some(Value::Int(i)) => (Some(*i as f64), None),
             Some(Value::Float(x)) => (Some(*x), None),

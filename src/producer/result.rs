@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{BackendError, ResultBackend};
-use crate::value::{py_repr, Value};
+use crate::backend::meta::exception_parts;
+use crate::value::Value;
 
 /// Why waiting for a result did not give a value.
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +97,6 @@ impl AsyncResult {
 }
 
 fn failed(state: &str, result: &Value) -> WaitError {
-    let d = result.as_dict();
-    let exc_type = d.and_then(|d| d.get("exc_type")).and_then(Value::as_str).unwrap_or("Exception").to_owned();
-    let message = match d.and_then(|d| d.get("exc_message")) {
-        Some(Value::List(items)) | Some(Value::Tuple(items)) => items.iter().map(py_repr).collect::<Vec<_>>().join(", "),
-        Some(other) => py_repr(other),
-        None => String::new(),
-    };
+    let (exc_type, message) = exception_parts(result);
     WaitError::Failed { state: state.to_owned(), exc_type, message }
 }

@@ -69,6 +69,12 @@ impl Signature {
         }
     }
 
+    /// The signatures in `value` (see [`Signature::list_from_value`]), skipping items that
+    /// are not signatures.
+    pub fn all_in(value: &Value) -> Vec<Signature> {
+        Signature::list_from_value(value).into_iter().filter_map(Result::ok).collect()
+    }
+
     /// The dict form, keys in Celery's order.
     pub fn to_value(&self) -> Value {
         let mut d = Dict::with_capacity(6 + self.extra.len());

@@ -17,11 +17,7 @@ pub(super) async fn send(producer: &Producer, m: &TaskMessage, r: &RetryRequest)
         None if di.exchange.is_empty() && !di.routing_key.is_empty() => (Some(di.routing_key.clone()), None, None),
         None => (None, Some(di.exchange.clone()), Some(di.routing_key.clone())),
     };
-    let sigs = |v: &Option<Value>| {
-        v.as_ref()
-            .map(|v| crate::protocol::Signature::list_from_value(v).into_iter().filter_map(Result::ok).collect())
-            .unwrap_or_default()
-    };
+    let sigs = |v: &Option<Value>| v.as_ref().map(crate::protocol::Signature::all_in).unwrap_or_default();
     let options = SendOptions {
         task_id: Some(m.id.clone()),
         queue,
