@@ -222,3 +222,78 @@ async fn the_prefetch_window_bounds_unsettled_deliveries() {
     assert_eq!(c.raw.properties.correlation_id.as_deref(), Some("m2"));
     f.cleanup().await;
 }
+
+/// The test URL with another database number (results live apart from the broker's keys).
+fn other_db_url() -> String {
+    let u = url();
+    match u.rsplit_once('/') {
+        Some((head, db)) if db.parse::<u32>().is_ok() => {
+            let other = if db == "14" { "13" } else { "14" };
+            format!("{head}/{other}")
+        }
+        _ => format!("{}/14", u.trim_end_matches('/')),
+    }
+}
+
+#[tokio::test]
+async fn a_backend_on_the_same_server_stores_with_the_acks_in_order() {
+    use rcelery::backend::redis::RedisBackend;
+    use rcelery::backend::{MetaEncoder, ResultBackend, ResultRecord, State};
+    use rcelery::codec::Serializer;
+    use rcelery::value::Value;
+
+    let mut f = Fixture::new().await;
+    for id in ["a", "b"] {
+        f.push("q", &envelope(id, 0)).await;
+    }
+    let (broker, mut rx) = start(&f, 1).await;
+    let encoder = MetaEncoder { serializer: Serializer::Json, extended: false, timezone: chrono_tz::UTC };
+    let results_prefix = format!("{}results:", f.prefix);
+    let mut backend = RedisBackend::connect(&other_db_url(), encoder, Some(Duration::from_secs(60)), &results_prefix)
+        .await
+        .expect("backend connects");
+    assert!(rcelery::redis_client::same_server(&url(), &other_db_url()));
+    assert!(backend.share_lane(broker.settle_lane()));
+    assert!(backend.orders_writes_before_acks());
+    let record = |id: &str, result: i64| ResultRecord {
+        task_id: id.to_owned(),
+        state: State::Success,
+        result: Value::Int(result.into()),
+        traceback: None,
+        children: Vec::new(),
+        group_id: None,
+        parent_id: None,
+        extended: None,
+    };
+
+    // Window of one: "b" can only arrive once "a" is acked, and the ack goes right after the
+    // write is queued, before its reply.
+    let a = next(&mut rx).await;
+    let stored = backend.store(record("a", 1));
+    broker.ack(&a.tag);
+    drop(a); // frees the prefetch slot, as the worker does on ack
+    stored.await.expect("stored through the lane");
+    let b = next(&mut rx).await;
+    assert_eq!(b.tag, "tag-b");
+
+    let mut results = redis::Client::open(other_db_url()).expect("url").get_multiplexed_async_connection().await.expect("conn");
+    let key_a = format!("{results_prefix}celery-task-meta-a");
+    let meta: String = results.get(&key_a).await.expect("GET meta");
+    assert!(meta.starts_with(r#"{"status": "SUCCESS", "result": 1,"#), "{meta}");
+    let ttl: i64 = results.ttl(&key_a).await.expect("TTL");
+    assert!(ttl > 0 && ttl <= 60, "ttl {ttl}");
+    let in_broker_db: bool = f.conn.exists(&key_a).await.expect("EXISTS");
+    assert!(!in_broker_db, "the write must go to the backend's database");
+
+    // A stored SUCCESS is never overwritten, also through the lane.
+    let again = backend.store(ResultRecord { state: State::Failure, ..record("a", 2) });
+    broker.ack(&b.tag);
+    again.await.expect("queued write answered");
+    broker.flush().await;
+    let meta_after: String = results.get(&key_a).await.expect("GET meta");
+    assert_eq!(meta_after, meta);
+    let left: i64 = f.conn.hlen(f.key("unacked")).await.expect("HLEN");
+    assert_eq!(left, 0);
+    let _: () = results.del(&key_a).await.expect("DEL");
+    f.cleanup().await;
+}

@@ -52,6 +52,14 @@ pub trait ResultBackend: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// True when [`ResultBackend::store`] has queued the write, in order with the broker's
+    /// acks, by the time it returns (before its future is polled): a worker may then ack the
+    /// message at once instead of waiting for the write's reply, and the write still lands
+    /// first. (Redis backend sharing the broker's server; see [`crate::redis_client::lane`].)
+    fn orders_writes_before_acks(&self) -> bool {
+        false
+    }
+
     /// The backend URL with the password masked, for logs and the banner.
     fn display_url(&self) -> String;
 }

@@ -20,29 +20,16 @@ use super::{BackendError, ChordPart, ChordProgress, MetaEncoder, ResultBackend, 
 use crate::value::Value;
 use crate::codec::Serializer;
 use crate::redis_client;
+use crate::redis_client::lane::{ResultWrite, SettleLane, WriteTarget, STORE_RESULTS_LUA};
 
-/// Stores a batch of metas, skipping any key whose stored meta is already SUCCESS, and
-/// publishes each one it stores.
-/// KEYS: meta keys. ARGV: expiry seconds (0: none), SUCCESS marker, last position the marker
-/// may start at, then one payload per key.
-const STORE: &str = r#"
-local exp = tonumber(ARGV[1])
-local marker = ARGV[2]
-local head = tonumber(ARGV[3]) + #marker - 1
-for i = 1, #KEYS do
-  local cur = redis.call('GET', KEYS[i])
-  if not (cur and string.find(string.sub(cur, 1, head), marker, 1, true)) then
-    local payload = ARGV[3 + i]
-    if exp > 0 then
-      redis.call('SETEX', KEYS[i], exp, payload)
-    else
-      redis.call('SET', KEYS[i], payload)
-    end
-    redis.call('PUBLISH', KEYS[i], payload)
-  end
-end
-return #KEYS
-"#;
+/// Stores a batch of metas with Celery's rule (see [`STORE_RESULTS_LUA`]).
+/// KEYS: meta keys. ARGV: expiry seconds (0: none), SUCCESS marker, the offset the marker must
+/// start within, then one payload per key.
+fn store_script() -> Script {
+    Script::new(&format!(
+        "{STORE_RESULTS_LUA}\nstore_results(1, #KEYS, tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), 4)\nreturn #KEYS\n"
+    ))
+}
 
 /// Records a chord part and reports progress, atomically (Celery does the same steps in one
 /// MULTI pipeline, then `ZRANGE`s when ready).
@@ -85,6 +72,10 @@ pub struct RedisBackend {
     encoder: MetaEncoder,
     prefix: String,
     tx: mpsc::Sender<Write>,
+    marker: (Vec<u8>, usize),
+    /// The broker's settle lane, when the broker is on the same server: results then ride
+    /// with its acks and fetches instead of going through `tx`.
+    lane: Option<Arc<SettleLane>>,
 }
 
 impl RedisBackend {
@@ -96,14 +87,14 @@ impl RedisBackend {
         global_keyprefix: &str,
     ) -> Result<RedisBackend, BackendError> {
         let mut conn = redis_client::connect(url, Some(Duration::from_secs(30))).await?;
-        Script::new(STORE).prepare_invoke().load_async(&mut conn).await?;
+        store_script().prepare_invoke().load_async(&mut conn).await?;
         let (tx, rx) = mpsc::channel(4096);
         let marker = match encoder.serializer {
             Serializer::Json => (br#"{"status": "SUCCESS""#.to_vec(), 1),
             Serializer::Pickle => (b"\x8c\x07SUCCESS".to_vec(), 32),
         };
         let expires = expires.map_or(0, |d| d.as_secs().max(1));
-        tokio::spawn(writer(conn.clone(), rx, expires, marker));
+        tokio::spawn(writer(conn.clone(), rx, expires, marker.clone()));
         Ok(RedisBackend {
             url: url.to_owned(),
             expires,
@@ -111,7 +102,31 @@ impl RedisBackend {
             encoder,
             prefix: key_prefix(global_keyprefix),
             tx,
+            marker,
+            lane: None,
         })
+    }
+
+    /// Sends results through the broker's settle lane from now on. Only for a broker on the
+    /// same Redis server (see [`redis_client::same_server`]); false if the lane already
+    /// serves another backend.
+    pub fn share_lane(&mut self, lane: Arc<SettleLane>) -> bool {
+        let target = WriteTarget {
+            db: redis_client::db_number(&self.url),
+            expires: self.expires,
+            success_marker: self.marker.0.clone(),
+            marker_within: self.marker.1,
+        };
+        if !lane.attach(target) {
+            return false;
+        }
+        self.lane = Some(lane);
+        true
+    }
+
+    /// The URL as given (password included; never log it).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }
 
@@ -136,6 +151,21 @@ fn key_prefix(prefix: &str) -> String {
 
 impl ResultBackend for RedisBackend {
     fn store(&self, record: ResultRecord) -> BoxFuture<'_, Result<(), BackendError>> {
+        if let Some(lane) = &self.lane {
+            // Queued now, before the future is polled: that is what lets the worker ack at
+            // once (see `orders_writes_before_acks`).
+            let payload = self.encoder.encode(&record);
+            let key = format!("{}celery-task-meta-{}", self.prefix, record.task_id);
+            let (done, wait) = oneshot::channel();
+            lane.push_write(ResultWrite { key, payload, done });
+            return async move {
+                match wait.await {
+                    Ok(outcome) => outcome.map_err(BackendError::Store),
+                    Err(_) => Err(BackendError::Closed),
+                }
+            }
+            .boxed();
+        }
         async move {
             let payload = self.encoder.encode(&record);
             let key = format!("{}celery-task-meta-{}", self.prefix, record.task_id);
@@ -220,6 +250,10 @@ impl ResultBackend for RedisBackend {
         .boxed()
     }
 
+    fn orders_writes_before_acks(&self) -> bool {
+        self.lane.is_some()
+    }
+
     fn display_url(&self) -> String {
         redis_client::mask_password(&self.url)
     }
@@ -231,7 +265,7 @@ async fn writer(
     expires: u64,
     marker: (Vec<u8>, usize),
 ) {
-    let script = Script::new(STORE);
+    let script = store_script();
     let marker = Arc::new(marker);
     // Several batches in flight at once on the multiplexed connection: a result never waits
     // for an earlier batch's round trip.

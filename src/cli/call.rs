@@ -59,11 +59,11 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
         }
     }
 
-    let broker = connect_broker(&broker_url, &config).await?;
+    let broker = connect_broker(&broker_url, &config).await?.broker;
     let mut producer = Producer::new(Arc::clone(&broker), serializer, tz.name(), &config.task_default_queue);
     if args.wait {
         let encoder = MetaEncoder { serializer, extended: false, timezone: tz };
-        let backend = connect_backend(backend_url.as_deref(), encoder, &config).await?;
+        let backend = connect_backend(backend_url.as_deref(), encoder, &config, None).await?;
         producer = producer.with_backend(backend);
     }
     let result = producer

@@ -11,6 +11,8 @@ use crate::backend::redis::RedisBackend;
 use crate::backend::{DisabledBackend, MetaEncoder, ResultBackend};
 use crate::broker::redis::RedisBroker;
 use crate::broker::Broker;
+use crate::redis_client;
+use crate::redis_client::lane::SettleLane;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::producer::Producer;
@@ -70,9 +72,10 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
     };
     let hostname = node_name(args.hostname.as_deref());
 
-    let broker: Arc<dyn Broker> = connect_broker(&broker_url, &config).await?;
+    let connected = connect_broker(&broker_url, &config).await?;
     let encoder = MetaEncoder { serializer: result_serializer, extended: config.result_extended, timezone: tz };
-    let backend = connect_backend(backend_url.as_deref(), encoder, &config).await?;
+    let backend = connect_backend(backend_url.as_deref(), encoder, &config, connected.lane.as_ref()).await?;
+    let broker = connected.broker;
 
     let settings = WorkerSettings {
         hostname: hostname.clone(),
@@ -121,14 +124,22 @@ pub(super) fn looks_like_file(c: &str) -> bool {
     c.ends_with(".toml") || Path::new(c).is_file()
 }
 
-pub(super) async fn connect_broker(url: &str, config: &Config) -> Result<Arc<dyn Broker>, String> {
+/// A connected broker and, for a Redis broker, its URL and settle lane (which a result
+/// backend on the same server shares).
+pub(super) struct ConnectedBroker {
+    pub broker: Arc<dyn Broker>,
+    pub lane: Option<(String, Arc<SettleLane>)>,
+}
+
+pub(super) async fn connect_broker(url: &str, config: &Config) -> Result<ConnectedBroker, String> {
     let scheme = url.split("://").next().unwrap_or("");
     match scheme {
         "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
-            RedisBroker::connect(url, config.broker_transport_options.clone())
+            let broker = RedisBroker::connect(url, config.broker_transport_options.clone())
                 .await
-                .map(|b| Arc::new(b) as Arc<dyn Broker>)
-                .map_err(|e| format!("cannot connect to broker {}: {e}", mask_password(url)))
+                .map_err(|e| format!("cannot connect to broker {}: {e}", mask_password(url)))?;
+            let lane = Some((url.to_owned(), broker.settle_lane()));
+            Ok(ConnectedBroker { broker: Arc::new(broker), lane })
         }
         other => Err(format!(
             "broker transport {other:?} is not supported yet (use redis://); URL {}",
@@ -137,10 +148,13 @@ pub(super) async fn connect_broker(url: &str, config: &Config) -> Result<Arc<dyn
     }
 }
 
+/// Connects the result backend. A Redis backend on the same server as a Redis broker whose
+/// `lane` is given sends its results with the broker's acks (one round trip per batch).
 pub(super) async fn connect_backend(
     url: Option<&str>,
     encoder: MetaEncoder,
     config: &Config,
+    lane: Option<&(String, Arc<SettleLane>)>,
 ) -> Result<Arc<dyn ResultBackend>, String> {
     let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
         return Ok(Arc::new(DisabledBackend));
@@ -149,10 +163,15 @@ pub(super) async fn connect_backend(
     match scheme {
         "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
             let expires = (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
-            RedisBackend::connect(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix)
+            let mut backend = RedisBackend::connect(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix)
                 .await
-                .map(|b| Arc::new(b) as Arc<dyn ResultBackend>)
-                .map_err(|e| format!("cannot connect to result backend {}: {e}", mask_password(url)))
+                .map_err(|e| format!("cannot connect to result backend {}: {e}", mask_password(url)))?;
+            if let Some((broker_url, lane)) = lane {
+                if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
+                    tracing::debug!("results travel with the broker's acks (same Redis server)");
+                }
+            }
+            Ok(Arc::new(backend))
         }
         other => Err(format!(
             "result backend {other:?} is not supported yet (use redis://); URL {}",

@@ -164,7 +164,10 @@ impl Worker {
                 d = deliveries.recv() => match d {
                     Some(d) => {
                         shared.inflight.insert(&d.tag);
-                        tracker.spawn(request::handle(Arc::clone(shared), d));
+                        // The request's state machine is large (kilobytes): boxed once on
+                        // first poll instead of being moved through spawn's layers.
+                        let shared = Arc::clone(shared);
+                        tracker.spawn(async move { Box::pin(request::handle(shared, d)).await });
                     }
                     None => break ShutdownKind::Warm,
                 },

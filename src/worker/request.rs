@@ -50,9 +50,9 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let message = match decode_task(&raw, &shared.settings.accept, |n| shared.registry.contains(n)) {
         Ok(m) => m,
         Err(DecodeError::UnknownTask { id, name }) if shared.settings.forward_unknown.is_some() => {
-            return forward::unknown(&shared, &mut unsettled, &raw, id, name).await;
+            return Box::pin(forward::unknown(&shared, &mut unsettled, &raw, id, name)).await;
         }
-        Err(e) => return refuse(&shared, &mut unsettled, e).await,
+        Err(e) => return Box::pin(refuse(&shared, &mut unsettled, e)).await,
     };
     let Some(def) = shared.registry.get(&message.name).cloned() else {
         return unsettled.reject(&shared, false);
@@ -77,7 +77,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         }
     }
     if message.expires.as_ref().is_some_and(eta::has_passed) {
-        return revoke_expired(&shared, &mut unsettled, &message).await;
+        return Box::pin(revoke_expired(&shared, &mut unsettled, &message)).await;
     }
 
     let slot = tokio::select! {
@@ -96,14 +96,14 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         let mut info = crate::value::Dict::new();
         info.insert("pid", std::process::id() as i64);
         info.insert("hostname", shared.settings.hostname.as_str());
-        store(&shared, &request.message, State::Started, Value::Dict(info), None).await;
+        Box::pin(store(&shared, &request.message, State::Started, Value::Dict(info), None)).await;
     }
 
     let started = Instant::now();
     let ctx = Context::for_task(Arc::clone(&request), &def.options);
     let m = &request.message;
     let limits = time_limit::resolve(m, &def.options, &shared.settings.time_limits);
-    let outcome = timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m).await;
+    let outcome = Box::pin(timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m)).await;
     let outcome = retry::autoretry(outcome, &request, &def.options);
     drop(slot);
     let runtime = started.elapsed().as_secs_f64();
@@ -112,29 +112,34 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     match outcome {
         Ok(value) => {
             let children = if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
-                canvas::after_success(&shared.producer, m, &value).await
+                Box::pin(canvas::after_success(&shared.producer, m, &value)).await
             } else {
                 Vec::new()
             };
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
             let chord_result = m.embed.chord.is_some().then(|| value.clone());
             if !ignore_result {
-                store_with_children(&shared, m, State::Success, value, None, children).await;
+                // A backend that queues its write in order with the broker's acks lets the ack
+                // go at once: it frees the prefetch slot, and write, ack and next fetch share
+                // one round trip. Not for chord parts: their ack waits for the chord counter.
+                let ack_now = acks_late && m.embed.chord.is_none() && shared.backend.orders_writes_before_acks();
+                let ack = if ack_now { Some(&mut unsettled) } else { None };
+                store_with_children(&shared, m, State::Success, value, None, children, ack).await;
             }
             if let Some(result) = chord_result {
-                canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, result).await;
+                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, result)).await;
             }
         }
         Err(mut err) if err.retry.is_some() => {
             let r = err.retry.take().map(|r| *r);
             if let Some(r) = r {
-                match retry::send(&shared.producer, m, &r).await {
+                match Box::pin(retry::send(&shared.producer, m, &r)).await {
                     Ok(()) => {
                         tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] retry: {}", m.display_name(), m.id, retry_message(&r));
                         if !ignore_result {
                             let tb = err.traceback_text(&m.name);
                             let meta = r.exc.map_or(Value::None, failure_meta);
-                            store(&shared, m, State::Retry, meta, Some(tb)).await;
+                            Box::pin(store(&shared, m, State::Retry, meta, Some(tb))).await;
                         }
                     }
                     Err(e) => {
@@ -155,12 +160,12 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             let meta = failure_meta(err);
             let chord_result = m.embed.chord.is_some().then(|| meta.clone());
             if !ignore_result {
-                store(&shared, m, State::Failure, meta, tb).await;
+                Box::pin(store(&shared, m, State::Failure, meta, tb)).await;
             }
             if let Some(result) = chord_result {
-                canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, result).await;
+                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, result)).await;
             }
-            canvas::after_failure(&shared.producer, m).await;
+            Box::pin(canvas::after_failure(&shared.producer, m)).await;
         }
     }
     if acks_late {
@@ -215,9 +220,11 @@ fn failure_meta(err: TaskError) -> Value {
 }
 
 async fn store(shared: &Shared, m: &TaskMessage, state: State, result: Value, traceback: Option<String>) {
-    store_with_children(shared, m, state, result, traceback, Vec::new()).await;
+    store_with_children(shared, m, state, result, traceback, Vec::new(), None).await;
 }
 
+/// Stores a result; `ack_once_queued` is acked as soon as the write is queued (only for a
+/// backend that [orders writes before acks](crate::backend::ResultBackend::orders_writes_before_acks)).
 async fn store_with_children(
     shared: &Shared,
     m: &TaskMessage,
@@ -225,6 +232,7 @@ async fn store_with_children(
     result: Value,
     traceback: Option<String>,
     children: Vec<Value>,
+    ack_once_queued: Option<&mut Unsettled>,
 ) {
     let extended = shared.settings.result_extended.then(|| ExtendedMeta {
         name: Some(m.name.clone()),
@@ -244,7 +252,11 @@ async fn store_with_children(
         parent_id: m.parent_id.clone(),
         extended,
     };
-    if let Err(e) = shared.backend.store(record).await {
+    let stored = shared.backend.store(record);
+    if let Some(unsettled) = ack_once_queued {
+        unsettled.ack(shared);
+    }
+    if let Err(e) = stored.await {
         tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "could not store task result");
     }
 }

@@ -8,10 +8,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::envelope;
 use super::keys::Keys;
-use super::restore::now_secs;
-use super::settle::PendingAcks;
-use super::Scripts;
+use super::settle::ScriptCall;
 use crate::broker::{Delivery, PrefetchPermit, PrefetchWindow};
+use crate::redis_client::lane::{SettleLane, Taken};
 
 /// Most messages taken in one round trip.
 const MAX_BATCH: usize = 256;
@@ -21,15 +20,13 @@ pub(super) struct Fetcher {
     pub conn: MultiplexedConnection,
     pub blocking: MultiplexedConnection,
     pub keys: Keys,
-    pub scripts: Scripts,
+    pub call: ScriptCall,
     pub queues: Vec<String>,
     pub window: PrefetchWindow,
     pub tx: mpsc::Sender<Delivery>,
-    pub acks: std::sync::Arc<PendingAcks>,
+    pub lane: std::sync::Arc<SettleLane>,
     pub stop: watch::Receiver<bool>,
     pub brpop_timeout: f64,
-    /// The server supports `RPOP key count` (Redis 6.2+).
-    pub counted_pop: bool,
 }
 
 impl Fetcher {
@@ -82,38 +79,36 @@ impl Fetcher {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
-    /// One atomic pop-and-record of up to `max` messages, carrying the acks issued since the
-    /// last fetch (they freed the slots this fetch fills).
+    /// One atomic pop-and-record of up to `max` messages, carrying the result writes and acks
+    /// queued since the last fetch (the acks freed the slots this fetch fills).
     async fn fetch_batch(
         &mut self,
         poll_keys: &[String],
         max: usize,
     ) -> Result<Vec<(usize, Vec<u8>)>, redis::RedisError> {
-        let acks = std::sync::Arc::clone(&self.acks);
-        let (tags, _sending) = acks.take().await;
-        let mut cmd = redis::cmd("EVALSHA");
-        self.fetch_args(&mut cmd, poll_keys, max, &tags);
-        match cmd.query_async::<Vec<redis::Value>>(&mut self.conn).await {
-            Ok(flat) => Ok(pairs(flat)),
+        let lane = std::sync::Arc::clone(&self.lane);
+        let taken = lane.take().await;
+        self.fetch_with(poll_keys, max, &lane, taken).await
+    }
+
+    async fn fetch_with(
+        &mut self,
+        poll_keys: &[String],
+        max: usize,
+        lane: &SettleLane,
+        taken: Taken<'_>,
+    ) -> Result<Vec<(usize, Vec<u8>)>, redis::RedisError> {
+        let cmd = self.call.command(lane, &taken, poll_keys, self.queues.len(), max);
+        match self.call.invoke(&mut self.conn, &cmd).await {
+            Ok(flat) => {
+                taken.sent();
+                Ok(pairs(flat))
+            }
             Err(e) => {
-                acks.put_back(tags);
+                taken.failed(lane, &e.to_string());
                 Err(e)
             }
         }
-    }
-
-    fn fetch_args(&self, cmd: &mut redis::Cmd, poll_keys: &[String], max: usize, acks: &[String]) {
-        cmd.arg(self.scripts.fetch.get_hash())
-            .arg(2 + poll_keys.len())
-            .arg(&self.keys.unacked)
-            .arg(&self.keys.unacked_index)
-            .arg(poll_keys)
-            .arg(max)
-            .arg(now_secs())
-            .arg(self.queues.len())
-            .arg(if self.counted_pop { "1" } else { "0" })
-            .arg(acks.len())
-            .arg(acks);
     }
 
     /// Waits (up to the BRPOP timeout) for a message, puts it back at the head of its list
@@ -136,11 +131,11 @@ impl Fetcher {
             pipe.query_async::<()>(&mut self.conn).await?;
             return Ok(Vec::new());
         }
-        let mut fetch = redis::cmd("EVALSHA");
-        self.fetch_args(&mut fetch, poll_keys, max, &[]);
-        pipe.add_command(fetch);
-        let (flat,): (Vec<redis::Value>,) = pipe.query_async(&mut self.conn).await?;
-        Ok(pairs(flat))
+        pipe.query_async::<()>(&mut self.conn).await?;
+        // The same connection keeps the order: the fetch sees the message pushed back.
+        let lane = std::sync::Arc::clone(&self.lane);
+        let taken = lane.take().await;
+        self.fetch_with(poll_keys, max, &lane, taken).await
     }
 
     /// Hands the messages to the worker, one permit each; returns false if the worker is gone.
@@ -168,7 +163,7 @@ impl Fetcher {
                         "Received and deleted unknown message. Wrong destination?!?"
                     );
                     if let Some(tag) = bad.delivery_tag {
-                        self.acks.push(tag);
+                        self.lane.push_ack(tag);
                     }
                 }
             }

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Broker, BrokerError, Delivery, PrefetchWindow, QueueSpec};
 use crate::protocol::OutgoingMessage;
 use crate::redis_client;
+use crate::redis_client::lane::SettleLane;
 
 /// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
 #[derive(Debug, Clone, Deserialize)]
@@ -79,13 +80,13 @@ pub(crate) struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            fetch: Script::new(scripts::FETCH),
+            fetch: Script::new(&scripts::fetch()),
             restore: Script::new(scripts::RESTORE),
             release_mutex: Script::new(scripts::RELEASE_MUTEX),
         }
     }
 
-    async fn load(&self, conn: &mut MultiplexedConnection) -> Result<(), redis::RedisError> {
+    pub(super) async fn load(&self, conn: &mut MultiplexedConnection) -> Result<(), redis::RedisError> {
         for s in [&self.fetch, &self.restore, &self.release_mutex] {
             s.prepare_invoke().load_async(conn).await?;
         }
@@ -101,9 +102,9 @@ pub struct RedisBroker {
     options: RedisTransportOptions,
     scripts: Scripts,
     settle: mpsc::UnboundedSender<settle::SettleOp>,
-    acks: Arc<settle::PendingAcks>,
+    lane: Arc<SettleLane>,
+    call: settle::ScriptCall,
     stop: watch::Sender<bool>,
-    counted_pop: bool,
 }
 
 impl RedisBroker {
@@ -127,10 +128,15 @@ impl RedisBroker {
             &options.unacked_mutex_key,
         );
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        let acks = Arc::new(settle::PendingAcks::default());
-        tokio::spawn(settle::run(conn.clone(), keys.clone(), scripts.clone(), Arc::clone(&acks), settle_rx));
+        let lane = Arc::new(SettleLane::default());
+        let call = settle::ScriptCall {
+            keys: keys.clone(),
+            scripts: scripts.clone(),
+            db: redis_client::db_number(url),
+            counted_pop: server_version(&mut load_conn).await >= (6, 2),
+        };
+        tokio::spawn(settle::run(conn.clone(), call.clone(), Arc::clone(&lane), settle_rx));
         let (stop, _) = watch::channel(false);
-        let counted_pop = server_version(&mut load_conn).await >= (6, 2);
         Ok(RedisBroker {
             url: url.to_owned(),
             conn,
@@ -138,10 +144,22 @@ impl RedisBroker {
             options,
             scripts,
             settle: settle_tx,
-            acks,
+            lane,
+            call,
             stop,
-            counted_pop,
         })
+    }
+
+    /// The lane this broker's acks travel in. A Redis result backend on the same server
+    /// attaches to it, so results ride along with the acks and fetches (one round trip per
+    /// batch instead of two); see [`crate::redis_client::lane`].
+    pub fn settle_lane(&self) -> Arc<SettleLane> {
+        Arc::clone(&self.lane)
+    }
+
+    /// The broker URL as given (password included; never log it).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Records the queues' bindings like kombu's `queue_bind`, so Python producers that
@@ -201,14 +219,13 @@ impl Broker for RedisBroker {
                 conn: self.conn.clone(),
                 blocking,
                 keys: self.keys.clone(),
-                scripts: self.scripts.clone(),
+                call: self.call.clone(),
                 queues: queues.iter().map(|q| q.name.clone()).collect(),
                 window,
                 tx,
-                acks: Arc::clone(&self.acks),
+                lane: Arc::clone(&self.lane),
                 stop: self.stop.subscribe(),
                 brpop_timeout: self.options.brpop_timeout,
-                counted_pop: self.counted_pop,
             };
             tokio::spawn(fetcher.run());
             let this = Arc::clone(&self);
@@ -232,7 +249,7 @@ impl Broker for RedisBroker {
 
     fn ack(&self, tag: &str) {
         if !tag.is_empty() {
-            self.acks.push(tag.to_owned());
+            self.lane.push_ack(tag.to_owned());
         }
     }
 
@@ -243,7 +260,7 @@ impl Broker for RedisBroker {
         if requeue {
             let _ = self.settle.send(settle::SettleOp::Requeue(tag.to_owned()));
         } else {
-            self.acks.push(tag.to_owned());
+            self.lane.push_ack(tag.to_owned());
         }
     }
 

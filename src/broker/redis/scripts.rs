@@ -1,53 +1,52 @@
 //! Lua scripts that make multi-step kombu operations single atomic round trips.
 
-/// Pops up to `ARGV[1]` messages in kombu's polling order and records each in the ack-emulation
-/// keys in the same step, so a message is never out of both the queue and `unacked`.
+/// The fetch script: the settle lane's result writes and acks, then a pop of up to `ARGV[1]`
+/// messages in kombu's polling order, each recorded in the ack-emulation keys in the same
+/// step, so a message is never out of both the queue and `unacked`.
 ///
-/// KEYS: `unacked`, `unacked_index`, then the poll keys (step-major, `ARGV[3]` queues per step).
-/// ARGV: max count, now (epoch seconds), queues per step, `1` if the server has `RPOP key count`
-/// (Redis 6.2+), then the number of delivery tags to ack first and those tags (acks ride
-/// along with the fetch their freed prefetch slots allow).
+/// KEYS: `unacked`, `unacked_index`, the poll keys (step-major, `ARGV[3]` queues per step),
+/// then the result keys to write.
+/// ARGV: max count (0: settle only), now (epoch seconds), queues per step, `1` if the server
+/// has `RPOP key count` (Redis 6.2+), the number of acks, the number of result writes; when
+/// there are writes: their database, the broker's database, expiry, SUCCESS marker and the
+/// offset it must start within; then the acked delivery tags, then the result payloads.
 /// Returns a flat list `[queue_index, message, ...]`. The `unacked` value is
 /// `[envelope, exchange, routing_key]` written as Python's `json.dumps` writes it, the envelope
 /// kept byte for byte. Commands are issued per batch, not per message: `redis.call` is what
-/// costs inside a script.
-pub const FETCH: &str = r#"
+/// costs inside a script. `SELECT` inside a script only affects the script (Redis 2.8.12+).
+pub fn fetch() -> String {
+    format!("{}{}", crate::redis_client::lane::STORE_RESULTS_LUA, FETCH_BODY)
+}
+
+const FETCH_BODY: &str = r#"
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local nq = tonumber(ARGV[3])
 local counted = ARGV[4] == '1'
-local nacks = tonumber(ARGV[5] or '0')
+local nacks = tonumber(ARGV[5])
+local nw = tonumber(ARGV[6])
+local a = 7
+if nw > 0 then
+  local wdb, bdb = ARGV[7], ARGV[8]
+  a = 12
+  if wdb ~= bdb then redis.call('SELECT', wdb) end
+  store_results(#KEYS - nw + 1, nw, tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), a + nacks)
+  if wdb ~= bdb then redis.call('SELECT', bdb) end
+end
 if nacks > 0 then
-  redis.call('ZREM', KEYS[2], unpack(ARGV, 6, 5 + nacks))
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 6, 5 + nacks))
+  redis.call('ZREM', KEYS[2], unpack(ARGV, a, a + nacks - 1))
+  redis.call('HDEL', KEYS[1], unpack(ARGV, a, a + nacks - 1))
 end
 local out, zargs, hargs = {}, {}, {}
 local got = 0
-local nkeys = #KEYS - 2
+local nkeys = #KEYS - 2 - nw
 local base = 0
 local function take(m, q)
   got = got + 1
-  -- kombu's envelope ends with its properties, delivery_tag last: find the fields with plain
-  -- searches near the end; decode the whole JSON only if that fails (escapes, other order).
-  local n = #m
-  local tag, ex, rk
-  local t = string.find(m, '"delivery_tag": "', n - 80, true)
-  if t then
-    local e = string.find(m, '"', t + 17, true)
-    if e and e >= n - 2 then tag = string.sub(m, t + 17, e - 1) end
-  end
-  local d = string.find(m, '"delivery_info": {"exchange": "', n - 600, true)
-  if d then
-    local e1 = string.find(m, '"', d + 31, true)
-    if e1 and string.sub(m, e1, e1 + 17) == '", "routing_key": "' then
-      local e2 = string.find(m, '"', e1 + 18, true)
-      if e2 then
-        ex = string.sub(m, d + 31, e1 - 1)
-        rk = string.sub(m, e1 + 18, e2 - 1)
-        if string.find(ex, '\\', 1, true) or string.find(rk, '\\', 1, true) then ex = nil end
-      end
-    end
-  end
+  -- kombu's envelope ends with its properties, delivery_info then delivery_tag last: one
+  -- pattern anchored at the end finds them; decode the whole JSON only if it does not match
+  -- (escapes, another order or shape).
+  local _, _, ex, rk, tag = string.find(m, '"delivery_info": {"exchange": "([^"\\]*)", "routing_key": "([^"\\]*)"}, "priority": %d+, "body_encoding": "base64", "delivery_tag": "([^"\\]*)"}}$', math.max(1, #m - 512))
   if tag and ex then
     ex = '"' .. ex .. '"'
     rk = '"' .. rk .. '"'

@@ -1,15 +1,18 @@
-//! Batched settlement. Acks are buffered in [`PendingAcks`]: the fetch loop sends them inside
-//! its next fetch script (an ack frees a prefetch slot, so a fetch follows at once), and the
-//! settlement task sends whatever the fetch loop does not pick up. Requeues are batched here.
+//! Batched settlement. Acks (and, when the result backend shares the server, result writes)
+//! wait in the [`SettleLane`]: the fetch loop sends them inside its next fetch script (an ack
+//! frees a prefetch slot, so a fetch follows at once), and the settlement task sends whatever
+//! the fetch loop does not pick up, through the same script with nothing to pop. Requeues are
+//! batched here.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use super::keys::Keys;
-use super::restore::restore_tags;
+use super::restore::{now_secs, restore_tags};
 use super::Scripts;
+use crate::redis_client::lane::{SettleLane, Taken};
 
 /// One settlement request other than a plain ack.
 #[derive(Debug)]
@@ -20,60 +23,84 @@ pub(super) enum SettleOp {
     Flush(oneshot::Sender<()>),
 }
 
-/// Most tags in one command.
-pub(super) const MAX_BATCH: usize = 2048;
+/// Most requeues in one batch.
+const MAX_REQUEUES: usize = 2048;
 
-/// Acks issued but not yet sent, shared by the fetch loop and the settlement task.
-#[derive(Debug, Default)]
-pub(super) struct PendingAcks {
-    tags: Mutex<Vec<String>>,
-    wake: Notify,
-    /// Held while a batch of acks is on its way to Redis, so a flush can wait for it.
-    sending: tokio::sync::Mutex<()>,
+/// What a fetch-script call needs besides the lane's snapshot.
+#[derive(Clone)]
+pub(super) struct ScriptCall {
+    pub keys: Keys,
+    pub scripts: Scripts,
+    /// The broker's database (the script selects it back after result writes).
+    pub db: i64,
+    /// The server has `RPOP key count` (Redis 6.2+).
+    pub counted_pop: bool,
 }
 
-impl PendingAcks {
-    /// Buffers an ack.
-    pub fn push(&self, tag: String) {
-        self.lock().push(tag);
-        self.wake.notify_one();
-    }
-
-    /// Takes up to [`MAX_BATCH`] buffered acks, with the guard to hold until they are sent.
-    pub async fn take(&self) -> (Vec<String>, Option<tokio::sync::MutexGuard<'_, ()>>) {
-        if self.lock().is_empty() {
-            return (Vec::new(), None);
+impl ScriptCall {
+    /// The `EVALSHA` of the fetch script: writes and acks from `taken`, then a pop of up to
+    /// `max` messages from `poll_keys` (`queues_per_step` queues per priority step).
+    pub fn command(
+        &self,
+        lane: &SettleLane,
+        taken: &Taken<'_>,
+        poll_keys: &[String],
+        queues_per_step: usize,
+        max: usize,
+    ) -> redis::Cmd {
+        let writes = if taken.writes.is_empty() { None } else { lane.target() };
+        let nw = if writes.is_some() { taken.writes.len() } else { 0 };
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.fetch.get_hash())
+            .arg(2 + poll_keys.len() + nw)
+            .arg(&self.keys.unacked)
+            .arg(&self.keys.unacked_index)
+            .arg(poll_keys);
+        if writes.is_some() {
+            for w in &taken.writes {
+                cmd.arg(&w.key);
+            }
         }
-        let guard = self.sending.lock().await;
-        let mut tags = self.lock();
-        let keep = tags.len().saturating_sub(MAX_BATCH);
-        let taken = tags.split_off(keep);
-        drop(tags);
-        if !taken.is_empty() {
-            (taken, Some(guard))
-        } else {
-            (taken, None)
+        cmd.arg(max)
+            .arg(now_secs())
+            .arg(queues_per_step)
+            .arg(if self.counted_pop { "1" } else { "0" })
+            .arg(taken.acks.len())
+            .arg(nw);
+        if let Some(t) = writes {
+            cmd.arg(t.db).arg(self.db).arg(t.expires).arg(&t.success_marker).arg(t.marker_within);
         }
+        cmd.arg(&taken.acks);
+        if writes.is_some() {
+            for w in &taken.writes {
+                cmd.arg(&w.payload);
+            }
+        }
+        cmd
     }
 
-    /// Puts back acks whose sending failed, to go with the next attempt.
-    pub fn put_back(&self, mut tags: Vec<String>) {
-        let mut pending = self.lock();
-        tags.append(&mut pending);
-        *pending = tags;
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.tags.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Runs a fetch-script command, loading the script again if the server lost it (a
+    /// restart) and retrying once.
+    pub async fn invoke(
+        &self,
+        conn: &mut MultiplexedConnection,
+        cmd: &redis::Cmd,
+    ) -> Result<Vec<redis::Value>, redis::RedisError> {
+        match cmd.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.scripts.load(conn).await?;
+                cmd.query_async(conn).await
+            }
+            other => other,
+        }
     }
 }
 
 /// Runs until every sender of `rx` is dropped.
 pub(super) async fn run(
     mut conn: MultiplexedConnection,
-    keys: Keys,
-    scripts: Scripts,
-    acks: std::sync::Arc<PendingAcks>,
+    call: ScriptCall,
+    lane: Arc<SettleLane>,
     mut rx: mpsc::UnboundedReceiver<SettleOp>,
 ) {
     let mut requeues = Vec::new();
@@ -90,53 +117,51 @@ pub(super) async fn run(
                         SettleOp::Requeue(tag) => requeues.push(tag),
                         SettleOp::Flush(done) => flushes.push(done),
                     }
-                    if requeues.len() < MAX_BATCH {
+                    if requeues.len() < MAX_REQUEUES {
                         next = rx.try_recv().ok();
                     }
                 }
             }
-            _ = acks.wake.notified() => {
+            _ = lane.queued() => {
                 // Let the fetch loop, woken by the same acks' freed slots, carry them first.
                 tokio::task::yield_now().await;
             }
         }
-        send_acks(&mut conn, &keys, &acks).await;
+        send_queued(&mut conn, &call, &lane).await;
         if !requeues.is_empty() {
-            if let Err(e) = restore_tags(&mut conn, &keys, &scripts, &requeues, true).await {
+            if let Err(e) = restore_tags(&mut conn, &call.keys, &call.scripts, &requeues, true).await {
                 tracing::error!(error = %e, count = requeues.len(), "failed to requeue messages; they will be redelivered after the visibility timeout");
             }
             requeues.clear();
         }
         if !flushes.is_empty() {
-            // Wait out acks the fetch loop has on their way.
-            drop(acks.sending.lock().await);
+            // Wait out a snapshot the fetch loop has on its way.
+            lane.wait_sent().await;
             for done in flushes.drain(..) {
                 let _ = done.send(());
             }
         }
     }
-    send_acks(&mut conn, &keys, &acks).await;
+    send_queued(&mut conn, &call, &lane).await;
 }
 
-async fn send_acks(conn: &mut MultiplexedConnection, keys: &Keys, acks: &PendingAcks) {
+/// Sends everything queued in the lane, in snapshots, without fetching.
+async fn send_queued(conn: &mut MultiplexedConnection, call: &ScriptCall, lane: &SettleLane) {
     loop {
-        let (tags, guard) = acks.take().await;
-        if tags.is_empty() {
+        let taken = lane.take().await;
+        if taken.is_empty() {
             return;
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("ZREM")
-            .arg(&keys.unacked_index)
-            .arg(&tags)
-            .ignore()
-            .cmd("HDEL")
-            .arg(&keys.unacked)
-            .arg(&tags)
-            .ignore();
-        if let Err(e) = pipe.query_async::<()>(conn).await {
-            tracing::error!(error = %e, count = tags.len(), "failed to ack messages; they will be redelivered after the visibility timeout");
+        let cmd = call.command(lane, &taken, &[], 0, 0);
+        match call.invoke(conn, &cmd).await {
+            Ok(_) => taken.sent(),
+            Err(e) => {
+                let (acks, writes) = (taken.acks.len(), taken.writes.len());
+                tracing::error!(error = %e, acks, results = writes, "failed to send acks and results to the broker; the acks will be sent again");
+                // Give the acks one more chance with the next snapshot, not a tight loop.
+                taken.failed(lane, &e.to_string());
+                return;
+            }
         }
-        drop(guard);
     }
 }

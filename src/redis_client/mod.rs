@@ -1,6 +1,8 @@
 //! Redis connections for the broker and the result backend: kombu's URL forms, and passwords
 //! kept out of logs.
 
+pub mod lane;
+
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -63,6 +65,20 @@ pub fn db_number(url: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// True when two URLs reach the same Redis server as the same user; the database may differ.
+/// Addresses are compared as written (`localhost` and `127.0.0.1` count as different).
+pub fn same_server(a: &str, b: &str) -> bool {
+    use redis::IntoConnectionInfo;
+    let (Ok(x), Ok(y)) = (
+        normalize_url(a).as_str().into_connection_info(),
+        normalize_url(b).as_str().into_connection_info(),
+    ) else {
+        return false;
+    };
+    let (rx, ry) = (x.redis_settings(), y.redis_settings());
+    x.addr() == y.addr() && rx.username() == ry.username() && rx.password() == ry.password()
+}
+
 /// The URL with any password replaced by `**`, as Celery's banner shows it.
 pub fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -94,6 +110,14 @@ mod tests {
         assert_eq!(mask_password("redis://:123456@localhost:6379/3"), "redis://:**@localhost:6379/3");
         assert_eq!(mask_password("redis://u:p@h/0"), "redis://u:**@h/0");
         assert_eq!(mask_password("redis://localhost:6379/0"), "redis://localhost:6379/0");
+    }
+
+    #[test]
+    fn same_server_ignores_the_database_only() {
+        assert!(same_server("redis://:pw@localhost:6379/3", "redis://:pw@localhost:6379/4"));
+        assert!(!same_server("redis://:pw@localhost:6379/3", "redis://:other@localhost:6379/3"));
+        assert!(!same_server("redis://localhost:6379/3", "redis://localhost:6380/3"));
+        assert!(!same_server("redis://localhost:6379/3", "redis://127.0.0.1:6379/3"));
     }
 
     #[test]
