@@ -138,6 +138,28 @@ async fn delivered_messages_are_unacked_until_acked() {
 }
 
 #[tokio::test]
+async fn envelopes_in_another_shape_are_still_recorded_with_their_route() {
+    // Properties in another order and an escaped routing key: the fetch script's fast path
+    // does not match, and its full JSON decode must still find tag, exchange and routing key.
+    let mut f = Fixture::new().await;
+    let shuffled = envelope("s", 0)
+        .replace("\"routing_key\": \"q\"", "\"routing_key\": \"q\\u00e9\"")
+        .replace(", \"body_encoding\": \"base64\", \"delivery_tag\": \"tag-s\"}}", "}}")
+        .replace("\"properties\": {", "\"properties\": {\"delivery_tag\": \"tag-s\", \"body_encoding\": \"base64\", ");
+    assert!(shuffled.contains("\"properties\": {\"delivery_tag\""), "{shuffled}");
+    f.push("q", &shuffled).await;
+    let (broker, mut rx) = start(&f, 4).await;
+    let d = next(&mut rx).await;
+    assert_eq!(d.tag, "tag-s");
+    let stored: Option<String> = f.conn.hget(f.key("unacked"), "tag-s").await.expect("HGET");
+    let stored = stored.expect("recorded in unacked");
+    assert!(stored.ends_with("}, \"\", \"q\u{e9}\"]"), "{stored}");
+    broker.ack(&d.tag);
+    broker.flush().await;
+    f.cleanup().await;
+}
+
+#[tokio::test]
 async fn restore_puts_messages_back_in_order_flagged_redelivered() {
     let mut f = Fixture::new().await;
     for id in ["a", "b", "c"] {

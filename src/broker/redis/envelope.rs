@@ -43,10 +43,14 @@ pub struct BadEnvelope {
 
 /// Parses a raw list item.
 pub fn parse(raw: &[u8]) -> Result<Envelope, BadEnvelope> {
-    let doc = match json::decode(raw) {
+    let mut doc = match json::decode(raw) {
         Ok(Value::Dict(d)) => d,
         Ok(_) => return Err(bad(EnvelopeError::Shape("top level is not an object"), None)),
         Err(e) => return Err(bad(e.into(), None)),
+    };
+    let headers = match doc.get_mut("headers") {
+        Some(Value::Dict(h)) => std::mem::take(h),
+        _ => Dict::new(),
     };
     let empty = Dict::new();
     let props = doc.get("properties").and_then(Value::as_dict).unwrap_or(&empty);
@@ -63,10 +67,6 @@ pub fn parse(raw: &[u8]) -> Result<Envelope, BadEnvelope> {
             Err(e) => return Err(bad(e.into(), tag)),
         },
         _ => body_text.to_vec(),
-    };
-    let headers = match doc.get("headers") {
-        Some(Value::Dict(h)) => h.clone(),
-        _ => Dict::new(),
     };
     let di = props.get("delivery_info").and_then(Value::as_dict).unwrap_or(&empty);
     let text = |d: &Dict, k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);

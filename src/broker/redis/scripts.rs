@@ -43,15 +43,15 @@ local nkeys = #KEYS - 2 - nw
 local base = 0
 local function take(m, q)
   got = got + 1
-  -- kombu's envelope ends with its properties, delivery_info then delivery_tag last: one
-  -- pattern anchored at the end finds them; decode the whole JSON only if it does not match
-  -- (escapes, another order or shape).
-  local _, _, ex, rk, tag = string.find(m, '"delivery_info": {"exchange": "([^"\\]*)", "routing_key": "([^"\\]*)"}, "priority": %d+, "body_encoding": "base64", "delivery_tag": "([^"\\]*)"}}$', math.max(1, #m - 512))
-  if tag and ex then
-    ex = '"' .. ex .. '"'
-    rk = '"' .. rk .. '"'
-  else
-    tag = nil
+  -- kombu's envelope ends with its properties, delivery_info then delivery_tag last: a plain
+  -- search finds delivery_info near the end, and one pattern anchored there and at the end
+  -- reads the three fields. Anything else (escapes, another order or shape) is decoded whole.
+  local ex, rk, tag, s, e
+  local d = string.find(m, '"delivery_info": {"exchange": "', math.max(1, #m - 400), true)
+  if d then
+    s, e, ex, rk, tag = string.find(m, '^"delivery_info": {"exchange": "([^"\\]*)", "routing_key": "([^"\\]*)"}, "priority": %d+, "body_encoding": "base64", "delivery_tag": "([^"\\]*)"}}$', d)
+  end
+  if not tag then
     local ok, env = pcall(cjson.decode, m)
     if ok and type(env) == 'table' and type(env.properties) == 'table'
         and type(env.properties.delivery_tag) == 'string' then
@@ -61,14 +61,15 @@ local function take(m, q)
         if type(di.exchange) == 'string' then e = di.exchange end
         if type(di.routing_key) == 'string' then r = di.routing_key end
       end
-      tag, ex, rk = env.properties.delivery_tag, cjson.encode(e), cjson.encode(r)
+      -- cjson.encode quotes and escapes; the fast path's fields need no escaping.
+      tag, ex, rk = env.properties.delivery_tag, string.sub(cjson.encode(e), 2, -2), string.sub(cjson.encode(r), 2, -2)
     end
   end
   if tag then
     zargs[#zargs + 1] = now
     zargs[#zargs + 1] = tag
     hargs[#hargs + 1] = tag
-    hargs[#hargs + 1] = '[' .. m .. ', ' .. ex .. ', ' .. rk .. ']'
+    hargs[#hargs + 1] = '[' .. m .. ', "' .. ex .. '", "' .. rk .. '"]'
   end
   out[#out + 1] = q - 1
   out[#out + 1] = m

@@ -12,7 +12,7 @@ use crate::value::{Dict, Value};
 const MAX_INT_DIGITS: usize = 4300;
 
 /// Objects with more keys than this find duplicates through a hash index.
-const LINEAR_KEYS: usize = 16;
+const LINEAR_KEYS: usize = 64;
 
 /// Decodes a whole document (UTF-8 bytes).
 pub(super) fn decode(input: &[u8]) -> Result<Value, JsonError> {
