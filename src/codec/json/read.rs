@@ -99,7 +99,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array(&mut self) -> Result<Value, JsonError> {
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(4);
         self.skip_ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
@@ -122,7 +122,7 @@ impl<'a> Reader<'a> {
 
     fn object(&mut self) -> Result<Value, JsonError> {
         let start = self.pos;
-        let mut pairs: Vec<(Value, Value)> = Vec::new();
+        let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(8);
         let mut index: Option<HashMap<String, usize>> = None;
         self.skip_ws();
         if self.peek() == Some(b'}') {
@@ -187,7 +187,11 @@ impl<'a> Reader<'a> {
                     run = self.pos;
                 }
                 0..=0x1f => return Err(self.error("Invalid control character")),
-                _ => self.pos += 1,
+                _ => {
+                    // Skip the plain run in one go.
+                    let rest = self.b.get(self.pos..).unwrap_or(&[]);
+                    self.pos += rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(rest.len());
+                }
             }
         }
     }
