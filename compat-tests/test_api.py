@@ -8,7 +8,7 @@ from celery.exceptions import NotRegistered
 from celery.result import AsyncResult
 
 from capture.cases import TYPED_ARGS, TYPED_KWARGS
-from helpers import raw_result, wait_drained
+from helpers import raw_result, wait_drained, wait_for
 
 SERIALIZERS = ["json", "pickle"]
 
@@ -152,3 +152,19 @@ def test_many_concurrent_results(worker, t):
     results = [t.add.delay(i, i) for i in range(200)]
     assert [r.get(timeout=60) for r in results] == [2 * i for i in range(200)]
     assert all(AsyncResult(r.id).status == "SUCCESS" for r in results[:5])
+
+
+def test_results_and_acks_when_the_backend_is_addressed_as_another_server(workers, t, broker, backend):
+    """rcelery sends results together with its acks and fetches when the result backend is on
+    the broker's Redis server. A backend URL that spells the host differently counts as
+    another server and takes the store-then-ack path Celery takes: same results, same acks."""
+    from conftest import PASSWORD, PORT, RESULT_DB
+    workers.ensure({"result_backend": f"redis://:{PASSWORD}@localhost:{PORT}/{RESULT_DB}"})
+    results = [t.add.delay(i, i) for i in range(200)]
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(200)]
+    with pytest.raises(ValueError):
+        t.fail.delay("boom").get(timeout=30)
+    wait_drained(broker)
+    wait_for(lambda: broker.hlen("unacked") == 0 and broker.zcard("unacked_index") == 0,
+             what="every message acked")
+    assert backend.ttl(f"celery-task-meta-{results[0].id}") > 0
