@@ -76,6 +76,31 @@ def test_a_chain_ending_in_a_group(worker, t):
     assert r.get(timeout=30) == [6, 9]
 
 
+def test_a_group_in_the_middle_of_a_chain_becomes_a_chord(worker, t, backend):
+    # Celery's client sends chain(add, chord(group(mul, mul), xsum)): the worker that runs
+    # `add` applies the chord (header size, then the header tasks carrying the body).
+    r = chain(t.add.s(1, 2), group(t.mul.s(2), t.mul.s(3)), t.xsum.s()).delay()
+    assert r.get(timeout=30) == 15
+    header, first = r.parent, r.parent.parent
+    assert sorted(header.get(timeout=30)) == [6, 9]
+    # The first task's stored `children` names the chord's header group and its two tasks.
+    (child,) = json.loads(backend.get(f"celery-task-meta-{first.id}"))["children"]
+    assert child[0] == [header.id, None]
+    assert sorted(c[0][0] for c in child[1]) == sorted(r.id for r in header.results)
+
+
+def test_a_chord_whose_body_is_a_chain_continues_the_chain(worker, t):
+    r = chain(t.add.s(1, 2), group(t.mul.s(2), t.mul.s(3)), t.xsum.s(), t.add.s(100), t.mul.s(2)).delay()
+    assert r.get(timeout=30) == 230
+
+
+def test_a_chord_as_callback(worker, t):
+    body = t.xsum.s().set(task_id=str(__import__("uuid").uuid4()))
+    r = t.add.apply_async((1, 2), link=chord([t.mul.s(2), t.mul.s(3)], body))
+    assert r.get(timeout=30) == 3
+    assert t.app.AsyncResult(body.id).get(timeout=30) == 15
+
+
 def test_retry_past_max_retries_fails(workers, t):
     workers.ensure({"worker_concurrency": 1})
     r = t.retry_until.apply_async((5,), serializer="json")

@@ -46,6 +46,13 @@ pub trait ResultBackend: Send + Sync + 'static {
         Box::pin(async { Err(BackendError::Unsupported("chords need the redis result backend".into())) })
     }
 
+    /// Records how many parts a chord's header has, before they are sent (Celery's
+    /// `set_chord_size`).
+    fn set_chord_size<'a>(&'a self, group_id: &'a str, size: usize) -> BoxFuture<'a, Result<(), BackendError>> {
+        let _ = (group_id, size);
+        Box::pin(async { Err(BackendError::Unsupported("chords need the redis result backend".into())) })
+    }
+
     /// Deletes a fired chord's counters (`.j`, `.t`, `.s`).
     fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         let _ = group_id;

@@ -235,6 +235,24 @@ impl ResultBackend for RedisBackend {
         .boxed()
     }
 
+    fn set_chord_size<'a>(&'a self, group_id: &'a str, size: usize) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            // Celery's `RedisBackend.set`: SETEX (SET without expiry) and PUBLISH the value.
+            let key = format!("{}celery-taskset-meta-{group_id}.s", self.prefix);
+            let mut pipe = redis::pipe();
+            if self.expires > 0 {
+                pipe.cmd("SETEX").arg(&key).arg(self.expires).arg(size).ignore();
+            } else {
+                pipe.cmd("SET").arg(&key).arg(size).ignore();
+            }
+            pipe.cmd("PUBLISH").arg(&key).arg(size).ignore();
+            let mut conn = self.conn.clone();
+            pipe.query_async::<()>(&mut conn).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
             let group = format!("{}celery-taskset-meta-{group_id}", self.prefix);

@@ -12,21 +12,21 @@ use crate::value::{Dict, Value};
 
 /// Sends the callbacks and the chain's next task with `retval` prepended to their args.
 /// Returns the `children` entries for the stored result (`as_tuple()` of each).
-pub(super) async fn after_success(producer: &Producer, m: &TaskMessage, retval: &Value) -> Vec<Value> {
+pub(super) async fn after_success(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, retval: &Value) -> Vec<Value> {
     let mut children = Vec::new();
     let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
     let linked = |extra: SendOptions| SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id.clone()), ..extra };
     if let Some(callbacks) = &m.embed.callbacks {
         let sigs = signatures(callbacks, m, "callback");
         if sigs.len() == 1 {
-            if let Some(child) = apply_any(producer, &sigs[0], vec![retval.clone()], linked(SendOptions::default()), m).await {
+            if let Some(child) = apply_any(producer, backend, &sigs[0], vec![retval.clone()], linked(SendOptions::default()), m).await {
                 children.push(child);
             }
         } else if !sigs.is_empty() {
             // Celery: group callbacks are applied each on its own, the task callbacks as one group.
             let (groups, tasks): (Vec<_>, Vec<_>) = sigs.into_iter().partition(|s| s.subtask_type.is_some());
             for g in &groups {
-                if let Some(child) = apply_any(producer, g, vec![retval.clone()], linked(SendOptions::default()), m).await {
+                if let Some(child) = apply_any(producer, backend, g, vec![retval.clone()], linked(SendOptions::default()), m).await {
                     children.push(child);
                 }
             }
@@ -42,12 +42,14 @@ pub(super) async fn after_success(producer: &Producer, m: &TaskMessage, retval: 
         };
         if let Some(next) = rest.pop() {
             match Signature::from_value(&next) {
-                Some(sig) if sig.subtask_type.is_some() && !rest.is_empty() => {
-                    tracing::error!(task_id = %m.id, task_name = %m.name, "chain step of type {:?} followed by more steps is not supported yet; not sent", sig.subtask_type);
+                Some(sig) if sig.subtask_type.as_deref() == Some("group") && !rest.is_empty() => {
+                    // Celery's client turns a group followed by more steps into a chord.
+                    tracing::error!(task_id = %m.id, task_name = %m.name, "a group followed by more chain steps (Celery sends a chord here) is not supported; not sent");
                 }
                 Some(sig) => {
-                    let options = linked(SendOptions { chain: Some(Value::List(rest)), ..SendOptions::default() });
-                    if let Some(child) = apply_any(producer, &sig, vec![retval.clone()], options, m).await {
+                    let chain = (!rest.is_empty()).then_some(Value::List(rest));
+                    let options = linked(SendOptions { chain, ..SendOptions::default() });
+                    if let Some(child) = apply_any(producer, backend, &sig, vec![retval.clone()], options, m).await {
                         children.push(child);
                     }
                 }
@@ -75,7 +77,7 @@ fn signatures(value: &Value, m: &TaskMessage, what: &str) -> Vec<Signature> {
     let mut out = Vec::new();
     for item in Signature::list_from_value(value) {
         match item {
-            Ok(sig) if sig.subtask_type.is_none() || (what == "callback" && sig.subtask_type.as_deref() == Some("group")) => out.push(sig),
+            Ok(sig) if sig.subtask_type.is_none() || (what == "callback" && matches!(sig.subtask_type.as_deref(), Some("group" | "chord"))) => out.push(sig),
             Ok(sig) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} of type {:?} is not supported yet; not sent", sig.subtask_type),
             Err(v) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} is not a signature: {v:?}"),
         }
@@ -93,10 +95,18 @@ async fn apply(producer: &Producer, sig: &Signature, args: Vec<Value>, options: 
     }
 }
 
-/// Sends a task signature, or a group signature (its tasks as one group), called with
-/// `args`; returns the `children` entry.
-async fn apply_any(producer: &Producer, sig: &Signature, args: Vec<Value>, options: SendOptions, m: &TaskMessage) -> Option<Value> {
+/// Sends a task signature, a group signature (its tasks as one group) or a chord signature,
+/// called with `args`; returns the `children` entry.
+async fn apply_any(
+    producer: &Producer,
+    backend: &dyn ResultBackend,
+    sig: &Signature,
+    args: Vec<Value>,
+    options: SendOptions,
+    m: &TaskMessage,
+) -> Option<Value> {
     match sig.subtask_type.as_deref() {
+        Some("chord") => apply_chord(producer, backend, sig, args, options, m).await,
         None => apply(producer, sig, args, options, m).await.map(|r| as_tuple(&r)),
         Some("group") => {
             let members = sig.kwargs.get("tasks").map(|v| signatures(v, m, "group member")).unwrap_or_default();
@@ -109,6 +119,64 @@ async fn apply_any(producer: &Producer, sig: &Signature, args: Vec<Value>, optio
             None
         }
     }
+}
+
+/// `chord(header, body).apply_async(args, **options)` from a worker (a chain step or a
+/// callback): the body takes the calling options (the rest of the chain, parent and root) and
+/// is embedded in every header task; the header's size is recorded first, then its tasks go
+/// out as one group. Returns the header group's `children` entry, as Celery's tracer records.
+async fn apply_chord(
+    producer: &Producer,
+    backend: &dyn ResultBackend,
+    sig: &Signature,
+    args: Vec<Value>,
+    options: SendOptions,
+    m: &TaskMessage,
+) -> Option<Value> {
+    let header = sig.kwargs.get("header");
+    let (listed, header_id) = match header.and_then(Signature::from_value) {
+        Some(g) if g.subtask_type.as_deref() == Some("group") => (g.kwargs.get("tasks").cloned(), g.option_str("task_id").map(str::to_owned)),
+        _ => (header.cloned(), None),
+    };
+    let listed = listed.unwrap_or(Value::None);
+    let members = signatures(&listed, m, "chord header member");
+    let Some(mut body) = sig.kwargs.get("body").and_then(Signature::from_value) else {
+        tracing::error!(task_id = %m.id, task_name = %m.name, "chord signature without a body; not sent");
+        return None;
+    };
+    if members.is_empty() || members.len() != Signature::list_from_value(&listed).len() {
+        tracing::error!(task_id = %m.id, task_name = %m.name, "chord with an empty or nested header is not supported yet; not sent");
+        return None;
+    }
+    let group_id = header_id
+        .or_else(|| sig.option_str("task_id").map(str::to_owned))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // body.clone(**options) and chord.run's `body.options.update(options)`: the chord's own
+    // options and the calling ones, except the ids; then body.freeze().
+    for (k, v) in sig.options.iter() {
+        if k.as_str() != Some("task_id") {
+            body.options.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(chain) = &options.chain {
+        body.options.insert("chain", chain.clone());
+    }
+    if let Some(parent) = &options.parent_id {
+        body.options.insert("parent_id", parent.as_str());
+    }
+    if let Some(root) = &options.root_id {
+        body.options.insert("root_id", root.as_str());
+    }
+    if body.subtask_type.is_none() && body.option_str("task_id").is_none() {
+        body.options.insert("task_id", uuid::Uuid::new_v4().to_string());
+    }
+    let partial = if sig.immutable { sig.args.clone() } else { args.into_iter().chain(sig.args.iter().cloned()).collect() };
+    if let Err(e) = backend.set_chord_size(&group_id, members.len()).await {
+        tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");
+        return None;
+    }
+    let header_options = SendOptions { chain: None, chord: Some(body.to_value()), ..options };
+    Some(apply_group(producer, &members, partial, header_options, m, Some(group_id)).await)
 }
 
 /// `group(sigs).apply_async(args, **options)`: one group id (the group's frozen id, or a new
@@ -155,7 +223,7 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
             return;
         }
     };
-    let Some(sig) = Signature::from_value(body).filter(|s| s.subtask_type.is_none()) else {
+    let Some(sig) = Signature::from_value(body).and_then(first_step) else {
         tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {body:?}");
         return;
     };
@@ -206,5 +274,36 @@ async fn fail_body(backend: &dyn ResultBackend, body_id: &str, message: &str) {
     };
     if let Err(e) = backend.store(record).await {
         tracing::error!(task_id = %body_id, error = %e, "could not store the chord body's failure");
+    }
+}
+
+/// The task signature to send for a chord body: the body itself, or for a chain body its
+/// first task carrying the rest of the chain (after any chain the body already carries, as
+/// Celery's `_prepare_chain_from_options` orders them) and the chain's calling options.
+fn first_step(body: Signature) -> Option<Signature> {
+    match body.subtask_type.as_deref() {
+        None => Some(body),
+        Some("chain") => {
+            let mut tasks: Vec<Signature> = body.kwargs.get("tasks").map(Signature::list_from_value)?.into_iter().collect::<Result<_, _>>().ok()?;
+            if tasks.is_empty() || tasks.iter().any(|t| t.subtask_type.is_some()) {
+                return None;
+            }
+            let mut first = tasks.remove(0);
+            let mut chain: Vec<Value> = match body.options.get("chain") {
+                Some(Value::List(items)) | Some(Value::Tuple(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            chain.extend(tasks.iter().rev().map(Signature::to_value));
+            for (k, v) in body.options.iter() {
+                if !matches!(k.as_str(), Some("task_id" | "chain")) && !v.is_none() {
+                    first.options.insert(k.clone(), v.clone());
+                }
+            }
+            if !chain.is_empty() {
+                first.options.insert("chain", Value::List(chain));
+            }
+            Some(first)
+        }
+        Some(_) => None,
     }
 }

@@ -112,7 +112,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     match outcome {
         Ok(value) => {
             let children = if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
-                Box::pin(canvas::after_success(&shared.producer, m, &value)).await
+                Box::pin(canvas::after_success(&shared.producer, shared.backend.as_ref(), m, &value)).await
             } else {
                 Vec::new()
             };
