@@ -136,8 +136,13 @@ impl SettleLane {
         self.wake.notify_one();
     }
 
-    /// Queues a result write (only once a backend is attached; see [`SettleLane::attach`]).
+    /// Queues a result write. Without an attached backend (see [`SettleLane::attach`]) the
+    /// script would have nowhere to write it, so the write is refused at once.
     pub fn push_write(&self, write: ResultWrite) {
+        if self.target().is_none() {
+            let _ = write.done.send(Err("no result backend is attached to the settle lane".to_owned()));
+            return;
+        }
         self.lock().writes.push(write);
         self.wake.notify_one();
     }
@@ -205,9 +210,24 @@ mod tests {
         (ResultWrite { key: key.into(), payload: b"{}".to_vec(), done }, rx)
     }
 
+    fn attached() -> SettleLane {
+        let lane = SettleLane::default();
+        assert!(lane.attach(WriteTarget { db: 1, expires: 0, success_marker: b"S".to_vec(), marker_within: 1 }));
+        lane
+    }
+
+    #[tokio::test]
+    async fn a_write_without_an_attached_backend_is_refused() {
+        let lane = SettleLane::default();
+        let (w, rx) = write("k");
+        lane.push_write(w);
+        assert!(rx.await.unwrap().is_err());
+        assert!(lane.take().await.is_empty());
+    }
+
     #[tokio::test]
     async fn a_snapshot_holds_writes_before_acks_and_failure_keeps_the_acks() {
-        let lane = SettleLane::default();
+        let lane = attached();
         let (w, rx) = write("k1");
         lane.push_write(w);
         lane.push_ack("t1".into());
@@ -226,7 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn acks_wait_while_earlier_writes_do_not_fit() {
-        let lane = SettleLane::default();
+        let lane = attached();
         let mut rxs = Vec::new();
         for i in 0..MAX_WRITES + 1 {
             let (w, rx) = write(&format!("k{i}"));
