@@ -229,3 +229,23 @@ fn duplicate_keys_follow_python_equality() {
     // A list as a dict key is unhashable, as in Python.
     assert!(decode(b"\x80\x02}]K\x01s.").is_err());
 }
+
+#[test]
+fn duplicate_keys_are_found_in_big_dicts_too() {
+    // {0: 0, ..., 39: 39} then 0.0, 3.0, ... 39.0 again with new values: 40 int keys remain,
+    // the repeated ones with the last value (dicts past 16 keys find repeats by hash).
+    let mut p = b"\x80\x02}(".to_vec();
+    for i in 0..40u8 {
+        p.extend([b'K', i, b'K', i]);
+    }
+    for i in (0..40u8).step_by(3) {
+        p.push(b'G');
+        p.extend(f64::from(i).to_be_bytes());
+        p.extend([b'K', 100 + i]);
+    }
+    p.extend(b"u.");
+    let expected: Vec<(Value, Value)> = (0..40i64)
+        .map(|i| (Value::Int(i), Value::Int(if i % 3 == 0 { 100 + i } else { i })))
+        .collect();
+    assert_eq!(decode(&p).unwrap(), Value::Dict(rcelery::value::Dict(expected)));
+}

@@ -152,35 +152,60 @@ impl MetaEncoder {
 
     /// `app.now().isoformat()`: now, in the app timezone, Python's format.
     pub fn date_done(&self) -> String {
-        use chrono::{Datelike, Offset, Timelike};
-        use std::fmt::Write;
-        let now = Utc::now().with_timezone(&self.timezone);
-        let mut s = String::with_capacity(32);
-        // Written field by field: strftime's format parsing was a visible cost per result.
-        let _ = write!(
-            s,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            now.year(),
-            now.month(),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
+        let now = Utc::now();
         // Python's isoformat leaves out microseconds when they are zero.
         let micros = now.timestamp_subsec_micros().min(999_999);
-        if micros != 0 {
-            let _ = write!(s, ".{micros:06}");
-        }
-        let offset = now.offset().fix().local_minus_utc();
-        let sign = if offset < 0 { '-' } else { '+' };
-        let abs = offset.unsigned_abs();
-        let _ = write!(s, "{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60);
-        if abs % 60 != 0 {
-            let _ = write!(s, ":{:02}", abs % 60);
-        }
+        let mut s = String::with_capacity(32);
+        SECOND.with(|cell| {
+            let mut second = cell.borrow_mut();
+            if second.utc != now.timestamp() || second.timezone != self.timezone {
+                *second = Second::new(now, self.timezone);
+            }
+            s.push_str(&second.date_time);
+            if micros != 0 {
+                s.push('.');
+                let mut div = 100_000;
+                while div > 0 {
+                    s.push(char::from(b'0' + (micros / div % 10) as u8));
+                    div /= 10;
+                }
+            }
+            s.push_str(&second.offset);
+        });
         s
     }
+}
+
+/// The parts of an ISO timestamp that stay the same for a whole second: formatted once per
+/// second (zone lookup and formatting were a visible cost per result).
+struct Second {
+    utc: i64,
+    timezone: Tz,
+    /// `YYYY-MM-DDTHH:MM:SS` in the zone.
+    date_time: String,
+    /// `+HH:MM` (or `+HH:MM:SS`).
+    offset: String,
+}
+
+impl Second {
+    fn new(now: chrono::DateTime<Utc>, timezone: Tz) -> Self {
+        use chrono::{Offset, SubsecRound};
+        let local = now.trunc_subsecs(0).with_timezone(&timezone);
+        let date_time = local.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let offset = local.offset().fix().local_minus_utc();
+        let sign = if offset < 0 { '-' } else { '+' };
+        let abs = offset.unsigned_abs();
+        let mut text = format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60);
+        if abs % 60 != 0 {
+            text.push_str(&format!(":{:02}", abs % 60));
+        }
+        Second { utc: now.timestamp(), timezone, date_time, offset: text }
+    }
+}
+
+thread_local! {
+    static SECOND: std::cell::RefCell<Second> =
+        std::cell::RefCell::new(Second { utc: i64::MIN, timezone: Tz::UTC, date_time: String::new(), offset: String::new() });
 }
 
 /// The class name and the `repr` of the args of the exception an exception meta stands for

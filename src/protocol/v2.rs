@@ -5,21 +5,24 @@ use super::message::{Embed, TaskMessage, TimeLimits};
 use super::raw::RawMessage;
 use crate::value::{DateTime, Dict, Value};
 
-/// Builds a task from v2 headers and an already-decoded body.
-pub(super) fn from_parts(raw: &RawMessage, name: &str, body: Value) -> Result<TaskMessage, DecodeError> {
+/// Builds a task from v2 headers and an already-decoded body. On success the headers,
+/// properties and delivery info move from `raw` into the task; on failure `raw` is unchanged.
+pub(super) fn from_parts(raw: &mut RawMessage, name: String, body: Value) -> Result<TaskMessage, DecodeError> {
     let (args, kwargs, embed) = split_body(body)?;
     let h = &raw.headers;
     let id = opt_string(h.get("id"))
         .or_else(|| raw.properties.correlation_id.clone())
         .ok_or_else(|| DecodeError::Invalid("message has no task id".into()))?;
-    Ok(TaskMessage {
+    let eta = opt_datetime(h.get("eta"), "eta")?;
+    let expires = opt_datetime(h.get("expires"), "expires")?;
+    let mut task = TaskMessage {
         id,
-        name: name.to_owned(),
+        name,
         args,
         kwargs,
         embed,
-        eta: opt_datetime(h.get("eta"), "eta")?,
-        expires: opt_datetime(h.get("expires"), "expires")?,
+        eta,
+        expires,
         retries: h.get("retries").and_then(Value::as_i64).unwrap_or(0),
         group: opt_string(h.get("group")),
         group_index: h.get("group_index").and_then(Value::as_i64),
@@ -31,12 +34,17 @@ pub(super) fn from_parts(raw: &RawMessage, name: &str, body: Value) -> Result<Ta
         argsrepr: opt_string(h.get("argsrepr")),
         kwargsrepr: opt_string(h.get("kwargsrepr")),
         origin: opt_string(h.get("origin")),
-        headers: h.clone(),
-        properties: raw.properties.clone(),
-        delivery_info: raw.delivery_info.clone(),
-        content_type: raw.content_type.clone(),
+        headers: Dict::new(),
+        properties: Default::default(),
+        delivery_info: Default::default(),
+        content_type: String::new(),
         protocol: 2,
-    })
+    };
+    task.headers = std::mem::take(&mut raw.headers);
+    task.properties = std::mem::take(&mut raw.properties);
+    task.delivery_info = std::mem::take(&mut raw.delivery_info);
+    task.content_type = std::mem::take(&mut raw.content_type);
+    Ok(task)
 }
 
 /// Splits `[args, kwargs, embed]`; a dict body with `args` is the hybrid form Celery accepts.

@@ -2,6 +2,7 @@
 //! kept out of logs.
 
 pub mod lane;
+pub mod spin;
 
 use std::time::Duration;
 

@@ -45,9 +45,9 @@ impl Unsettled {
 /// Handles one delivery. Returns without settling only at shutdown, leaving the tag in the
 /// in-flight set so the worker gives the message back.
 pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
-    let Delivery { raw, tag, permit, .. } = delivery;
+    let Delivery { mut raw, tag, permit, .. } = delivery;
     let mut unsettled = Unsettled { tag, permit, settled: false };
-    let message = match decode_task(&raw, &shared.settings.accept, |n| shared.registry.contains(n)) {
+    let message = match decode_task(&mut raw, &shared.settings.accept, |n| shared.registry.contains(n)) {
         Ok(m) => m,
         Err(DecodeError::UnknownTask { id, name }) if shared.settings.forward_unknown.is_some() => {
             return Box::pin(forward::unknown(&shared, &mut unsettled, &raw, id, name)).await;
@@ -116,15 +116,32 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             } else {
                 Vec::new()
             };
+            // A backend that queues its write in order with the broker's acks lets the ack go
+            // at once: it frees the prefetch slot, and write, ack and next fetch share one
+            // round trip. Not for chord parts: their ack waits for the chord counter.
+            let ack_now = !ignore_result
+                && acks_late
+                && m.embed.chord.is_none()
+                && shared.backend.orders_writes_before_acks();
+            if ack_now {
+                let repr = saferepr(&value, 1024);
+                let stored = queue_store(&shared, m, State::Success, value, None, children);
+                unsettled.ack(&shared);
+                // Let the fetch that carries this write and ack go out first: logging and
+                // freeing the message then overlap its round trip instead of delaying it.
+                tokio::task::yield_now().await;
+                tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {repr}", m.display_name(), m.id);
+                let task_id = m.id.clone();
+                drop(request);
+                if let Err(e) = stored.await {
+                    tracing::error!(task_id = %task_id, task_name = %def.name, error = %e, "could not store task result");
+                }
+                return;
+            }
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
             let chord_result = m.embed.chord.is_some().then(|| value.clone());
             if !ignore_result {
-                // A backend that queues its write in order with the broker's acks lets the ack
-                // go at once: it frees the prefetch slot, and write, ack and next fetch share
-                // one round trip. Not for chord parts: their ack waits for the chord counter.
-                let ack_now = acks_late && m.embed.chord.is_none() && shared.backend.orders_writes_before_acks();
-                let ack = if ack_now { Some(&mut unsettled) } else { None };
-                store_with_children(&shared, m, State::Success, value, None, children, ack).await;
+                store_with_children(&shared, m, State::Success, value, None, children).await;
             }
             if let Some(result) = chord_result {
                 Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, result)).await;
@@ -220,11 +237,10 @@ fn failure_meta(err: TaskError) -> Value {
 }
 
 async fn store(shared: &Shared, m: &TaskMessage, state: State, result: Value, traceback: Option<String>) {
-    store_with_children(shared, m, state, result, traceback, Vec::new(), None).await;
+    store_with_children(shared, m, state, result, traceback, Vec::new()).await;
 }
 
-/// Stores a result; `ack_once_queued` is acked as soon as the write is queued (only for a
-/// backend that [orders writes before acks](crate::backend::ResultBackend::orders_writes_before_acks)).
+/// Stores a result and waits until it is stored, logging a failure.
 async fn store_with_children(
     shared: &Shared,
     m: &TaskMessage,
@@ -232,8 +248,23 @@ async fn store_with_children(
     result: Value,
     traceback: Option<String>,
     children: Vec<Value>,
-    ack_once_queued: Option<&mut Unsettled>,
 ) {
+    if let Err(e) = queue_store(shared, m, state, result, traceback, children).await {
+        tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "could not store task result");
+    }
+}
+
+/// Hands a result to the backend; the returned future resolves once it is stored. A backend
+/// that [orders writes before acks](crate::backend::ResultBackend::orders_writes_before_acks)
+/// has queued the write by the time this returns.
+fn queue_store<'a>(
+    shared: &'a Shared,
+    m: &TaskMessage,
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+    children: Vec<Value>,
+) -> futures::future::BoxFuture<'a, Result<(), crate::backend::BackendError>> {
     let extended = shared.settings.result_extended.then(|| ExtendedMeta {
         name: Some(m.name.clone()),
         args: Value::List(m.args.clone()),
@@ -252,11 +283,5 @@ async fn store_with_children(
         parent_id: m.parent_id.clone(),
         extended,
     };
-    let stored = shared.backend.store(record);
-    if let Some(unsettled) = ack_once_queued {
-        unsettled.ack(shared);
-    }
-    if let Err(e) = stored.await {
-        tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "could not store task result");
-    }
+    shared.backend.store(record)
 }

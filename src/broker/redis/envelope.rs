@@ -3,7 +3,9 @@
 
 use base64::Engine;
 
-use crate::codec::json;
+use std::borrow::Cow;
+
+use crate::codec::json::{self, PullReader};
 use crate::protocol::{DeliveryInfo, Properties, RawMessage};
 use crate::value::{Dict, Value};
 
@@ -42,56 +44,174 @@ pub struct BadEnvelope {
 }
 
 /// Parses a raw list item.
+///
+/// Walks the document member by member: strings are borrowed from `raw` (the base64 body is
+/// decoded straight from it) and only `headers` becomes a [`Dict`]. The result is what a full
+/// decode would give, for the same inputs (the same errors too); a repeated key counts with
+/// its last value, as in Python.
 pub fn parse(raw: &[u8]) -> Result<Envelope, BadEnvelope> {
-    let mut doc = match json::decode(raw) {
-        Ok(Value::Dict(d)) => d,
-        Ok(_) => return Err(bad(EnvelopeError::Shape("top level is not an object"), None)),
-        Err(e) => return Err(bad(e.into(), None)),
-    };
-    let headers = match doc.get_mut("headers") {
-        Some(Value::Dict(h)) => std::mem::take(h),
-        _ => Dict::new(),
-    };
-    let empty = Dict::new();
-    let props = doc.get("properties").and_then(Value::as_dict).unwrap_or(&empty);
-    let tag = props.get("delivery_tag").and_then(Value::as_str).map(str::to_owned);
-    let body_text = match doc.get("body") {
-        Some(Value::Str(s)) => s.as_bytes(),
-        Some(Value::Bytes(b)) => b.as_slice(),
-        _ => return Err(bad(EnvelopeError::Shape("no string body"), tag)),
-    };
-    let encoding = props.get("body_encoding").and_then(Value::as_str);
-    let body = match encoding {
-        Some("base64") => match base64::engine::general_purpose::STANDARD.decode(body_text) {
-            Ok(b) => b,
-            Err(e) => return Err(bad(e.into(), tag)),
-        },
-        _ => body_text.to_vec(),
-    };
-    let di = props.get("delivery_info").and_then(Value::as_dict).unwrap_or(&empty);
-    let text = |d: &Dict, k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
-    let small = |d: &Dict, k: &str| d.get(k).and_then(Value::as_i64).map(|i| i.clamp(0, 255) as u8);
-    let redelivered = di.get("redelivered").is_some_and(Value::truthy)
-        || headers.get("redelivered").is_some_and(Value::truthy);
-    let message = RawMessage {
-        body,
-        content_type: text(&doc, "content-type").unwrap_or_default(),
-        content_encoding: text(&doc, "content-encoding").unwrap_or_default(),
-        headers,
-        properties: Properties {
-            correlation_id: text(props, "correlation_id"),
-            reply_to: text(props, "reply_to"),
-            delivery_mode: small(props, "delivery_mode"),
-            priority: small(props, "priority"),
-            expiration: text(props, "expiration"),
-        },
-        delivery_info: DeliveryInfo {
-            exchange: text(di, "exchange").unwrap_or_default(),
-            routing_key: text(di, "routing_key").unwrap_or_default(),
-            redelivered,
-        },
-    };
-    Ok(Envelope { message, delivery_tag: tag })
+    walk(raw).map_err(|e| bad(e.into(), None))?.into_envelope()
+}
+
+/// An envelope's members as read, borrowed from the raw bytes where possible.
+#[derive(Default)]
+struct Fields<'a> {
+    body: Option<Cow<'a, [u8]>>,
+    content_type: Option<Cow<'a, str>>,
+    content_encoding: Option<Cow<'a, str>>,
+    headers: Option<Dict>,
+    props: Props<'a>,
+    /// The top level was not an object.
+    not_object: bool,
+}
+
+/// `properties` and its `delivery_info`.
+#[derive(Default)]
+struct Props<'a> {
+    correlation_id: Option<Cow<'a, str>>,
+    reply_to: Option<Cow<'a, str>>,
+    expiration: Option<Cow<'a, str>>,
+    delivery_mode: Option<u8>,
+    priority: Option<u8>,
+    delivery_tag: Option<Cow<'a, str>>,
+    body_encoding: Option<Cow<'a, str>>,
+    exchange: Option<Cow<'a, str>>,
+    routing_key: Option<Cow<'a, str>>,
+    redelivered: bool,
+}
+
+fn walk(raw: &[u8]) -> Result<Fields<'_>, json::JsonError> {
+    let mut doc = PullReader::new(raw)?;
+    let mut f = Fields::default();
+    if !doc.at_object() {
+        doc.value()?;
+        doc.finish()?;
+        f.not_object = true;
+        return Ok(f);
+    }
+    doc.enter_object()?;
+    while let Some(key) = doc.next_key()? {
+        match &*key {
+            "body" => {
+                f.body = match doc.string_or_value()? {
+                    Ok(Cow::Borrowed(s)) => Some(Cow::Borrowed(s.as_bytes())),
+                    Ok(Cow::Owned(s)) => Some(Cow::Owned(s.into_bytes())),
+                    Err(Value::Bytes(b)) => Some(Cow::Owned(b)),
+                    Err(_) => None,
+                }
+            }
+            "content-type" => f.content_type = text(&mut doc)?,
+            "content-encoding" => f.content_encoding = text(&mut doc)?,
+            "headers" => {
+                f.headers = match doc.value()? {
+                    Value::Dict(h) => Some(h),
+                    _ => None,
+                }
+            }
+            "properties" => f.props = properties(&mut doc)?,
+            _ => {
+                doc.value()?;
+            }
+        }
+    }
+    doc.finish()?;
+    Ok(f)
+}
+
+/// A string member; any other value counts as absent.
+fn text<'a>(doc: &mut PullReader<'a>) -> Result<Option<Cow<'a, str>>, json::JsonError> {
+    Ok(doc.string_or_value()?.ok())
+}
+
+/// A small non-negative int member (priority, delivery mode), clamped to a byte.
+fn small(doc: &mut PullReader<'_>) -> Result<Option<u8>, json::JsonError> {
+    Ok(doc.string_or_value()?.err().and_then(|v| v.as_i64()).map(|i| i.clamp(0, 255) as u8))
+}
+
+fn properties<'a>(doc: &mut PullReader<'a>) -> Result<Props<'a>, json::JsonError> {
+    let mut p = Props::default();
+    if !doc.at_object() {
+        doc.value()?;
+        return Ok(p);
+    }
+    doc.enter_object()?;
+    while let Some(key) = doc.next_key()? {
+        match &*key {
+            "correlation_id" => p.correlation_id = text(doc)?,
+            "reply_to" => p.reply_to = text(doc)?,
+            "expiration" => p.expiration = text(doc)?,
+            "delivery_mode" => p.delivery_mode = small(doc)?,
+            "priority" => p.priority = small(doc)?,
+            "delivery_tag" => p.delivery_tag = text(doc)?,
+            "body_encoding" => p.body_encoding = text(doc)?,
+            "delivery_info" => {
+                p.exchange = None;
+                p.routing_key = None;
+                p.redelivered = false;
+                if !doc.at_object() {
+                    doc.value()?;
+                    continue;
+                }
+                doc.enter_object()?;
+                while let Some(key) = doc.next_key()? {
+                    match &*key {
+                        "exchange" => p.exchange = text(doc)?,
+                        "routing_key" => p.routing_key = text(doc)?,
+                        "redelivered" => p.redelivered = doc.value()?.truthy(),
+                        _ => {
+                            doc.value()?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                doc.value()?;
+            }
+        }
+    }
+    Ok(p)
+}
+
+impl Fields<'_> {
+    fn into_envelope(self) -> Result<Envelope, BadEnvelope> {
+        if self.not_object {
+            return Err(bad(EnvelopeError::Shape("top level is not an object"), None));
+        }
+        let p = self.props;
+        let owned = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);
+        let tag = owned(p.delivery_tag);
+        let Some(body_text) = self.body else {
+            return Err(bad(EnvelopeError::Shape("no string body"), tag));
+        };
+        let body = match p.body_encoding.as_deref() {
+            Some("base64") => match base64::engine::general_purpose::STANDARD.decode(&body_text) {
+                Ok(b) => b,
+                Err(e) => return Err(bad(e.into(), tag)),
+            },
+            _ => body_text.into_owned(),
+        };
+        let headers = self.headers.unwrap_or_default();
+        let redelivered = p.redelivered || headers.get("redelivered").is_some_and(Value::truthy);
+        let message = RawMessage {
+            body,
+            content_type: owned(self.content_type).unwrap_or_default(),
+            content_encoding: owned(self.content_encoding).unwrap_or_default(),
+            headers,
+            properties: Properties {
+                correlation_id: owned(p.correlation_id),
+                reply_to: owned(p.reply_to),
+                delivery_mode: p.delivery_mode,
+                priority: p.priority,
+                expiration: owned(p.expiration),
+            },
+            delivery_info: DeliveryInfo {
+                exchange: owned(p.exchange).unwrap_or_default(),
+                routing_key: owned(p.routing_key).unwrap_or_default(),
+                redelivered,
+            },
+        };
+        Ok(Envelope { message, delivery_tag: tag })
+    }
 }
 
 fn bad(error: EnvelopeError, delivery_tag: Option<String>) -> BadEnvelope {
@@ -135,4 +255,68 @@ pub fn priority_of(envelope: &Value) -> u8 {
         .and_then(|p| p.get("priority"))
         .and_then(Value::as_i64)
         .map_or(0, |p| p.clamp(0, 255) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KOMBU: &str = r#"{"body": "eyJhIjogMX0=", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"task": "tasks.add", "id": "i1", "stamps": {}}, "properties": {"correlation_id": "i1", "reply_to": "r", "delivery_mode": 2, "delivery_info": {"exchange": "", "routing_key": "default"}, "priority": 0, "body_encoding": "base64", "delivery_tag": "t1"}}"#;
+
+    #[test]
+    fn reads_kombus_envelope() {
+        let env = parse(KOMBU.as_bytes()).unwrap();
+        let m = env.message;
+        assert_eq!(env.delivery_tag.as_deref(), Some("t1"));
+        assert_eq!(m.body, br#"{"a": 1}"#);
+        assert_eq!((m.content_type.as_str(), m.content_encoding.as_str()), ("application/json", "utf-8"));
+        assert_eq!(m.headers.get("id"), Some(&Value::str("i1")));
+        assert_eq!(m.headers.get("stamps"), Some(&Value::Dict(Dict::new())));
+        assert_eq!(m.properties.correlation_id.as_deref(), Some("i1"));
+        assert_eq!((m.properties.delivery_mode, m.properties.priority), (Some(2), Some(0)));
+        assert_eq!((m.delivery_info.exchange.as_str(), m.delivery_info.routing_key.as_str()), ("", "default"));
+        assert!(!m.delivery_info.redelivered);
+    }
+
+    #[test]
+    fn escapes_repeated_keys_and_odd_types_read_as_a_full_decode_would() {
+        let doc = r#"{"body": "a\u0062c", "body_encoding": 1, "headers": [], "headers": {"redelivered": true},
+            "properties": {"priority": "high", "priority": 300, "delivery_tag": "x\"y",
+            "delivery_info": {"exchange": "e", "redelivered": 0}, "delivery_info": {"routing_key": "r\n"}},
+            "content-type": 5, "extra": [1, {"__type__": "bytes", "__value__": "AA=="}]}"#;
+        let env = parse(doc.as_bytes()).unwrap();
+        let m = env.message;
+        assert_eq!(m.body, b"abc", "no body_encoding in properties: the text is the body");
+        assert_eq!(env.delivery_tag.as_deref(), Some("x\"y"));
+        assert_eq!(m.properties.priority, Some(255));
+        assert_eq!(m.delivery_info.exchange, "", "the last delivery_info counts, whole");
+        assert_eq!(m.delivery_info.routing_key, "r\n");
+        assert!(m.delivery_info.redelivered, "headers.redelivered counts too");
+        assert_eq!(m.content_type, "");
+    }
+
+    #[test]
+    fn a_tagged_bytes_body_is_the_body() {
+        // kombu tags bytes with their UTF-8 text.
+        let doc = r#"{"body": {"__type__": "bytes", "__value__": "hi"}, "properties": {}}"#;
+        assert_eq!(parse(doc.as_bytes()).unwrap().message.body, b"hi");
+    }
+
+    #[test]
+    fn refusals_keep_the_delivery_tag_when_there_is_one() {
+        let no_body = r#"{"properties": {"delivery_tag": "t9"}, "body": null}"#;
+        let e = parse(no_body.as_bytes()).unwrap_err();
+        assert!(matches!(e.error, EnvelopeError::Shape(_)));
+        assert_eq!(e.delivery_tag.as_deref(), Some("t9"));
+        let bad_b64 = r#"{"body": "!!", "properties": {"body_encoding": "base64", "delivery_tag": "t8"}}"#;
+        let e = parse(bad_b64.as_bytes()).unwrap_err();
+        assert!(matches!(e.error, EnvelopeError::Base64(_)));
+        assert_eq!(e.delivery_tag.as_deref(), Some("t8"));
+        for garbage in [&b"[1, 2]"[..], b"\"text\"", b"{\"body\": \"x\"} extra", b"{\"body\": \"x\",}", b"{\"a\": [1,}", b"\xff"] {
+            let e = parse(garbage).unwrap_err();
+            assert!(e.delivery_tag.is_none(), "{garbage:?}");
+        }
+        assert!(matches!(parse(b"[1, 2]").unwrap_err().error, EnvelopeError::Shape(_)));
+        assert!(matches!(parse(b"{\"body\": \"x\"} extra").unwrap_err().error, EnvelopeError::Json(_)));
+    }
 }

@@ -11,6 +11,7 @@ use super::keys::Keys;
 use super::settle::ScriptCall;
 use crate::broker::{Delivery, PrefetchPermit, PrefetchWindow};
 use crate::redis_client::lane::{SettleLane, Taken};
+use crate::redis_client::spin::Spinner;
 
 /// Most messages taken in one round trip.
 const MAX_BATCH: usize = 256;
@@ -27,6 +28,8 @@ pub(super) struct Fetcher {
     pub lane: std::sync::Arc<SettleLane>,
     pub stop: watch::Receiver<bool>,
     pub brpop_timeout: f64,
+    /// How fetch replies are awaited (see `redis_client::spin`).
+    pub spinner: Spinner,
 }
 
 impl Fetcher {
@@ -99,7 +102,8 @@ impl Fetcher {
         taken: Taken<'_>,
     ) -> Result<Vec<(usize, Vec<u8>)>, redis::RedisError> {
         let cmd = self.call.command(lane, &taken, poll_keys, self.queues.len(), max);
-        match self.call.invoke(&mut self.conn, &cmd).await {
+        let reply = self.call.invoke(&mut self.conn, &cmd);
+        match self.spinner.wait(reply).await {
             Ok(flat) => {
                 taken.sent();
                 Ok(pairs(flat))

@@ -31,6 +31,7 @@ use super::{Broker, BrokerError, Delivery, PrefetchWindow, QueueSpec};
 use crate::protocol::OutgoingMessage;
 use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
+use crate::redis_client::spin::Spinner;
 
 /// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +53,10 @@ pub struct RedisTransportOptions {
     pub unacked_mutex_expire: u64,
     /// Seconds a `BRPOP` waits before polling again (1).
     pub brpop_timeout: f64,
+    /// rcelery's own (kombu ignores it): microseconds the fetch loop polls for a fetch
+    /// reply before sleeping, so the core does not go idle for a reply due within
+    /// microseconds (500; 0 never spins). See `redis_client::spin`.
+    pub rcelery_fetch_spin_us: u64,
 }
 
 impl Default for RedisTransportOptions {
@@ -65,6 +70,7 @@ impl Default for RedisTransportOptions {
             unacked_mutex_key: "unacked_mutex".into(),
             unacked_mutex_expire: 300,
             brpop_timeout: 1.0,
+            rcelery_fetch_spin_us: 500,
         }
     }
 }
@@ -226,6 +232,7 @@ impl Broker for RedisBroker {
                 lane: Arc::clone(&self.lane),
                 stop: self.stop.subscribe(),
                 brpop_timeout: self.options.brpop_timeout,
+                spinner: Spinner::new(Duration::from_micros(self.options.rcelery_fetch_spin_us)),
             };
             tokio::spawn(fetcher.run());
             let this = Arc::clone(&self);

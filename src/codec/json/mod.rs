@@ -10,6 +10,8 @@
 //! - [`decode`] is `kombu.utils.json.loads`: the bytes must be UTF-8, then JSON as Python's
 //!   `json.loads` reads it; every object whose keys are exactly `__type__` and `__value__` is
 //!   turned into the tagged value by kombu's `object_hook` (see `tags.rs`).
+//! - [`PullReader`] walks a document of a known shape without building a [`Value`] tree
+//!   (kombu's Redis envelope, once per message).
 //! - [`encode`] / [`encode_into`] are `kombu.utils.json.dumps` (see `write.rs`).
 //!
 //! Deviations from Python, all on inputs Python itself rejects or cannot produce:
@@ -20,11 +22,14 @@
 //! - Values Python's encoder refuses with `TypeError` are written rather than refused: see
 //!   `write.rs` for the fallback of each (`set` → list, `timedelta` → seconds, ...).
 
+mod pull;
 mod read;
 mod tags;
 mod write;
 
 use crate::value::Value;
+
+pub use pull::PullReader;
 
 /// The deepest nesting of arrays and objects read or written.
 pub const MAX_DEPTH: usize = 512;

@@ -1,6 +1,7 @@
 //! The JSON reader: Python's `json.loads` grammar (strict: no control characters inside
 //! strings), plus `NaN`, `Infinity`, `-Infinity` and ints of any size.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use num_bigint::BigInt;
@@ -16,26 +17,14 @@ const LINEAR_KEYS: usize = 64;
 
 /// Decodes a whole document (UTF-8 bytes).
 pub(super) fn decode(input: &[u8]) -> Result<Value, JsonError> {
-    let text = std::str::from_utf8(input).map_err(|e| JsonError {
-        offset: e.valid_up_to(),
-        message: "invalid UTF-8".to_owned(),
-    })?;
-    let mut r = Reader {
-        text,
-        b: input,
-        pos: 0,
-        depth: 0,
-    };
-    r.skip_ws();
+    let mut r = Reader::new(input)?;
     let value = r.value()?;
-    r.skip_ws();
-    if r.pos != r.b.len() {
-        return Err(r.error("Extra data"));
-    }
+    r.finish()?;
     Ok(value)
 }
 
-struct Reader<'a> {
+/// A cursor over a UTF-8 JSON document.
+pub(super) struct Reader<'a> {
     text: &'a str,
     b: &'a [u8],
     pos: usize,
@@ -43,18 +32,61 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn error(&self, message: &str) -> JsonError {
+    /// A reader at the start of `input` (which must be UTF-8), whitespace skipped.
+    pub(super) fn new(input: &'a [u8]) -> Result<Self, JsonError> {
+        let text = std::str::from_utf8(input).map_err(|e| JsonError {
+            offset: e.valid_up_to(),
+            message: "invalid UTF-8".to_owned(),
+        })?;
+        let mut r = Reader { text, b: input, pos: 0, depth: 0 };
+        r.skip_ws();
+        Ok(r)
+    }
+
+    /// Fails unless only whitespace is left.
+    pub(super) fn finish(&mut self) -> Result<(), JsonError> {
+        self.skip_ws();
+        if self.pos != self.b.len() {
+            return Err(self.error("Extra data"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn error(&self, message: &str) -> JsonError {
         JsonError {
             offset: self.pos,
             message: message.to_owned(),
         }
     }
 
-    fn peek(&self) -> Option<u8> {
+    pub(super) fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
 
-    fn skip_ws(&mut self) {
+    /// Consumes `byte` if it is next.
+    pub(super) fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        if found {
+            self.pos += 1;
+        }
+        found
+    }
+
+    /// Enters an object or array whose opening bracket was just consumed.
+    pub(super) fn descend(&mut self) -> Result<(), JsonError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Leaves an object or array whose closing bracket was just consumed.
+    pub(super) fn ascend(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    pub(super) fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
         }
@@ -69,11 +101,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn value(&mut self) -> Result<Value, JsonError> {
+    pub(super) fn value(&mut self) -> Result<Value, JsonError> {
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
-                self.string().map(Value::Str)
+                self.string().map(|s| Value::Str(s.into_owned()))
             }
             Some(b'{') => self.nested(Self::object),
             Some(b'[') => self.nested(Self::array),
@@ -99,12 +131,12 @@ impl<'a> Reader<'a> {
     }
 
     fn array(&mut self) -> Result<Value, JsonError> {
-        let mut items = Vec::with_capacity(4);
         self.skip_ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(Value::List(items));
+            return Ok(Value::List(Vec::new()));
         }
+        let mut items = Vec::with_capacity(4);
         loop {
             self.skip_ws();
             items.push(self.value()?);
@@ -122,20 +154,20 @@ impl<'a> Reader<'a> {
 
     fn object(&mut self) -> Result<Value, JsonError> {
         let start = self.pos;
-        let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(8);
-        let mut index: Option<HashMap<String, usize>> = None;
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Value::Dict(Dict(pairs)));
+            return Ok(Value::Dict(Dict::new()));
         }
+        let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(8);
+        let mut index: Option<HashMap<String, usize>> = None;
         loop {
             self.skip_ws();
             if self.peek() != Some(b'"') {
                 return Err(self.error("Expecting property name enclosed in double quotes"));
             }
             self.pos += 1;
-            let key = self.string()?;
+            let key = self.string()?.into_owned();
             self.skip_ws();
             if self.peek() != Some(b':') {
                 return Err(self.error("Expecting ':' delimiter"));
@@ -159,8 +191,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads a string body; `pos` is just past the opening quote.
-    fn string(&mut self) -> Result<String, JsonError> {
+    /// Reads a string body; `pos` is just past the opening quote. Borrowed unless it has
+    /// escapes.
+    pub(super) fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         let mut out: Option<String> = None;
         let mut run = self.pos;
         loop {
@@ -174,9 +207,9 @@ impl<'a> Reader<'a> {
                     return Ok(match out {
                         Some(mut s) => {
                             s.push_str(tail);
-                            s
+                            Cow::Owned(s)
                         }
-                        None => tail.to_owned(),
+                        None => Cow::Borrowed(tail),
                     });
                 }
                 b'\\' => {

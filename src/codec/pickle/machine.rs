@@ -80,7 +80,7 @@ impl Memo {
             let cell = &mut self.dense[idx as usize];
             let was_empty = *cell == EMPTY;
             *cell = id;
-            was_empty && self.sparse.remove(&idx).is_none()
+            was_empty && (self.sparse.is_empty() || self.sparse.remove(&idx).is_none())
         } else {
             self.sparse.insert(idx, id).is_none()
         };
@@ -119,10 +119,12 @@ impl<'a> Machine<'a> {
             data,
             pos: 0,
             op_start: 0,
-            arena: Vec::new(),
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: Memo::default(),
+            // Sized for the small pickles of task messages (about one node per 4 bytes), so
+            // decoding one does not regrow these step by step.
+            arena: Vec::with_capacity((data.len() / 4).clamp(8, 256)),
+            stack: Vec::with_capacity(16),
+            marks: Vec::with_capacity(4),
+            memo: Memo { dense: Vec::with_capacity(16), ..Memo::default() },
             budget: data.len().saturating_mul(ALLOWANCE_PER_BYTE).saturating_add(ALLOWANCE_BASE),
         }
     }

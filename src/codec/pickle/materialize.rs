@@ -87,24 +87,58 @@ fn hashable(v: &Value) -> bool {
     }
 }
 
+/// Containers with fewer entries than this find duplicates by comparing with each entry: for
+/// the small dicts and sets of task messages that beats hashing every key.
+const LINEAR_KEYS: usize = 16;
+
 /// Insertion-ordered unique keys with Python's "first key kept, last value wins" rule.
 ///
-/// Each hash maps to the first key that had it. A key whose hash matches but which is not
-/// equal (a 64-bit collision, or a NaN) is simply kept as a new key: no fallback scan, so no
-/// input can make deduplication quadratic.
+/// Up to [`LINEAR_KEYS`] entries, a key is compared with each one. Past that, each hash maps
+/// to the first key that had it, and a key whose hash matches but which is not equal (a
+/// 64-bit collision, or a NaN) is simply kept as a new key: no fallback scan, so no input can
+/// make deduplication quadratic.
 struct Unique {
-    index: HashMap<u64, usize>,
+    index: Option<HashMap<u64, usize>>,
 }
 
 impl Unique {
     fn new() -> Self {
-        Unique { index: HashMap::new() }
+        Unique { index: None }
     }
 
-    /// Position of an existing equal key in `keys`, if any.
-    fn find<'v>(&self, key: &Value, hash: u64, mut keys: impl Iterator<Item = &'v Value>) -> Option<usize> {
-        let &i = self.index.get(&hash)?;
-        keys.nth(i).filter(|k| py_eq(k, key)).map(|_| i)
+    /// Position of an existing key equal to `key` among `keys`; otherwise records that `key`
+    /// will be the entry at `keys.len()`.
+    fn find_or_note<'v, I>(&mut self, key: &Value, keys: I) -> Option<usize>
+    where
+        I: ExactSizeIterator<Item = &'v Value> + Clone,
+    {
+        let len = keys.len();
+        if self.index.is_none() {
+            if let Some(i) = keys.clone().position(|k| py_eq(k, key)) {
+                return Some(i);
+            }
+            if len + 1 < LINEAR_KEYS {
+                return None;
+            }
+            let mut index = HashMap::with_capacity(2 * LINEAR_KEYS);
+            for (i, k) in keys.enumerate() {
+                index.entry(key_hash(k)).or_insert(i);
+            }
+            index.entry(key_hash(key)).or_insert(len);
+            self.index = Some(index);
+            return None;
+        }
+        let index = self.index.as_mut()?;
+        let hash = key_hash(key);
+        if let Some(&i) = index.get(&hash) {
+            let mut keys = keys;
+            if keys.nth(i).is_some_and(|k| py_eq(k, key)) {
+                return Some(i);
+            }
+            return None;
+        }
+        index.insert(hash, len);
+        None
     }
 }
 
@@ -149,9 +183,7 @@ impl Frame {
                 if !hashable(&v) {
                     return Err("unhashable set item");
                 }
-                let h = key_hash(&v);
-                if self.seen.find(&v, h, self.items.iter()).is_none() {
-                    self.seen.index.entry(h).or_insert(self.items.len());
+                if self.seen.find_or_note(&v, self.items.iter()).is_none() {
                     self.items.push(v);
                 }
             }
@@ -162,16 +194,10 @@ impl Frame {
                     }
                     self.pending_key = Some(v);
                 }
-                Some(key) => {
-                    let h = key_hash(&key);
-                    match self.seen.find(&key, h, self.pairs.0.iter().map(|(k, _)| k)) {
-                        Some(i) => self.pairs.0[i].1 = v,
-                        None => {
-                            self.seen.index.entry(h).or_insert(self.pairs.0.len());
-                            self.pairs.0.push((key, v));
-                        }
-                    }
-                }
+                Some(key) => match self.seen.find_or_note(&key, self.pairs.0.iter().map(|(k, _)| k)) {
+                    Some(i) => self.pairs.0[i].1 = v,
+                    None => self.pairs.0.push((key, v)),
+                },
             },
         }
         Ok(())
