@@ -160,6 +160,36 @@ async fn envelopes_in_another_shape_are_still_recorded_with_their_route() {
 }
 
 #[tokio::test]
+async fn each_message_is_recorded_with_its_own_route_and_tag() {
+    // Uuid-long tags: the fetch script reuses the route of a tail it has just read, and must
+    // notice a tail that differs.
+    let mut f = Fixture::new().await;
+    let ids: Vec<String> = (1..=5).map(|i| format!("{i:0>32}")).collect();
+    let routes = [("", "q"), ("", "q"), ("", "other"), ("ex", "q"), ("", "q")];
+    for (id, (ex, rk)) in ids.iter().zip(routes) {
+        let e = envelope(id, 0).replace(
+            "\"delivery_info\": {\"exchange\": \"\", \"routing_key\": \"q\"}",
+            &format!("\"delivery_info\": {{\"exchange\": \"{ex}\", \"routing_key\": \"{rk}\"}}"),
+        );
+        f.push("q", &e).await;
+    }
+    let (broker, mut rx) = start(&f, 5).await;
+    for _ in 0..5 {
+        next(&mut rx).await;
+    }
+    for (id, (ex, rk)) in ids.iter().zip(routes) {
+        let tag = format!("tag-{id}");
+        assert_eq!(tag.len(), 36);
+        let stored: Option<String> = f.conn.hget(f.key("unacked"), &tag).await.expect("HGET");
+        let stored = stored.unwrap_or_else(|| panic!("{tag} recorded in unacked"));
+        assert!(stored.ends_with(&format!("\"delivery_tag\": \"{tag}\"}}}}, \"{ex}\", \"{rk}\"]")), "{stored}");
+        broker.ack(&tag);
+    }
+    broker.flush().await;
+    f.cleanup().await;
+}
+
+#[tokio::test]
 async fn restore_puts_messages_back_in_order_flagged_redelivered() {
     let mut f = Fixture::new().await;
     for id in ["a", "b", "c"] {

@@ -41,16 +41,44 @@ local out, zargs, hargs = {}, {}, {}
 local got = 0
 local nkeys = #KEYS - 2 - nw
 local base = 0
+-- kombu's envelope ends with its properties: delivery_info, priority, body_encoding, then
+-- delivery_tag last. Plain searches and comparisons read exchange, routing key and tag from
+-- that tail (Lua patterns cost microseconds per message here); nil for any other shape or
+-- for fields with escapes, which are then decoded whole. Messages of one queue usually
+-- share the whole tail but the tag (a 36-character uuid): a tail equal to the last one read
+-- reuses its exchange and routing key.
+local seen_tail, seen_ex, seen_rk
+local function kombu_tail(m)
+  local n = #m
+  if string.sub(m, n - 2) ~= '"}}' then return nil end
+  local d = string.find(m, '"delivery_info": {"exchange": "', math.max(1, n - 400), true)
+  if not d then return nil end
+  local tail = string.sub(m, d, n - 39)
+  if tail == seen_tail then
+    local tag = string.sub(m, n - 38, n - 3)
+    if string.find(tag, '"', 1, true) or string.find(tag, '\\', 1, true) then return nil end
+    return seen_ex, seen_rk, tag
+  end
+  local exs = d + 31
+  local exe = string.find(m, '"', exs, true)
+  if not exe or string.sub(m, exe, exe + 18) ~= '", "routing_key": "' then return nil end
+  local rks = exe + 19
+  local rke = string.find(m, '"', rks, true)
+  if not rke or string.sub(m, rke, rke + 15) ~= '"}, "priority": ' then return nil end
+  local ps = rke + 16
+  local pe = string.find(m, ', "body_encoding": "base64", "delivery_tag": "', ps, true)
+  if not pe or not string.find(string.sub(m, ps, pe - 1), '^%d+$') then return nil end
+  local ex, rk, tag = string.sub(m, exs, exe - 1), string.sub(m, rks, rke - 1), string.sub(m, pe + 46, n - 3)
+  if string.find(ex, '\\', 1, true) or string.find(rk, '\\', 1, true)
+      or string.find(tag, '"', 1, true) or string.find(tag, '\\', 1, true) then
+    return nil
+  end
+  if #tag == 36 then seen_tail, seen_ex, seen_rk = tail, ex, rk end
+  return ex, rk, tag
+end
 local function take(m, q)
   got = got + 1
-  -- kombu's envelope ends with its properties, delivery_info then delivery_tag last: a plain
-  -- search finds delivery_info near the end, and one pattern anchored there and at the end
-  -- reads the three fields. Anything else (escapes, another order or shape) is decoded whole.
-  local ex, rk, tag, s, e
-  local d = string.find(m, '"delivery_info": {"exchange": "', math.max(1, #m - 400), true)
-  if d then
-    s, e, ex, rk, tag = string.find(m, '^"delivery_info": {"exchange": "([^"\\]*)", "routing_key": "([^"\\]*)"}, "priority": %d+, "body_encoding": "base64", "delivery_tag": "([^"\\]*)"}}$', d)
-  end
+  local ex, rk, tag = kombu_tail(m)
   if not tag then
     local ok, env = pcall(cjson.decode, m)
     if ok and type(env) == 'table' and type(env.properties) == 'table'
