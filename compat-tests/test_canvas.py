@@ -169,3 +169,14 @@ def test_rcelery_call_publishes_what_celery_publishes(app, workers, broker, t, s
         assert rs_body == py_body
     else:
         assert pickle.loads(rs_body) == pickle.loads(py_body)
+
+
+def test_steps_the_worker_publishes_follow_its_task_routes(workers, t, backend):
+    """The client has no routes; the worker's `task_routes` sends the chain's next step to
+    another queue (that it also consumes), as Celery's router does for a worker's publishes."""
+    workers.ensure({"task_routes": {"tasks.mul": {"queue": "routed"}, "tasks.x*": "other"},
+                    "result_extended": True}, queues="default,routed")
+    r = chain(t.add.s(1, 2), t.mul.s(10)).apply_async()
+    assert r.get(timeout=30) == 30
+    assert json.loads(wait_raw_result(backend, r.id))["queue"] == "routed"
+    assert json.loads(wait_raw_result(backend, r.parent.id))["queue"] == "default"

@@ -126,6 +126,11 @@ pub struct Config {
     pub task_default_rate_limit: Option<RateLimitSetting>,
     /// `worker_disable_rate_limits` (false).
     pub worker_disable_rate_limits: bool,
+    /// `task_routes`: a table from task name (or `*` pattern) to a queue name or a table of
+    /// `queue`/`exchange`/`routing_key`/`priority`, or a list of such tables. Applied to the
+    /// tasks rcelery publishes (chain steps, callbacks, `rcelery call`), as Celery's router
+    /// applies it; see [`crate::producer::Routes`].
+    pub task_routes: Option<toml::Value>,
     /// rcelery's own: the queue to forward messages for tasks this binary does not have to
     /// (unchanged, e.g. to a queue a Python worker consumes) instead of failing them with
     /// `NotRegistered`. `--forward-unknown-tasks` overrides it.
@@ -162,8 +167,19 @@ impl Default for Config {
             task_soft_time_limit: None,
             task_default_rate_limit: None,
             worker_disable_rate_limits: false,
+            task_routes: None,
             rcelery_forward_unknown_tasks: None,
             unknown: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// `task_routes`, read (empty when unset).
+    pub fn routes(&self) -> Result<crate::producer::Routes, String> {
+        match &self.task_routes {
+            Some(value) => crate::producer::Routes::from_config(value),
+            None => Ok(crate::producer::Routes::default()),
         }
     }
 }

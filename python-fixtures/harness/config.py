@@ -43,7 +43,16 @@ def _scalar(value):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_scalar(v)}" for k, v in value.items() if v is not None) + " }"
     raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def _key(key):
+    """A TOML key: bare when it can be, quoted otherwise (task names have dots)."""
+    if key and all(c.isalnum() or c in "_-" for c in key):
+        return key
+    return _scalar(str(key))
 
 
 def to_toml(conf):
@@ -58,7 +67,7 @@ def to_toml(conf):
                 tables += [f"{k} = {_scalar(v)}" for k, v in q.items() if v is not None]
         elif isinstance(value, dict):
             tables.append(f"[{key}]")
-            tables += [f"{k} = {_scalar(v)}" for k, v in value.items() if v is not None]
+            tables += [f"{_key(k)} = {_scalar(v)}" for k, v in value.items() if v is not None]
         else:
             lines.append(f"{key} = {_scalar(value)}")
     return "\n".join(lines + tables) + "\n"

@@ -60,7 +60,8 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
     }
 
     let broker = connect_broker(&broker_url, &config).await?.broker;
-    let mut producer = Producer::new(Arc::clone(&broker), serializer, tz.name(), &config.task_default_queue);
+    let mut producer =
+        Producer::new(Arc::clone(&broker), serializer, tz.name(), &config.task_default_queue).with_routes(config.routes()?);
     if args.wait {
         let encoder = MetaEncoder { serializer, extended: false, timezone: tz };
         let backend = connect_backend(backend_url.as_deref(), encoder, &config, None).await?;

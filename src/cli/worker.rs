@@ -42,6 +42,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
         tracing::warn!("--config {c:?} is a Python module name; rcelery reads a TOML file (ignored)");
     }
     let config = Config::load(config_path.map(Path::new)).map_err(|e| e.to_string())?;
+    let routes = config.routes()?;
     for key in config.unknown_settings() {
         tracing::warn!("setting {key:?} is not used by rcelery");
     }
@@ -111,7 +112,8 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
     let task_serializer = Serializer::from_name(&config.task_serializer)
         .ok_or_else(|| format!("unsupported task_serializer {:?}", config.task_serializer))?;
     let producer = Producer::new(Arc::clone(&broker), task_serializer, tz.name(), &config.task_default_queue)
-        .with_backend(Arc::clone(&backend));
+        .with_backend(Arc::clone(&backend))
+        .with_routes(routes);
     let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings).map_err(|e| e.to_string())?;
     worker.run().await.map_err(|e| e.to_string())?;
     if let Some(pidfile) = &args.pidfile {

@@ -4,9 +4,11 @@
 
 mod options;
 mod result;
+mod routes;
 
 pub use options::SendOptions;
 pub use result::{AsyncResult, WaitError};
+pub use routes::{Route, Routes};
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ pub struct Producer {
     origin: String,
     reply_to: String,
     default_queue: String,
+    routes: Arc<Routes>,
 }
 
 impl Producer {
@@ -41,7 +44,14 @@ impl Producer {
             origin: format!("gen{}@{host}", std::process::id()),
             reply_to: uuid::Uuid::new_v4().to_string(),
             default_queue: default_queue.to_owned(),
+            routes: Arc::new(Routes::default()),
         }
+    }
+
+    /// Routes tasks sent without a destination by `task_routes`, as Celery's router does.
+    pub fn with_routes(mut self, routes: Routes) -> Producer {
+        self.routes = Arc::new(routes);
+        self
     }
 
     /// The backend [`AsyncResult`]s read from.
@@ -104,7 +114,14 @@ impl Producer {
             (None, Some(secs)) => (Some(at(secs)), Some(secs)),
             (None, None) => (None, None),
         };
-        let (exchange, routing_key) = match (&o.exchange, &o.routing_key, &o.queue) {
+        // Celery's router: the route's options are defaults, the caller's win.
+        let route = self.routes.lookup(name);
+        let from_route = |f: fn(&Route) -> &Option<String>| route.and_then(|r| f(r).clone());
+        let queue = o.queue.clone().or_else(|| from_route(|r| &r.queue));
+        let exchange = o.exchange.clone().or_else(|| from_route(|r| &r.exchange));
+        let routing_key = o.routing_key.clone().or_else(|| from_route(|r| &r.routing_key));
+        let priority = o.priority.or_else(|| route.and_then(|r| r.priority));
+        let (exchange, routing_key) = match (&exchange, &routing_key, &queue) {
             (Some(ex), Some(rk), _) => (ex.clone(), rk.clone()),
             (_, _, Some(q)) => (String::new(), q.clone()),
             (Some(ex), None, None) => (ex.clone(), self.default_queue.clone()),
@@ -138,7 +155,7 @@ impl Producer {
             replaced_task_nesting: o.replaced_task_nesting,
             extra_headers: o.headers.clone(),
             reply_to: o.reply_to.clone().unwrap_or_else(|| self.reply_to.clone()),
-            priority: o.priority,
+            priority,
             exchange,
             routing_key,
         }
