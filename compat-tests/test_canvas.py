@@ -7,6 +7,7 @@ import base64
 import json
 import pickle
 import subprocess
+import time
 
 import pytest
 from celery import chain, chord, group
@@ -180,3 +181,22 @@ def test_steps_the_worker_publishes_follow_its_task_routes(workers, t, backend):
     assert r.get(timeout=30) == 30
     assert json.loads(wait_raw_result(backend, r.id))["queue"] == "routed"
     assert json.loads(wait_raw_result(backend, r.parent.id))["queue"] == "default"
+
+
+def test_a_group_as_chord_body_gets_the_results_in_every_member(worker, t):
+    r = chord([t.add.s(1, 1), t.add.s(2, 2)], group(t.xsum.s(), t.mul.s(2)))()
+    assert r.get(timeout=30) == [6, [2, 4, 2, 4]]
+
+
+def test_unordered_chord_parts_go_in_a_list(workers, t, backend):
+    """`result_chord_ordered=False`: the parts go in a list (in completion order), the key type
+    every worker of the chord must agree on."""
+    workers.ensure({"result_backend_transport_options": {"result_chord_ordered": False}})
+    r = chord([t.add.s(1, 1), t.sleep.s(2)], t.xsum.s()).delay()
+    jkey = f"celery-taskset-meta-{r.parent.id}.j"
+    for _ in range(100):
+        if backend.exists(jkey):
+            break
+        time.sleep(0.02)
+    assert backend.type(jkey) == b"list"
+    assert r.get(timeout=30) == 4

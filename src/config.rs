@@ -66,11 +66,20 @@ impl RateLimitSetting {
 }
 
 /// `result_backend_transport_options`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ResultTransportOptions {
     /// Prefix for result keys.
     pub global_keyprefix: String,
+    /// `result_chord_ordered` (true): chord parts kept in header order (a sorted set), or in
+    /// completion order (a list) when false.
+    pub result_chord_ordered: bool,
+}
+
+impl Default for ResultTransportOptions {
+    fn default() -> Self {
+        ResultTransportOptions { global_keyprefix: String::new(), result_chord_ordered: true }
+    }
 }
 
 /// The settings rcelery reads, under Celery's names and with Celery's defaults.

@@ -33,11 +33,20 @@ fn store_script() -> Script {
 
 /// Records a chord part and reports progress, atomically (Celery does the same steps in one
 /// MULTI pipeline, then `ZRANGE`s when ready).
-/// KEYS: `.j`, `.t`, `.s`, the group's taskset meta. ARGV: encoded part, score, expiry (0: none).
+/// KEYS: `.j`, `.t`, `.s`, the group's taskset meta. ARGV: encoded part, score, expiry (0: none),
+/// `1` for Celery's ordered parts (`result_chord_ordered`: a sorted set scored by group index)
+/// or `0` for parts in completion order (a list).
 /// Returns `{0}` no chord size, `{1}` pending, `{2, parts}` ready, `{3}` saved (complex) header.
 const CHORD_PART: &str = r#"
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local ordered = ARGV[4] == '1'
+local ready
+if ordered then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+else
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  ready = redis.call('LLEN', KEYS[1])
+end
 local diff = redis.call('GET', KEYS[2])
 local size = redis.call('GET', KEYS[3])
 local exp = tonumber(ARGV[3])
@@ -47,9 +56,11 @@ if exp > 0 then
   redis.call('EXPIRE', KEYS[3], exp)
 end
 if not size then return {0} end
-if ready ~= tonumber(size) + tonumber(diff or '0') then return {1} end
+local total = tonumber(size) + tonumber(diff or '0')
+if ready ~= total then return {1} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {3} end
-return {2, redis.call('ZRANGE', KEYS[1], 0, -1)}
+if ordered then return {2, redis.call('ZRANGE', KEYS[1], 0, -1)} end
+return {2, redis.call('LRANGE', KEYS[1], 0, total)}
 "#;
 
 /// Most batches being written at once.
@@ -76,6 +87,9 @@ pub struct RedisBackend {
     /// The broker's settle lane, when the broker is on the same server: results then ride
     /// with its acks and fetches instead of going through `tx`.
     lane: Option<Arc<SettleLane>>,
+    /// `result_chord_ordered`: chord parts in a sorted set by group index (Celery's default)
+    /// rather than a list in completion order.
+    chord_ordered: bool,
 }
 
 impl RedisBackend {
@@ -104,7 +118,15 @@ impl RedisBackend {
             tx,
             marker,
             lane: None,
+            chord_ordered: true,
         })
+    }
+
+    /// `result_backend_transport_options.result_chord_ordered` (true by default). Every
+    /// worker of a chord, Python or Rust, must use the same setting: it decides the type of
+    /// the `.j` key they all add to.
+    pub fn set_chord_ordered(&mut self, ordered: bool) {
+        self.chord_ordered = ordered;
     }
 
     /// Sends results through the broker's settle lane from now on. Only for a broker on the
@@ -207,6 +229,7 @@ impl ResultBackend for RedisBackend {
                 .arg(encoded)
                 .arg(score)
                 .arg(self.expires)
+                .arg(if self.chord_ordered { "1" } else { "0" })
                 .invoke_async(&mut conn)
                 .await?;
             let code = match reply.first() {

@@ -168,6 +168,7 @@ pub(super) async fn connect_backend(
             let mut backend = RedisBackend::connect(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix)
                 .await
                 .map_err(|e| format!("cannot connect to result backend {}: {e}", mask_password(url)))?;
+            backend.set_chord_ordered(config.result_backend_transport_options.result_chord_ordered);
             if let Some((broker_url, lane)) = lane {
                 if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
                     tracing::debug!("results travel with the broker's acks (same Redis server)");

@@ -223,12 +223,26 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
             return;
         }
     };
-    let Some(sig) = Signature::from_value(body).and_then(first_step) else {
-        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {body:?}");
+    let body = Signature::from_value(body);
+    let group_body = body.as_ref().is_some_and(|b| b.subtask_type.as_deref() == Some("group"));
+    let Some(sig) = (if group_body { body } else { body.and_then(first_step) }) else {
+        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {:?}", m.embed.chord);
         return;
     };
     let body_id = sig.option_str("task_id").map(str::to_owned);
     match chord::unpack(&parts) {
+        Ok(results) if group_body => {
+            // `callback.delay(results)` on a group: each member called with the results, in
+            // the group the client froze (its id is the one the client's GroupResult holds).
+            let members = sig.kwargs.get("tasks").map(|v| signatures(v, m, "chord body member")).unwrap_or_default();
+            let args = if sig.immutable { Vec::new() } else { vec![Value::List(results)] };
+            let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
+            let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
+            apply_group(producer, &members, args, options, m, body_id).await;
+            if let Err(e) = backend.chord_cleanup(group_id).await {
+                tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
+            }
+        }
         Ok(results) => {
             // `callback.delay(results)` from inside the header task: parent and root default to it.
             let mut options = SendOptions::from_signature_options(&sig.options);
