@@ -200,3 +200,17 @@ def test_unordered_chord_parts_go_in_a_list(workers, t, backend):
         time.sleep(0.02)
     assert backend.type(jkey) == b"list"
     assert r.get(timeout=30) == 4
+
+
+def test_a_chord_header_with_a_group_and_a_chain_inside(worker, t):
+    """Celery's client flattens the inner group into the header and the chain's last task
+    carries the chord: every part counts once."""
+    r = chord([group(t.add.s(1, 1), t.add.s(2, 2)), chain(t.add.s(3, 3), t.mul.s(2)), t.add.s(4, 4)],
+              t.xsum.s()).delay()
+    assert r.get(timeout=30) == 26
+
+
+def test_a_chord_inside_a_chord_header(worker, t):
+    """The inner chord's body is a part of the outer chord."""
+    r = chord([chord([t.add.s(1, 1), t.add.s(2, 2)], t.xsum.s()), t.add.s(3, 3)], t.xsum.s()).delay()
+    assert r.get(timeout=30) == 12
