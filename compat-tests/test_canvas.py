@@ -214,3 +214,13 @@ def test_a_chord_inside_a_chord_header(worker, t):
     """The inner chord's body is a part of the outer chord."""
     r = chord([chord([t.add.s(1, 1), t.add.s(2, 2)], t.xsum.s()), t.add.s(3, 3)], t.xsum.s()).delay()
     assert r.get(timeout=30) == 12
+
+
+def test_a_chain_step_chord_with_a_group_a_chain_and_a_chord_in_its_header(worker, t, backend):
+    """The worker that runs `add` applies the chord: the header's group is flattened, the chain
+    and the inner chord each count as one part."""
+    header = [group(t.mul.s(2), t.mul.s(3)), chain(t.add.s(1), t.mul.s(10)),
+              chord([t.add.s(1), t.add.s(2)], t.xsum.s())]
+    r = chain(t.add.s(1, 2), chord(header, t.echo.s())).apply_async()
+    # Results in Celery's part order: the nested group's tasks come in reverse.
+    assert r.get(timeout=30) == {"args": [[9, 6, 40, 9]], "kwargs": {}}

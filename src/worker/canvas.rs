@@ -123,60 +123,172 @@ async fn apply_any(
 
 /// `chord(header, body).apply_async(args, **options)` from a worker (a chain step or a
 /// callback): the body takes the calling options (the rest of the chain, parent and root) and
-/// is embedded in every header task; the header's size is recorded first, then its tasks go
-/// out as one group. Returns the header group's `children` entry, as Celery's tracer records.
-async fn apply_chord(
-    producer: &Producer,
-    backend: &dyn ResultBackend,
-    sig: &Signature,
+/// is embedded in every header part; the header's size is recorded first, then its parts go
+/// out as one group. Nested groups in the header are flattened as Celery's `_freeze_unroll`
+/// does; a chain in the header counts as one part (its last task carries the chord), and so
+/// does a chord (its body does). Returns the header group's `children` entry.
+fn apply_chord<'a>(
+    producer: &'a Producer,
+    backend: &'a dyn ResultBackend,
+    sig: &'a Signature,
     args: Vec<Value>,
     options: SendOptions,
-    m: &TaskMessage,
-) -> Option<Value> {
-    let header = sig.kwargs.get("header");
-    let (listed, header_id) = match header.and_then(Signature::from_value) {
-        Some(g) if g.subtask_type.as_deref() == Some("group") => (g.kwargs.get("tasks").cloned(), g.option_str("task_id").map(str::to_owned)),
-        _ => (header.cloned(), None),
+    m: &'a TaskMessage,
+) -> futures::future::BoxFuture<'a, Option<Value>> {
+    Box::pin(async move {
+        let header = sig.kwargs.get("header");
+        let (listed, header_id) = match header.and_then(Signature::from_value) {
+            Some(g) if g.subtask_type.as_deref() == Some("group") => (g.kwargs.get("tasks").cloned(), g.option_str("task_id").map(str::to_owned)),
+            _ => (header.cloned(), None),
+        };
+        let Some(parts) = flatten_header(&listed.unwrap_or(Value::None)) else {
+            tracing::error!(task_id = %m.id, task_name = %m.name, "chord header with a part that is not a task, chain, chord or group; not sent");
+            return None;
+        };
+        let Some(mut body) = sig.kwargs.get("body").and_then(Signature::from_value) else {
+            tracing::error!(task_id = %m.id, task_name = %m.name, "chord signature without a body; not sent");
+            return None;
+        };
+        if parts.is_empty() {
+            tracing::error!(task_id = %m.id, task_name = %m.name, "chord with an empty header is not supported yet; not sent");
+            return None;
+        }
+        let group_id = header_id
+            .or_else(|| sig.option_str("task_id").map(str::to_owned))
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // body.clone(**options) and chord.run's `body.options.update(options)`: the chord's own
+        // options and the calling ones, except the ids; then body.freeze().
+        for (k, v) in sig.options.iter() {
+            if k.as_str() != Some("task_id") {
+                body.options.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(chain) = &options.chain {
+            body.options.insert("chain", chain.clone());
+        }
+        if let Some(parent) = &options.parent_id {
+            body.options.insert("parent_id", parent.as_str());
+        }
+        if let Some(root) = &options.root_id {
+            body.options.insert("root_id", root.as_str());
+        }
+        if body.subtask_type.is_none() && body.option_str("task_id").is_none() {
+            body.options.insert("task_id", uuid::Uuid::new_v4().to_string());
+        }
+        let partial = if sig.immutable { sig.args.clone() } else { args.into_iter().chain(sig.args.iter().cloned()).collect() };
+        if let Err(e) = backend.set_chord_size(&group_id, parts.len()).await {
+            tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");
+            return None;
+        }
+        let body = body.to_value();
+        let mut members = Vec::with_capacity(parts.len());
+        for (index, part) in parts.into_iter().enumerate() {
+            let (group_index, chord) = (index as i64, body.clone());
+            let member = match part.subtask_type.as_deref() {
+                None => {
+                    let o = SendOptions {
+                        chain: None,
+                        chord: Some(chord),
+                        group_id: Some(group_id.clone()),
+                        group_index: Some(group_index),
+                        ..options.clone()
+                    };
+                    apply(producer, &part, partial.clone(), o, m).await.map(|r| as_tuple(&r))
+                }
+                Some("chain") => {
+                    let Some((first, last_id)) = chain_as_part(part, &group_id, group_index, chord) else {
+                        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: a header chain of other than tasks is not supported yet; not sent");
+                        continue;
+                    };
+                    let o = SendOptions { chain: None, ..options.clone() };
+                    apply(producer, &first, partial.clone(), o, m).await.map(|_| id_tuple(&last_id))
+                }
+                Some("chord") => {
+                    let Some((inner, body_id)) = chord_as_part(part, &group_id, group_index, chord) else {
+                        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: a header chord without a task body is not supported yet; not sent");
+                        continue;
+                    };
+                    let o = SendOptions { chain: None, ..options.clone() };
+                    apply_chord(producer, backend, &inner, partial.clone(), o, m).await.map(|_| id_tuple(&body_id))
+                }
+                Some(_) => None,
+            };
+            members.extend(member);
+        }
+        Some(Value::List(vec![Value::List(vec![Value::Str(group_id), Value::None]), Value::List(members)]))
+    })
+}
+
+/// The parts of a chord header, nested groups flattened as Celery's `_freeze_unroll` does
+/// (a nested group's tasks take its place in reverse order: `deque.extendleft`). `None` if a
+/// part is not a signature, or is of a kind other than task, chain or chord.
+fn flatten_header(listed: &Value) -> Option<Vec<Signature>> {
+    let mut stack: std::collections::VecDeque<Value> = match listed {
+        Value::List(items) | Value::Tuple(items) => items.iter().cloned().collect(),
+        _ => return None,
     };
-    let listed = listed.unwrap_or(Value::None);
-    let members = signatures(&listed, m, "chord header member");
-    let Some(mut body) = sig.kwargs.get("body").and_then(Signature::from_value) else {
-        tracing::error!(task_id = %m.id, task_name = %m.name, "chord signature without a body; not sent");
-        return None;
-    };
-    if members.is_empty() || members.len() != Signature::list_from_value(&listed).len() {
-        tracing::error!(task_id = %m.id, task_name = %m.name, "chord with an empty or nested header is not supported yet; not sent");
-        return None;
-    }
-    let group_id = header_id
-        .or_else(|| sig.option_str("task_id").map(str::to_owned))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    // body.clone(**options) and chord.run's `body.options.update(options)`: the chord's own
-    // options and the calling ones, except the ids; then body.freeze().
-    for (k, v) in sig.options.iter() {
-        if k.as_str() != Some("task_id") {
-            body.options.insert(k.clone(), v.clone());
+    let mut parts = Vec::new();
+    while let Some(item) = stack.pop_front() {
+        let sig = Signature::from_value(&item)?;
+        match sig.subtask_type.as_deref() {
+            Some("group") => {
+                if let Some(Value::List(tasks) | Value::Tuple(tasks)) = sig.kwargs.get("tasks") {
+                    for t in tasks {
+                        stack.push_front(t.clone());
+                    }
+                }
+            }
+            None | Some("chain" | "chord") => parts.push(sig),
+            Some(_) => return None,
         }
     }
-    if let Some(chain) = &options.chain {
-        body.options.insert("chain", chain.clone());
-    }
-    if let Some(parent) = &options.parent_id {
-        body.options.insert("parent_id", parent.as_str());
-    }
-    if let Some(root) = &options.root_id {
-        body.options.insert("root_id", root.as_str());
-    }
-    if body.subtask_type.is_none() && body.option_str("task_id").is_none() {
-        body.options.insert("task_id", uuid::Uuid::new_v4().to_string());
-    }
-    let partial = if sig.immutable { sig.args.clone() } else { args.into_iter().chain(sig.args.iter().cloned()).collect() };
-    if let Err(e) = backend.set_chord_size(&group_id, members.len()).await {
-        tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");
-        return None;
-    }
-    let header_options = SendOptions { chain: None, chord: Some(body.to_value()), ..options };
-    Some(apply_group(producer, &members, partial, header_options, m, Some(group_id)).await)
+    Some(parts)
+}
+
+/// A chain as a chord header part: its last task carries the group, index and chord (the
+/// chain's result is its last task's); returns the first task to send, with the rest of the
+/// chain, and the last task's id.
+fn chain_as_part(chain: Signature, group_id: &str, group_index: i64, chord: Value) -> Option<(Signature, String)> {
+    let mut tasks: Vec<Signature> = chain.kwargs.get("tasks").map(Signature::list_from_value)?.into_iter().collect::<Result<_, _>>().ok()?;
+    let last = tasks.last_mut().filter(|t| t.subtask_type.is_none())?;
+    last.options.insert("group_id", group_id);
+    last.options.insert("group_index", group_index);
+    last.options.insert("chord", chord);
+    let last_id = match last.option_str("task_id") {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            last.options.insert("task_id", id.as_str());
+            id
+        }
+    };
+    let mut chain = chain;
+    chain.kwargs.insert("tasks", Value::List(tasks.iter().map(Signature::to_value).collect()));
+    first_step(chain).map(|first| (first, last_id))
+}
+
+/// A chord as a chord header part: its body carries the outer group, index and chord;
+/// returns the inner chord to apply and its body's id.
+fn chord_as_part(mut inner: Signature, group_id: &str, group_index: i64, chord: Value) -> Option<(Signature, String)> {
+    let mut body = inner.kwargs.get("body").and_then(Signature::from_value).filter(|b| b.subtask_type.is_none())?;
+    body.options.insert("group_id", group_id);
+    body.options.insert("group_index", group_index);
+    body.options.insert("chord", chord);
+    let body_id = match body.option_str("task_id") {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            body.options.insert("task_id", id.as_str());
+            id
+        }
+    };
+    inner.kwargs.insert("body", body.to_value());
+    Some((inner, body_id))
+}
+
+/// `((id, None), None)` for a result known by its id.
+fn id_tuple(id: &str) -> Value {
+    Value::List(vec![Value::List(vec![Value::str(id), Value::None]), Value::None])
 }
 
 /// `group(sigs).apply_async(args, **options)`: one group id (the group's frozen id, or a new
