@@ -224,3 +224,9 @@ def test_a_chain_step_chord_with_a_group_a_chain_and_a_chord_in_its_header(worke
     r = chain(t.add.s(1, 2), chord(header, t.echo.s())).apply_async()
     # Results in Celery's part order: the nested group's tasks come in reverse.
     assert r.get(timeout=30) == {"args": [[9, 6, 40, 9]], "kwargs": {}}
+
+
+def test_a_chord_as_chord_body(worker, t):
+    """The outer results go to every task of the inner chord's header."""
+    r = chord([t.add.s(1, 1), t.add.s(2, 2)], chord([t.xsum.s(), t.mul.s(2)], t.echo.s())).delay()
+    assert r.get(timeout=30) == {"args": [[6, [2, 4, 2, 4]]], "kwargs": {}}

@@ -336,13 +336,25 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
         }
     };
     let body = Signature::from_value(body);
-    let group_body = body.as_ref().is_some_and(|b| b.subtask_type.as_deref() == Some("group"));
-    let Some(sig) = (if group_body { body } else { body.and_then(first_step) }) else {
+    let kind = body.as_ref().and_then(|b| b.subtask_type.clone());
+    let (group_body, chord_body) = (kind.as_deref() == Some("group"), kind.as_deref() == Some("chord"));
+    let Some(sig) = (if group_body || chord_body { body } else { body.and_then(first_step) }) else {
         tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {:?}", m.embed.chord);
         return;
     };
     let body_id = sig.option_str("task_id").map(str::to_owned);
     match chord::unpack(&parts) {
+        Ok(results) if chord_body => {
+            // `callback.delay(results)` on a chord: the results go to its header's tasks.
+            let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
+            let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
+            if apply_chord(producer, backend, &sig, vec![Value::List(results)], options, m).await.is_none() {
+                tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: its chord body was not sent");
+            }
+            if let Err(e) = backend.chord_cleanup(group_id).await {
+                tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
+            }
+        }
         Ok(results) if group_body => {
             // `callback.delay(results)` on a group: each member called with the results, in
             // the group the client froze (its id is the one the client's GroupResult holds).
