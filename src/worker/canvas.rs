@@ -254,14 +254,7 @@ fn chain_as_part(chain: Signature, group_id: &str, group_index: i64, chord: Valu
     last.options.insert("group_id", group_id);
     last.options.insert("group_index", group_index);
     last.options.insert("chord", chord);
-    let last_id = match last.option_str("task_id") {
-        Some(id) => id.to_owned(),
-        None => {
-            let id = uuid::Uuid::new_v4().to_string();
-            last.options.insert("task_id", id.as_str());
-            id
-        }
-    };
+    let last_id = frozen_id(last);
     let mut chain = chain;
     chain.kwargs.insert("tasks", Value::List(tasks.iter().map(Signature::to_value).collect()));
     first_step(chain).map(|first| (first, last_id))
@@ -274,16 +267,19 @@ fn chord_as_part(mut inner: Signature, group_id: &str, group_index: i64, chord: 
     body.options.insert("group_id", group_id);
     body.options.insert("group_index", group_index);
     body.options.insert("chord", chord);
-    let body_id = match body.option_str("task_id") {
-        Some(id) => id.to_owned(),
-        None => {
-            let id = uuid::Uuid::new_v4().to_string();
-            body.options.insert("task_id", id.as_str());
-            id
-        }
-    };
+    let body_id = frozen_id(&mut body);
     inner.kwargs.insert("body", body.to_value());
     Some((inner, body_id))
+}
+
+/// The signature's task id, a new one set first if it has none (`freeze()`).
+fn frozen_id(sig: &mut Signature) -> String {
+    if let Some(id) = sig.option_str("task_id") {
+        return id.to_owned();
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    sig.options.insert("task_id", id.as_str());
+    id
 }
 
 /// `((id, None), None)` for a result known by its id.
@@ -314,7 +310,7 @@ async fn apply_group(
 
 /// `AsyncResult.as_tuple()`: `((id, parent), None)`.
 fn as_tuple(r: &AsyncResult) -> Value {
-    Value::List(vec![Value::List(vec![Value::Str(r.id().to_owned()), Value::None]), Value::None])
+    id_tuple(r.id())
 }
 
 /// Celery's `on_chord_part_return` for a finished chord header task: records the part with
