@@ -347,9 +347,7 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
             if apply_chord(producer, backend, &sig, vec![Value::List(results)], options, m).await.is_none() {
                 tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: its chord body was not sent");
             }
-            if let Err(e) = backend.chord_cleanup(group_id).await {
-                tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
-            }
+            cleanup(backend, group_id).await;
         }
         Ok(results) if group_body => {
             // `callback.delay(results)` on a group: each member called with the results, in
@@ -359,9 +357,7 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
             let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
             let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
             apply_group(producer, &members, args, options, m, body_id).await;
-            if let Err(e) = backend.chord_cleanup(group_id).await {
-                tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
-            }
+            cleanup(backend, group_id).await;
         }
         Ok(results) => {
             // `callback.delay(results)` from inside the header task: parent and root default to it.
@@ -375,9 +371,7 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
                     fail_body(backend, id, &format!("Callback error: {e}")).await;
                 }
             }
-            if let Err(e) = backend.chord_cleanup(group_id).await {
-                tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
-            }
+            cleanup(backend, group_id).await;
         }
         Err(message) => {
             tracing::error!(task_id = %m.id, task_name = %m.name, "Chord {group_id:?} raised: ChordError({message:?})");
@@ -390,6 +384,13 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
                 fail_body(backend, id, &message).await;
             }
         }
+    }
+}
+
+/// Deletes a finished chord's counters (Celery deletes `.j`, `.t` and `.s` once the body is sent).
+async fn cleanup(backend: &dyn ResultBackend, group_id: &str) {
+    if let Err(e) = backend.chord_cleanup(group_id).await {
+        tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
     }
 }
 
