@@ -230,3 +230,83 @@ def test_a_chord_as_chord_body(worker, t):
     """The outer results go to every task of the inner chord's header."""
     r = chord([t.add.s(1, 1), t.add.s(2, 2)], chord([t.xsum.s(), t.mul.s(2)], t.echo.s())).delay()
     assert r.get(timeout=30) == {"args": [[6, [2, 4, 2, 4]]], "kwargs": {}}
+
+
+@pytest.fixture
+def unlocking(app):
+    """The client's backend takes Celery's `chord_unlock` path (see unlock_backend.py)."""
+    from unlock_backend import RedisBackendWithoutNativeChords
+    native = app.backend
+    app._backend = RedisBackendWithoutNativeChords(app=app, url=BACKEND_URL)
+    yield app
+    app._backend = native
+
+
+def test_chord_unlock_sends_the_body_once_the_header_is_done(worker, t, unlocking, backend):
+    r = chord(group(t.add.s(i, i) for i in range(20)), t.xsum.s()).delay()
+    assert r.get(timeout=60) == 380
+    # No native counting happened: the header parts found no chord size.
+    assert not backend.exists(f"celery-taskset-meta-{r.parent.id}.s")
+
+
+def test_chord_unlock_waits_for_a_slow_header(worker, t, unlocking):
+    r = chord([t.sleep.s(2), t.add.s(1, 1)], t.xsum.s()).delay()
+    assert r.get(timeout=60) == 4
+
+
+def test_chord_unlock_fails_the_body_with_chord_error(worker, t, unlocking, backend):
+    r = chord([t.add.s(1, 1), t.fail.s("boom")], t.xsum.s()).delay()
+    meta = json.loads(wait_raw_result(backend, r.id, timeout=60))
+    assert meta["status"] == "FAILURE"
+    assert meta["result"]["exc_type"] == "ChordError"
+    # Celery names the culprit only if its backend cached the failed meta, which it never
+    # does (only successes are cached): the reason is the exception's repr alone.
+    assert meta["result"]["exc_message"] == ["ValueError('boom')"]
+
+
+def test_chord_unlock_with_a_chain_body(worker, t, unlocking):
+    r = chord([t.add.s(1, 1), t.add.s(2, 2)], chain(t.xsum.s(), t.mul.s(10))).delay()
+    assert r.get(timeout=60) == 60
+
+
+def test_a_header_part_whose_result_is_a_group(worker, t, backend):
+    """A chain ending in a group makes the header complex: Celery saves the header's
+    GroupResult, and the body gets the group's results as one nested list."""
+    header = [t.add.s(1, 1), chain(t.add.s(1, 1), group(t.add.s(1), t.add.s(2)))]
+    r = chord(header, t.echo.s()).delay()
+    assert r.get(timeout=30) == {"args": [[2, [3, 4]]], "kwargs": {}}
+
+
+def test_a_failed_part_of_a_group_result_header_fails_the_body(worker, t, backend):
+    header = [t.add.s(1, 1), chain(t.add.s(1, 1), group(t.add.s(1), t.fail.si("boom")))]
+    r = chord(header, t.echo.s()).delay()
+    meta = json.loads(wait_raw_result(backend, r.id))
+    assert meta["status"] == "FAILURE"
+    assert meta["result"]["exc_type"] == "ChordError"
+    assert meta["result"]["exc_message"] == ["Join error: ValueError('boom')"]
+
+
+
+def test_a_chain_step_chord_with_an_empty_header_sends_its_body_at_once(worker, t):
+    r = chain(t.add.s(1, 2), chord([], t.echo.s())).apply_async()
+    assert r.get(timeout=30) == {"args": [[]], "kwargs": {}}
+
+
+def test_a_raw_chain_with_a_group_then_more_steps_continues_in_every_member(worker, t):
+    """Celery's client makes a group followed by more steps a chord, but a hand-built `chain`
+    option may hold one: Celery's worker then sends the rest of the chain with every member."""
+    r = t.add.apply_async((1, 2), chain=[t.echo.s(), group(t.add.s(1), t.add.s(2))])
+    assert r.get(timeout=30) == 3
+    wait = time.monotonic() + 30
+    while not r.children and time.monotonic() < wait:
+        time.sleep(0.05)
+        r = t.add.AsyncResult(r.id)
+    (members,) = r.children
+    assert [m.get(timeout=30) for m in members.results] == [4, 5]
+    echoed = []
+    for m in members.results:
+        while not m.children and time.monotonic() < wait:
+            time.sleep(0.05)
+            m = t.add.AsyncResult(m.id)
+        echoed.append(m.children[0].get(timeout=30))
+    assert echoed == [{"args": [4], "kwargs": {}}, {"args": [5], "kwargs": {}}]

@@ -124,6 +124,12 @@ pub struct Config {
     pub broker_transport_options: RedisTransportOptions,
     /// `result_backend_transport_options`.
     pub result_backend_transport_options: ResultTransportOptions,
+    /// `result_chord_retry_interval` in seconds (1): how often `celery.chord_unlock` checks
+    /// a chord header that is not done.
+    pub result_chord_retry_interval: f64,
+    /// `result_chord_join_timeout` in seconds (3): how long a chord saved as a `GroupResult`
+    /// waits for its header's results when joining them.
+    pub result_chord_join_timeout: f64,
     /// Seconds a warm shutdown waits for running tasks (rcelery's own; 60).
     pub worker_shutdown_timeout: f64,
     /// `task_time_limit`: hard time limit in seconds (none); `--time-limit` overrides it.
@@ -171,6 +177,8 @@ impl Default for Config {
             enable_utc: true,
             broker_transport_options: RedisTransportOptions::default(),
             result_backend_transport_options: ResultTransportOptions::default(),
+            result_chord_retry_interval: 1.0,
+            result_chord_join_timeout: 3.0,
             worker_shutdown_timeout: 60.0,
             task_time_limit: None,
             task_soft_time_limit: None,

@@ -2,6 +2,7 @@
 //! ([`meta`]) so that Python's `AsyncResult` reads rcelery's results unchanged.
 
 pub mod chord;
+pub mod join;
 pub mod meta;
 pub mod redis;
 
@@ -38,6 +39,24 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// Reads a task's stored meta dict (`status`, `result`, `traceback`, ...); `None` while
     /// nothing is stored (Celery's PENDING).
     fn get_meta<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>>;
+
+    /// Reads several tasks' metas at once, in the order of `task_ids` (`None` for PENDING).
+    fn get_many_meta<'a>(&'a self, task_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<crate::value::Value>>, BackendError>> {
+        Box::pin(async move {
+            let mut metas = Vec::with_capacity(task_ids.len());
+            for id in task_ids {
+                metas.push(self.get_meta(id).await?);
+            }
+            Ok(metas)
+        })
+    }
+
+    /// Reads a saved `GroupResult` (Celery's `GroupResult.restore`): the `result` of its
+    /// stored meta, the group's `as_tuple()`; `None` if the group was not saved.
+    fn restore_group<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+        let _ = group_id;
+        Box::pin(async { Ok(None) })
+    }
 
     /// Records a finished chord header part (Celery's `on_chord_part_return`) and says
     /// whether it completed the chord.

@@ -209,6 +209,34 @@ impl ResultBackend for RedisBackend {
         .boxed()
     }
 
+    fn get_many_meta<'a>(&'a self, task_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<crate::value::Value>>, BackendError>> {
+        async move {
+            if task_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut cmd = redis::cmd("MGET");
+            for id in task_ids {
+                cmd.arg(format!("{}celery-task-meta-{id}", self.prefix));
+            }
+            let mut conn = self.conn.clone();
+            let raw: Vec<Option<Vec<u8>>> = cmd.query_async(&mut conn).await?;
+            raw.iter().map(|r| r.as_deref().map(decode_stored).transpose()).collect()
+        }
+        .boxed()
+    }
+
+    fn restore_group<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+        async move {
+            let key = format!("{}celery-taskset-meta-{group_id}", self.prefix);
+            let mut conn = self.conn.clone();
+            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let Some(raw) = raw else { return Ok(None) };
+            let meta = decode_stored(&raw)?;
+            Ok(meta.as_dict().and_then(|d| d.get("result")).cloned())
+        }
+        .boxed()
+    }
+
     fn chord_part_return(&self, part: ChordPart) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
         async move {
             let group = format!("{}celery-taskset-meta-{}", self.prefix, part.group_id);

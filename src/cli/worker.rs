@@ -18,7 +18,7 @@ use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::producer::Producer;
 use crate::redis_client::mask_password;
 use crate::task::Seconds;
-use crate::worker::{TimeLimits, Worker, WorkerSettings};
+use crate::worker::{ChordSettings, TimeLimits, Worker, WorkerSettings};
 use crate::App;
 
 /// Runs the worker until shutdown; errors are reported here, with context.
@@ -97,6 +97,10 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
         default_rate_limit: config.task_default_rate_limit.as_ref().map(|r| r.to_text()),
         disable_rate_limits: config.worker_disable_rate_limits,
         forward_unknown: args.forward_unknown_tasks.clone().or(config.rcelery_forward_unknown_tasks.clone()).filter(|q| !q.is_empty()),
+        chord: ChordSettings {
+            retry_interval: config.result_chord_retry_interval.max(0.0),
+            join_timeout: Duration::from_secs_f64(config.result_chord_join_timeout.max(0.0)),
+        },
     };
     let info = banner::Info {
         hostname: &hostname,

@@ -3,6 +3,9 @@
 //! `children` name them), `link_error` errbacks after a failure, and the chord body once the
 //! last header part is in.
 
+use std::time::Duration;
+
+use crate::backend::join::{self, Joined, ResultNode};
 use crate::backend::meta::exception_meta;
 use crate::backend::{chord, ChordPart, ChordProgress, ResultBackend, ResultRecord, State};
 use crate::producer::{AsyncResult, Producer, SendOptions};
@@ -42,10 +45,8 @@ pub(super) async fn after_success(producer: &Producer, backend: &dyn ResultBacke
         };
         if let Some(next) = rest.pop() {
             match Signature::from_value(&next) {
-                Some(sig) if sig.subtask_type.as_deref() == Some("group") && !rest.is_empty() => {
-                    // Celery's client turns a group followed by more steps into a chord.
-                    tracing::error!(task_id = %m.id, task_name = %m.name, "a group followed by more chain steps (Celery sends a chord here) is not supported; not sent");
-                }
+                // A group step followed by more (Celery's client sends a chord instead) goes
+                // as Celery's tracer sends it: every member carries the rest of the chain.
                 Some(sig) => {
                     let chain = (!rest.is_empty()).then_some(Value::List(rest));
                     let options = linked(SendOptions { chain, ..SendOptions::default() });
@@ -149,10 +150,6 @@ fn apply_chord<'a>(
             tracing::error!(task_id = %m.id, task_name = %m.name, "chord signature without a body; not sent");
             return None;
         };
-        if parts.is_empty() {
-            tracing::error!(task_id = %m.id, task_name = %m.name, "chord with an empty header is not supported yet; not sent");
-            return None;
-        }
         let group_id = header_id
             .or_else(|| sig.option_str("task_id").map(str::to_owned))
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -176,6 +173,11 @@ fn apply_chord<'a>(
             body.options.insert("task_id", uuid::Uuid::new_v4().to_string());
         }
         let partial = if sig.immutable { sig.args.clone() } else { args.into_iter().chain(sig.args.iter().cloned()).collect() };
+        if parts.is_empty() {
+            // Celery's `chord.run`: no header task will ever fire the body, so it goes now.
+            fire_body(producer, backend, m, &group_id, &body.to_value(), Ok(Vec::new())).await;
+            return Some(Value::List(vec![Value::List(vec![Value::Str(group_id), Value::None]), Value::List(Vec::new())]));
+        }
         if let Err(e) = backend.set_chord_size(&group_id, parts.len()).await {
             tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");
             return None;
@@ -316,30 +318,79 @@ fn as_tuple(r: &AsyncResult) -> Value {
 /// Celery's `on_chord_part_return` for a finished chord header task: records the part with
 /// Celery's Redis keys; the part that completes the chord sends the body with every result
 /// (or, if a part failed, stores the body as FAILURE `ChordError` and sends its errbacks).
-pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, state: State, result: Value) {
+/// A header holding a group result was saved as a `GroupResult` by the client: it is joined
+/// from the stored results, so the group's results reach the body as one nested list.
+pub(super) async fn chord_part(
+    producer: &Producer,
+    backend: &dyn ResultBackend,
+    m: &TaskMessage,
+    state: State,
+    result: Value,
+    join_timeout: Duration,
+) {
     let (Some(body), Some(group_id)) = (&m.embed.chord, &m.group) else { return };
     let part = ChordPart { group_id: group_id.clone(), task_id: m.id.clone(), group_index: m.group_index, state, result };
-    let parts = match backend.chord_part_return(part).await {
-        Ok(ChordProgress::Ready(parts)) => parts,
+    let outcome = match backend.chord_part_return(part).await {
+        Ok(ChordProgress::Ready(parts)) => chord::unpack(&parts),
         Ok(ChordProgress::Pending | ChordProgress::NoSize) => return,
-        Ok(ChordProgress::Complex) => {
-            tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id} has a nested group header: not supported by rcelery yet; its body is not sent");
-            return;
-        }
+        Ok(ChordProgress::Complex) => join_saved_header(backend, group_id, join_timeout).await,
         Err(e) => {
             tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record this part");
             return;
         }
     };
-    let body = Signature::from_value(body);
+    // Celery deletes the counters once it has tried to send the body, not after a ChordError.
+    let sent = outcome.is_ok();
+    fire_body(producer, backend, m, group_id, body, outcome).await;
+    if sent {
+        cleanup(backend, group_id).await;
+    }
+}
+
+/// Joins a chord header the client saved as a `GroupResult` (Celery's `join_native` with
+/// `result_chord_join_timeout`); a failure is `Join error: <repr>`.
+async fn join_saved_header(backend: &dyn ResultBackend, group_id: &str, timeout: Duration) -> Result<Vec<Value>, String> {
+    let saved = match backend.restore_group(group_id).await {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return Err("Join error: the header's saved GroupResult is gone".to_owned()),
+        Err(e) => return Err(format!("Join error: {e}")),
+    };
+    let Some(ResultNode::Group(results)) = ResultNode::from_tuple(&saved) else {
+        return Err(format!("Join error: unreadable GroupResult {saved:?}"));
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match join::join(backend, &results).await {
+            Ok(Joined::Ready(values)) => return Ok(values),
+            Ok(Joined::Failed(repr)) => return Err(format!("Join error: {repr}")),
+            Ok(Joined::NotReady) if tokio::time::Instant::now() < deadline => tokio::time::sleep(JOIN_POLL).await,
+            Ok(Joined::NotReady) => {
+                let seconds = crate::value::py_repr(&Value::Float(timeout.as_secs_f64()));
+                return Err(format!("Join error: TimeoutError('Operation timed out ({seconds})')"));
+            }
+            Err(e) => return Err(format!("Join error: {e}")),
+        }
+    }
+}
+
+/// How often a header join that is not ready yet looks again (Celery's `interval`).
+const JOIN_POLL: Duration = Duration::from_millis(100);
+
+/// Sends a finished chord's body with its header's results, as Celery's
+/// `callback.delay(results)` from inside the task `m` (a header part, or `chord_unlock`); or,
+/// given the reason the chord failed, stores the body as FAILURE `ChordError(reason)` after
+/// sending its errbacks (Celery's `chord_error_from_stack`).
+pub(super) async fn fire_body(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, group_id: &str, body: &Value, outcome: Result<Vec<Value>, String>) {
+    let body_value = body;
+    let body = Signature::from_value(body_value);
     let kind = body.as_ref().and_then(|b| b.subtask_type.clone());
     let (group_body, chord_body) = (kind.as_deref() == Some("group"), kind.as_deref() == Some("chord"));
     let Some(sig) = (if group_body || chord_body { body } else { body.and_then(first_step) }) else {
-        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {:?}", m.embed.chord);
+        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {body_value:?}");
         return;
     };
     let body_id = sig.option_str("task_id").map(str::to_owned);
-    match chord::unpack(&parts) {
+    match outcome {
         Ok(results) if chord_body => {
             // `callback.delay(results)` on a chord: the results go to its header's tasks.
             let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
@@ -347,7 +398,6 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
             if apply_chord(producer, backend, &sig, vec![Value::List(results)], options, m).await.is_none() {
                 tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: its chord body was not sent");
             }
-            cleanup(backend, group_id).await;
         }
         Ok(results) if group_body => {
             // `callback.delay(results)` on a group: each member called with the results, in
@@ -357,10 +407,9 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
             let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
             let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
             apply_group(producer, &members, args, options, m, body_id).await;
-            cleanup(backend, group_id).await;
         }
         Ok(results) => {
-            // `callback.delay(results)` from inside the header task: parent and root default to it.
+            // `callback.delay(results)` from inside the task: parent and root default to it.
             let mut options = SendOptions::from_signature_options(&sig.options);
             options.parent_id.get_or_insert_with(|| m.id.clone());
             options.root_id.get_or_insert_with(|| m.root_id.clone().unwrap_or_else(|| m.id.clone()));
@@ -371,7 +420,6 @@ pub(super) async fn chord_part(producer: &Producer, backend: &dyn ResultBackend,
                     fail_body(backend, id, &format!("Callback error: {e}")).await;
                 }
             }
-            cleanup(backend, group_id).await;
         }
         Err(message) => {
             tracing::error!(task_id = %m.id, task_name = %m.name, "Chord {group_id:?} raised: ChordError({message:?})");

@@ -3,6 +3,7 @@
 //! messages, and shuts down without losing any.
 
 mod canvas;
+mod chord_unlock;
 mod eta;
 mod forward;
 mod execute;
@@ -69,6 +70,25 @@ pub struct WorkerSettings {
     /// Queue that messages for unregistered tasks are forwarded to (`None`: fail them with
     /// `NotRegistered`, as Celery does).
     pub forward_unknown: Option<String>,
+    /// How chords are joined from stored results.
+    pub chord: ChordSettings,
+}
+
+/// Celery's chord join settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChordSettings {
+    /// `result_chord_retry_interval` (1 s): how often `celery.chord_unlock` looks again at a
+    /// header that is not done.
+    pub retry_interval: f64,
+    /// `result_chord_join_timeout` (3 s): how long a header part that completes a chord
+    /// saved as a `GroupResult` waits for its results to be readable.
+    pub join_timeout: Duration,
+}
+
+impl Default for ChordSettings {
+    fn default() -> Self {
+        ChordSettings { retry_interval: 1.0, join_timeout: Duration::from_secs(3) }
+    }
 }
 
 /// Counters.
@@ -116,12 +136,15 @@ impl Worker {
     /// chains), normally on the same broker. Fails if a rate limit cannot be read (as Celery
     /// fails at start).
     pub fn new(
-        registry: Registry,
+        mut registry: Registry,
         broker: Arc<dyn Broker>,
         backend: Arc<dyn ResultBackend>,
         producer: Producer,
         settings: WorkerSettings,
     ) -> Result<Worker, WorkerError> {
+        if !registry.contains(chord_unlock::NAME) {
+            registry.insert(chord_unlock::task_def(Arc::clone(&backend), producer.clone(), settings.chord));
+        }
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let throttle = Throttle::new(&registry, settings.default_rate_limit.as_deref(), settings.disable_rate_limits)?;
         Ok(Worker {

@@ -144,7 +144,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
                 store_with_children(&shared, m, State::Success, value, None, children).await;
             }
             if let Some(result) = chord_result {
-                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, result)).await;
+                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, result, shared.settings.chord.join_timeout)).await;
             }
         }
         Err(mut err) if err.retry.is_some() => {
@@ -180,7 +180,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
                 Box::pin(store(&shared, m, State::Failure, meta, tb)).await;
             }
             if let Some(result) = chord_result {
-                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, result)).await;
+                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, result, shared.settings.chord.join_timeout)).await;
             }
             Box::pin(canvas::after_failure(&shared.producer, m)).await;
         }
