@@ -7,6 +7,7 @@ import pytest
 from celery import chain, chord
 
 from harness import Worker, effective_config
+from helpers import wait_drained
 
 
 @pytest.fixture
@@ -53,13 +54,18 @@ def test_without_forwarding_unknown_tasks_fail_not_registered(pair, t):
     assert type(info.value).__name__ == "NotRegistered"
 
 
-def test_python_and_rcelery_share_one_queue(pair, t, backend):
-    pair("rust", "default", "rc", {"result_extended": True})
-    pair("python", "default", "py", {"result_extended": True})
+def test_python_and_rcelery_share_one_queue(pair, t, backend, broker):
+    rc = pair("rust", "default", "rc", {"result_extended": True})
+    py = pair("python", "default", "py", {"result_extended": True})
     results = [t.add.delay(i, i) for i in range(300)]
     assert [r.get(timeout=60) for r in results] == [2 * i for i in range(300)]
     workers_seen = {r.backend.get_task_meta(r.id)["worker"].split("@")[0] for r in results}
     assert workers_seen == {"rc", "py"}, f"only {workers_seen} took work"
+    # Every task ran exactly once, on one of the two, and nothing is left unacked.
+    wait_drained(broker)
+    logs = rc.log() + py.log()
+    runs = {r.id: logs.count(f"tasks.add[{r.id}] succeeded") for r in results}
+    assert [i for i, n in runs.items() if n != 1] == []
 
 
 def test_a_chord_split_between_python_and_rcelery_fires_once(pair, t):
