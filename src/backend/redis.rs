@@ -152,6 +152,15 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// GETs a stored meta and decodes it; `None` if the key is absent.
+    async fn get_decoded(&self, key: String) -> Result<Option<Value>, BackendError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        raw.as_deref().map(decode_stored).transpose()
+    }
+}
+
 /// Decodes a stored value: pickle when it starts with PROTO, else JSON (Celery writes with
 /// the result serializer).
 fn decode_stored(raw: &[u8]) -> Result<Value, BackendError> {
@@ -199,14 +208,7 @@ impl ResultBackend for RedisBackend {
     }
 
     fn get_meta<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
-        async move {
-            let key = format!("{}celery-task-meta-{task_id}", self.prefix);
-            let mut conn = self.conn.clone();
-            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-            let Some(raw) = raw else { return Ok(None) };
-            decode_stored(&raw).map(Some)
-        }
-        .boxed()
+        self.get_decoded(format!("{}celery-task-meta-{task_id}", self.prefix)).boxed()
     }
 
     fn get_many_meta<'a>(&'a self, task_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<crate::value::Value>>, BackendError>> {
@@ -227,12 +229,8 @@ impl ResultBackend for RedisBackend {
 
     fn restore_group<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
         async move {
-            let key = format!("{}celery-taskset-meta-{group_id}", self.prefix);
-            let mut conn = self.conn.clone();
-            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-            let Some(raw) = raw else { return Ok(None) };
-            let meta = decode_stored(&raw)?;
-            Ok(meta.as_dict().and_then(|d| d.get("result")).cloned())
+            let meta = self.get_decoded(format!("{}celery-taskset-meta-{group_id}", self.prefix)).await?;
+            Ok(meta.as_ref().and_then(Value::as_dict).and_then(|d| d.get("result")).cloned())
         }
         .boxed()
     }
