@@ -59,9 +59,10 @@ pub trait ResultBackend: Send + Sync + 'static {
     }
 
     /// Records a finished chord header part (Celery's `on_chord_part_return`) and says
-    /// whether it completed the chord.
-    fn chord_part_return(&self, part: ChordPart) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
-        let _ = part;
+    /// whether it completed the chord. `record`, the part's own result, is stored first, as
+    /// Celery stores it before `on_chord_part_return` (`None` when results are ignored).
+    fn chord_part_return(&self, part: ChordPart, record: Option<ResultRecord>) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
+        let _ = (part, record);
         Box::pin(async { Err(BackendError::Unsupported("chords need the redis result backend".into())) })
     }
 

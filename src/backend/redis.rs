@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use redis::aio::MultiplexedConnection;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -32,36 +32,54 @@ fn store_script() -> Script {
 }
 
 /// Records a chord part and reports progress, atomically (Celery does the same steps in one
-/// MULTI pipeline, then `ZRANGE`s when ready).
-/// KEYS: `.j`, `.t`, `.s`, the group's taskset meta. ARGV: encoded part, score, expiry (0: none),
-/// `1` for Celery's ordered parts (`result_chord_ordered`: a sorted set scored by group index)
-/// or `0` for parts in completion order (a list).
+/// MULTI pipeline, then `ZRANGE`s when ready). Keys: `.j`, `.t`, `.s`, the group's taskset
+/// meta; then the encoded part, its score, the expiry (0: none), and whether parts are kept in
+/// Celery's ordered way (`result_chord_ordered`: a sorted set scored by group index) or in
+/// completion order (a list).
 /// Returns `{0}` no chord size, `{1}` pending, `{2, parts}` ready, `{3}` saved (complex) header.
-const CHORD_PART: &str = r#"
-local ordered = ARGV[4] == '1'
-local ready
-if ordered then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-  ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
-else
-  redis.call('RPUSH', KEYS[1], ARGV[1])
-  ready = redis.call('LLEN', KEYS[1])
+const CHORD_PART_LUA: &str = r#"
+local function chord_part(jkey, tkey, skey, gkey, part, score, exp, ordered)
+  local ready
+  if ordered then
+    redis.call('ZADD', jkey, score, part)
+    ready = redis.call('ZCOUNT', jkey, '-inf', '+inf')
+  else
+    redis.call('RPUSH', jkey, part)
+    ready = redis.call('LLEN', jkey)
+  end
+  local diff = redis.call('GET', tkey)
+  local size = redis.call('GET', skey)
+  if exp > 0 then
+    redis.call('EXPIRE', jkey, exp)
+    redis.call('EXPIRE', tkey, exp)
+    redis.call('EXPIRE', skey, exp)
+  end
+  if not size then return {0} end
+  local total = tonumber(size) + tonumber(diff or '0')
+  if ready ~= total then return {1} end
+  if redis.call('EXISTS', gkey) == 1 then return {3} end
+  if ordered then return {2, redis.call('ZRANGE', jkey, 0, -1)} end
+  return {2, redis.call('LRANGE', jkey, 0, total)}
 end
-local diff = redis.call('GET', KEYS[2])
-local size = redis.call('GET', KEYS[3])
-local exp = tonumber(ARGV[3])
-if exp > 0 then
-  redis.call('EXPIRE', KEYS[1], exp)
-  redis.call('EXPIRE', KEYS[2], exp)
-  redis.call('EXPIRE', KEYS[3], exp)
-end
-if not size then return {0} end
-local total = tonumber(size) + tonumber(diff or '0')
-if ready ~= total then return {1} end
-if redis.call('EXISTS', KEYS[4]) == 1 then return {3} end
-if ordered then return {2, redis.call('ZRANGE', KEYS[1], 0, -1)} end
-return {2, redis.call('LRANGE', KEYS[1], 0, total)}
 "#;
+
+/// A chord part alone. KEYS: `.j`, `.t`, `.s`, taskset meta. ARGV: part, score, expiry,
+/// `1`/`0` ordered.
+static CHORD_PART: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{CHORD_PART_LUA}\nreturn chord_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1')\n"
+    ))
+});
+
+/// The part's own result stored first (Celery's rule, see [`STORE_RESULTS_LUA`]), then the
+/// chord part: one round trip where Celery makes two. KEYS: as [`CHORD_PART`], then the meta
+/// key. ARGV: as [`CHORD_PART`], then expiry, SUCCESS marker, the offset the marker must start
+/// within, and the meta.
+static STORE_AND_CHORD_PART: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{STORE_RESULTS_LUA}\n{CHORD_PART_LUA}\nstore_results(5, 1, tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), 8)\nreturn chord_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1')\n"
+    ))
+});
 
 /// Most batches being written at once.
 const MAX_IN_FLIGHT: usize = 4;
@@ -235,7 +253,7 @@ impl ResultBackend for RedisBackend {
         .boxed()
     }
 
-    fn chord_part_return(&self, part: ChordPart) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
+    fn chord_part_return(&self, part: ChordPart, record: Option<ResultRecord>) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
         async move {
             let group = format!("{}celery-taskset-meta-{}", self.prefix, part.group_id);
             let entry = Value::List(vec![
@@ -246,8 +264,9 @@ impl ResultBackend for RedisBackend {
             ]);
             let encoded = self.encoder.serializer.encode(&entry);
             let score = part.group_index.map_or_else(|| "+inf".to_owned(), |i| i.to_string());
-            let mut conn = self.conn.clone();
-            let reply: Vec<redis::Value> = Script::new(CHORD_PART)
+            let script: &Script = if record.is_some() { &STORE_AND_CHORD_PART } else { &CHORD_PART };
+            let mut invocation = script.prepare_invoke();
+            invocation
                 .key(format!("{group}.j"))
                 .key(format!("{group}.t"))
                 .key(format!("{group}.s"))
@@ -255,9 +274,17 @@ impl ResultBackend for RedisBackend {
                 .arg(encoded)
                 .arg(score)
                 .arg(self.expires)
-                .arg(if self.chord_ordered { "1" } else { "0" })
-                .invoke_async(&mut conn)
-                .await?;
+                .arg(if self.chord_ordered { "1" } else { "0" });
+            if let Some(record) = &record {
+                invocation
+                    .key(format!("{}celery-task-meta-{}", self.prefix, record.task_id))
+                    .arg(self.expires)
+                    .arg(&self.marker.0)
+                    .arg(self.marker.1)
+                    .arg(self.encoder.encode(record));
+            }
+            let mut conn = self.conn.clone();
+            let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
             let code = match reply.first() {
                 Some(redis::Value::Int(c)) => *c,
                 _ => return Err(BackendError::Decode("unexpected chord script reply".into())),

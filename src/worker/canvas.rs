@@ -315,8 +315,8 @@ fn as_tuple(r: &AsyncResult) -> Value {
     id_tuple(r.id())
 }
 
-/// Celery's `on_chord_part_return` for a finished chord header task: records the part with
-/// Celery's Redis keys; the part that completes the chord sends the body with every result
+/// Celery's `on_chord_part_return` for a finished chord header task: stores its `record`
+/// (the task's result, unless ignored) and records the part with Celery's Redis keys; the part that completes the chord sends the body with every result
 /// (or, if a part failed, stores the body as FAILURE `ChordError` and sends its errbacks).
 /// A header holding a group result was saved as a `GroupResult` by the client: it is joined
 /// from the stored results, so the group's results reach the body as one nested list.
@@ -326,16 +326,17 @@ pub(super) async fn chord_part(
     m: &TaskMessage,
     state: State,
     result: Value,
+    record: Option<ResultRecord>,
     join_timeout: Duration,
 ) {
     let (Some(body), Some(group_id)) = (&m.embed.chord, &m.group) else { return };
     let part = ChordPart { group_id: group_id.clone(), task_id: m.id.clone(), group_index: m.group_index, state, result };
-    let outcome = match backend.chord_part_return(part).await {
+    let outcome = match backend.chord_part_return(part, record).await {
         Ok(ChordProgress::Ready(parts)) => chord::unpack(&parts),
         Ok(ChordProgress::Pending | ChordProgress::NoSize) => return,
         Ok(ChordProgress::Complex) => join_saved_header(backend, group_id, join_timeout).await,
         Err(e) => {
-            tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record this part");
+            tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not store and record this part");
             return;
         }
     };

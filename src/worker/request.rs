@@ -139,12 +139,11 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
                 return;
             }
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
-            let chord_result = m.embed.chord.is_some().then(|| value.clone());
-            if !ignore_result {
+            if m.embed.chord.is_some() {
+                let record = (!ignore_result).then(|| result_record(&shared, m, State::Success, value.clone(), None, children));
+                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, value, record, shared.settings.chord.join_timeout)).await;
+            } else if !ignore_result {
                 store_with_children(&shared, m, State::Success, value, None, children).await;
-            }
-            if let Some(result) = chord_result {
-                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, result, shared.settings.chord.join_timeout)).await;
             }
         }
         Err(mut err) if err.retry.is_some() => {
@@ -175,12 +174,11 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             }
             let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
             let meta = failure_meta(err);
-            let chord_result = m.embed.chord.is_some().then(|| meta.clone());
-            if !ignore_result {
+            if m.embed.chord.is_some() {
+                let record = (!ignore_result).then(|| result_record(&shared, m, State::Failure, meta.clone(), tb, Vec::new()));
+                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, meta, record, shared.settings.chord.join_timeout)).await;
+            } else if !ignore_result {
                 Box::pin(store(&shared, m, State::Failure, meta, tb)).await;
-            }
-            if let Some(result) = chord_result {
-                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, result, shared.settings.chord.join_timeout)).await;
             }
             Box::pin(canvas::after_failure(&shared.producer, m)).await;
         }
@@ -265,6 +263,11 @@ fn queue_store<'a>(
     traceback: Option<String>,
     children: Vec<Value>,
 ) -> futures::future::BoxFuture<'a, Result<(), crate::backend::BackendError>> {
+    shared.backend.store(result_record(shared, m, state, result, traceback, children))
+}
+
+/// The result to store for `m`, with the extended fields when `result_extended` is on.
+fn result_record(shared: &Shared, m: &TaskMessage, state: State, result: Value, traceback: Option<String>, children: Vec<Value>) -> ResultRecord {
     let extended = shared.settings.result_extended.then(|| ExtendedMeta {
         name: Some(m.name.clone()),
         args: Value::List(m.args.clone()),
@@ -273,7 +276,7 @@ fn queue_store<'a>(
         retries: Some(m.retries),
         queue: Some(m.delivery_info.routing_key.clone()).filter(|q| !q.is_empty()),
     });
-    let record = ResultRecord {
+    ResultRecord {
         task_id: m.id.clone(),
         state,
         result,
@@ -282,6 +285,5 @@ fn queue_store<'a>(
         group_id: m.group.clone(),
         parent_id: m.parent_id.clone(),
         extended,
-    };
-    shared.backend.store(record)
+    }
 }
