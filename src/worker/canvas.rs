@@ -17,8 +17,7 @@ use crate::value::{Dict, Value};
 /// Returns the `children` entries for the stored result (`as_tuple()` of each).
 pub(super) async fn after_success(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, retval: &Value) -> Vec<Value> {
     let mut children = Vec::new();
-    let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
-    let linked = |extra: SendOptions| SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id.clone()), ..extra };
+    let linked = |extra: SendOptions| SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_of(m)), ..extra };
     if let Some(callbacks) = &m.embed.callbacks {
         let sigs = signatures(callbacks, m, "callback");
         if sigs.len() == 1 {
@@ -69,9 +68,7 @@ pub(super) async fn after_failure(producer: &Producer, m: &TaskMessage) {
     if sigs.is_empty() {
         return;
     }
-    let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
-    let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
-    apply_group(producer, &sigs, vec![Value::Str(m.id.clone())], options, m, None).await;
+    apply_group(producer, &sigs, vec![Value::Str(m.id.clone())], sent_from(m), m, None).await;
 }
 
 fn signatures(value: &Value, m: &TaskMessage, what: &str) -> Vec<Signature> {
@@ -310,14 +307,25 @@ async fn apply_group(
     Value::List(vec![Value::List(vec![Value::Str(group_id), Value::None]), Value::List(members)])
 }
 
+/// The root of the workflow `m` belongs to (`m` itself if it has none).
+fn root_of(m: &TaskMessage) -> String {
+    m.root_id.clone().unwrap_or_else(|| m.id.clone())
+}
+
+/// Options for a signature applied from inside the task `m`: parent `m`, root `m`'s root.
+fn sent_from(m: &TaskMessage) -> SendOptions {
+    SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_of(m)), ..SendOptions::default() }
+}
+
 /// `AsyncResult.as_tuple()`: `((id, parent), None)`.
 fn as_tuple(r: &AsyncResult) -> Value {
     id_tuple(r.id())
 }
 
 /// Celery's `on_chord_part_return` for a finished chord header task: stores its `record`
-/// (the task's result, unless ignored) and records the part with Celery's Redis keys; the part that completes the chord sends the body with every result
-/// (or, if a part failed, stores the body as FAILURE `ChordError` and sends its errbacks).
+/// (the task's result, unless ignored) and records the part with Celery's Redis keys; the
+/// part that completes the chord sends the body with every result (or, if a part failed,
+/// stores the body as FAILURE `ChordError` and sends its errbacks).
 /// A header holding a group result was saved as a `GroupResult` by the client: it is joined
 /// from the stored results, so the group's results reach the body as one nested list.
 pub(super) async fn chord_part(
@@ -382,21 +390,18 @@ const JOIN_POLL: Duration = Duration::from_millis(100);
 /// given the reason the chord failed, stores the body as FAILURE `ChordError(reason)` after
 /// sending its errbacks (Celery's `chord_error_from_stack`).
 pub(super) async fn fire_body(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, group_id: &str, body: &Value, outcome: Result<Vec<Value>, String>) {
-    let body_value = body;
-    let body = Signature::from_value(body_value);
-    let kind = body.as_ref().and_then(|b| b.subtask_type.clone());
+    let parsed = Signature::from_value(body);
+    let kind = parsed.as_ref().and_then(|b| b.subtask_type.clone());
     let (group_body, chord_body) = (kind.as_deref() == Some("group"), kind.as_deref() == Some("chord"));
-    let Some(sig) = (if group_body || chord_body { body } else { body.and_then(first_step) }) else {
-        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {body_value:?}");
+    let Some(sig) = (if group_body || chord_body { parsed } else { parsed.and_then(first_step) }) else {
+        tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {body:?}");
         return;
     };
     let body_id = sig.option_str("task_id").map(str::to_owned);
     match outcome {
         Ok(results) if chord_body => {
             // `callback.delay(results)` on a chord: the results go to its header's tasks.
-            let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
-            let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
-            if apply_chord(producer, backend, &sig, vec![Value::List(results)], options, m).await.is_none() {
+            if apply_chord(producer, backend, &sig, vec![Value::List(results)], sent_from(m), m).await.is_none() {
                 tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: its chord body was not sent");
             }
         }
@@ -405,15 +410,13 @@ pub(super) async fn fire_body(producer: &Producer, backend: &dyn ResultBackend, 
             // the group the client froze (its id is the one the client's GroupResult holds).
             let members = sig.kwargs.get("tasks").map(|v| signatures(v, m, "chord body member")).unwrap_or_default();
             let args = if sig.immutable { Vec::new() } else { vec![Value::List(results)] };
-            let root_id = m.root_id.clone().unwrap_or_else(|| m.id.clone());
-            let options = SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_id), ..SendOptions::default() };
-            apply_group(producer, &members, args, options, m, body_id).await;
+            apply_group(producer, &members, args, sent_from(m), m, body_id).await;
         }
         Ok(results) => {
             // `callback.delay(results)` from inside the task: parent and root default to it.
             let mut options = SendOptions::from_signature_options(&sig.options);
             options.parent_id.get_or_insert_with(|| m.id.clone());
-            options.root_id.get_or_insert_with(|| m.root_id.clone().unwrap_or_else(|| m.id.clone()));
+            options.root_id.get_or_insert_with(|| root_of(m));
             let (args, kwargs) = sig.merged_arguments(vec![Value::List(results)], Dict::new());
             if let Err(e) = producer.send_task(&sig.task, args, kwargs, options).await {
                 tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not send the body {}", sig.task);
