@@ -12,6 +12,7 @@ pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod health;
 pub mod producer;
 pub mod protocol;
 pub mod redis_client;

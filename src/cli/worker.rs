@@ -118,7 +118,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
     let producer = Producer::new(Arc::clone(&broker), task_serializer, tz.name(), &config.task_default_queue)
         .with_backend(Arc::clone(&backend))
         .with_routes(routes);
-    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings).map_err(|e| e.to_string())?;
+    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings, Arc::new(crate::health::Health::new())).map_err(|e| e.to_string())?;
     worker.run().await.map_err(|e| e.to_string())?;
     if let Some(pidfile) = &args.pidfile {
         let _ = std::fs::remove_file(pidfile);

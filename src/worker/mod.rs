@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use crate::backend::ResultBackend;
 use crate::broker::{Broker, BrokerError, PrefetchWindow, QueueSpec};
 use crate::codec::AcceptContent;
+use crate::health::Health;
 use crate::producer::Producer;
 use crate::task::Registry;
 use inflight::Inflight;
@@ -110,6 +111,7 @@ pub(crate) struct Shared {
     inflight: Inflight,
     shutdown: CancellationToken,
     stats: Stats,
+    health: Arc<Health>,
 }
 
 /// Errors that stop the worker.
@@ -132,7 +134,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Assembles a worker. `producer` publishes what tasks set in motion (retries, callbacks,
+    /// Assembles a worker. `health` is shared with the broker and backend connections, which
+    /// report their outages there. `producer` publishes what tasks set in motion (retries, callbacks,
     /// chains), normally on the same broker. Fails if a rate limit cannot be read (as Celery
     /// fails at start).
     pub fn new(
@@ -141,6 +144,7 @@ impl Worker {
         backend: Arc<dyn ResultBackend>,
         producer: Producer,
         settings: WorkerSettings,
+        health: Arc<Health>,
     ) -> Result<Worker, WorkerError> {
         if !registry.contains(chord_unlock::NAME) {
             registry.insert(chord_unlock::task_def(Arc::clone(&backend), producer.clone(), settings.chord));
@@ -159,6 +163,7 @@ impl Worker {
                 inflight: Inflight::default(),
                 shutdown: CancellationToken::new(),
                 stats: Stats::default(),
+                health,
             }),
         })
     }
