@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit and integration tests, then the Python-driven compatibility
-# suite against real Celery and real Redis. Needs nothing running beforehand: it starts what
+# Runs every test: Rust unit and integration tests, the Python-driven compatibility suite
+# against real Celery and real Redis, then the fault suite. Needs nothing running beforehand: it starts what
 # it needs and fails loudly (never skips) when something cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +24,5 @@ echo "== cargo test"
 cargo test --workspace --release 2>&1
 echo "== compatibility tests (real Celery, real Redis)"
 bash scripts/compat-tests.sh
+echo "== fault tests (real redis-servers killed, restarted, paused and filled)"
+bash scripts/fault-tests.sh

@@ -150,6 +150,26 @@ pub struct Config {
     /// (unchanged, e.g. to a queue a Python worker consumes) instead of failing them with
     /// `NotRegistered`. `--forward-unknown-tasks` overrides it.
     pub rcelery_forward_unknown_tasks: Option<String>,
+    /// `broker_connection_retry` (true): reconnect when the broker connection is lost; false
+    /// stops the worker at the first failed reconnect.
+    pub broker_connection_retry: bool,
+    /// `broker_connection_retry_on_startup` (unset: as `broker_connection_retry`): keep
+    /// trying when the broker is not there at start.
+    pub broker_connection_retry_on_startup: Option<bool>,
+    /// `broker_connection_max_retries` (100): failed connection attempts in a row before
+    /// the worker gives up; 0 retries forever.
+    pub broker_connection_max_retries: u32,
+    /// `broker_connection_timeout` in seconds (4): how long one connection attempt may take.
+    pub broker_connection_timeout: f64,
+    /// `result_backend_base_sleep_between_retries_ms` (10): the first wait before a failed
+    /// result-backend command is retried; each later wait doubles.
+    pub result_backend_base_sleep_between_retries_ms: u64,
+    /// `result_backend_max_sleep_between_retries_ms` (10000): the longest such wait.
+    pub result_backend_max_sleep_between_retries_ms: u64,
+    /// rcelery's own: results kept in memory while the result backend cannot be reached
+    /// (10000). When the buffer is full, finished tasks wait for room before the worker
+    /// starts more; see docs/reliability.md.
+    pub rcelery_result_buffer: usize,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -186,6 +206,13 @@ impl Default for Config {
             worker_disable_rate_limits: false,
             task_routes: None,
             rcelery_forward_unknown_tasks: None,
+            broker_connection_retry: true,
+            broker_connection_retry_on_startup: None,
+            broker_connection_max_retries: 100,
+            broker_connection_timeout: 4.0,
+            result_backend_base_sleep_between_retries_ms: 10,
+            result_backend_max_sleep_between_retries_ms: 10_000,
+            rcelery_result_buffer: 10_000,
             unknown: BTreeMap::new(),
         }
     }
@@ -214,7 +241,8 @@ const KNOWN_WITHOUT_EFFECT: &[&str] = &[
     "worker_max_tasks_per_child",
     "worker_max_memory_per_child",
     "beat_scheduler",
-    "broker_connection_retry_on_startup",
+    "result_backend_always_retry",
+    "result_backend_max_retries",
     "worker_hijack_root_logger",
 ];
 
@@ -308,6 +336,27 @@ impl Config {
             return Err("no queues left to consume".to_owned());
         }
         Ok(queues)
+    }
+
+    /// The broker connection settings (`broker_connection_*`).
+    pub fn broker_connection(&self) -> crate::broker::ConnectionSettings {
+        crate::broker::ConnectionSettings {
+            retry: self.broker_connection_retry,
+            retry_on_startup: self.broker_connection_retry_on_startup.unwrap_or(self.broker_connection_retry),
+            max_retries: Some(self.broker_connection_max_retries).filter(|n| *n > 0),
+            timeout: std::time::Duration::try_from_secs_f64(self.broker_connection_timeout.max(0.1))
+                .unwrap_or(std::time::Duration::from_secs(4)),
+        }
+    }
+
+    /// The result backend's retry policy (`result_backend_*_sleep_between_retries_ms`);
+    /// results are retried until they are stored.
+    pub fn backend_retry(&self) -> crate::redis_client::link::RetryPolicy {
+        crate::redis_client::link::RetryPolicy {
+            base: std::time::Duration::from_millis(self.result_backend_base_sleep_between_retries_ms.max(1)),
+            max_delay: std::time::Duration::from_millis(self.result_backend_max_sleep_between_retries_ms.max(1)),
+            max_retries: None,
+        }
     }
 
     /// The app timezone (`timezone`, else UTC).

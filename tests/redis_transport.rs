@@ -349,3 +349,43 @@ async fn a_backend_on_the_same_server_stores_with_the_acks_in_order() {
     let _: () = results.del(&key_a).await.expect("DEL");
     f.cleanup().await;
 }
+
+#[tokio::test]
+async fn garbage_with_a_kombu_tail_leaves_nothing_in_unacked() {
+    let mut f = Fixture::new().await;
+    // Not JSON, but its tail looks like kombu's: the fetch script records it under its tag.
+    let good = envelope("after", 0);
+    let tail = &good[good.find("\"properties\"").expect("properties")..];
+    let garbage = format!("{{\"body\": not json, {}", tail.replace("tag-after", "tag-garbage"));
+    f.push("q", &garbage).await;
+    f.push("q", &good).await;
+    let (broker, mut rx) = start(&f, 4).await;
+    let d = next(&mut rx).await;
+    assert_eq!(d.tag, "tag-after");
+    broker.ack(&d.tag);
+    broker.flush().await;
+    let unacked: i64 = f.conn.hlen(f.key("unacked")).await.expect("HLEN");
+    assert_eq!(unacked, 0, "the garbage must be removed from unacked at once");
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn renewing_keeps_held_messages_from_being_restored() {
+    let mut f = Fixture::new().await;
+    f.push("q", &envelope("held", 0)).await;
+    let (broker, mut rx) = start(&f, 4).await;
+    let d = next(&mut rx).await;
+    let before: f64 = f.conn.zscore(f.key("unacked_index"), &d.tag).await.expect("ZSCORE");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    broker.renew(std::slice::from_ref(&d.tag)).await.expect("renew");
+    let after: f64 = f.conn.zscore(f.key("unacked_index"), &d.tag).await.expect("ZSCORE");
+    assert!(after > before, "the hold was not renewed: {before} -> {after}");
+    // A tag no longer held (acked) is not brought back into the index by a late renewal.
+    broker.ack(&d.tag);
+    broker.flush().await;
+    broker.renew(std::slice::from_ref(&d.tag)).await.expect("renew");
+    let gone: Option<f64> = f.conn.zscore(f.key("unacked_index"), &d.tag).await.expect("ZSCORE");
+    assert_eq!(gone, None);
+    assert!(broker.renew_interval().is_some());
+    f.cleanup().await;
+}

@@ -29,6 +29,12 @@ pub enum BackendError {
     /// A stored meta could not be decoded.
     #[error("cannot decode stored result: {0}")]
     Decode(String),
+    /// The backend URL cannot be used (password-free message).
+    #[error("invalid result backend URL: {0}")]
+    Url(String),
+    /// The connection failed for good or a command was refused.
+    #[error("{0}")]
+    Link(#[from] crate::redis_client::link::LinkError),
 }
 
 /// Where task results go.
@@ -85,6 +91,20 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// first. (Redis backend sharing the broker's server; see [`crate::redis_client::lane`].)
     fn orders_writes_before_acks(&self) -> bool {
         false
+    }
+
+    /// Waits until the backend can take another result without growing its buffer past
+    /// its bound (results waiting for an unreachable server). The worker calls this before
+    /// it starts another task, so that a backend outage stops the worker taking on work
+    /// instead of piling up results in memory.
+    fn wait_for_room(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// Results handed to [`ResultBackend::store`] and not yet stored (waiting for an
+    /// unreachable server); reported at shutdown.
+    fn pending_results(&self) -> usize {
+        0
     }
 
     /// The backend URL with the password masked, for logs and the banner.

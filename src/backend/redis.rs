@@ -5,6 +5,10 @@
 //! Celery does GET, then SETEX + PUBLISH, per result: two round trips. We do the same steps
 //! for a whole batch of results in one Lua script call: one round trip per batch, and the
 //! SUCCESS check is atomic with the write.
+//!
+//! The connection heals (see [`Link`]): a result that cannot be written because the server
+//! is gone is kept and written after the reconnect, never dropped. At most
+//! `rcelery_result_buffer` results wait at once; see [`ResultBackend::wait_for_room`].
 
 use std::time::Duration;
 
@@ -14,13 +18,15 @@ use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, LazyLock};
 
 use redis::Script;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{BackendError, ChordPart, ChordProgress, MetaEncoder, ResultBackend, ResultRecord};
-use crate::value::Value;
 use crate::codec::Serializer;
+use crate::health::{Health, LinkKind};
 use crate::redis_client;
 use crate::redis_client::lane::{ResultWrite, SettleLane, WriteTarget, STORE_RESULTS_LUA};
+use crate::redis_client::link::{Link, LinkOptions, RetryPolicy};
+use crate::value::Value;
 
 /// Stores a batch of metas with Celery's rule (see [`STORE_RESULTS_LUA`]).
 /// KEYS: meta keys. ARGV: expiry seconds (0: none), SUCCESS marker, the offset the marker must
@@ -91,13 +97,45 @@ struct Write {
     key: String,
     payload: Vec<u8>,
     done: oneshot::Sender<Result<(), BackendError>>,
+    /// Its place in the result buffer, freed once it is stored.
+    _room: OwnedSemaphorePermit,
+}
+
+/// How the backend's connection behaves.
+#[derive(Clone)]
+pub struct BackendLinkSettings {
+    /// Waits between retries (`result_backend_*_sleep_between_retries_ms`).
+    pub retry: RetryPolicy,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long a reply may take before the connection is made anew.
+    pub response_timeout: Duration,
+    /// Results that may wait at once for an unreachable server (`rcelery_result_buffer`).
+    pub buffer: usize,
+    /// Where outages are reported.
+    pub health: Arc<Health>,
+}
+
+impl Default for BackendLinkSettings {
+    fn default() -> Self {
+        BackendLinkSettings {
+            retry: RetryPolicy { base: Duration::from_millis(10), max_delay: Duration::from_secs(10), max_retries: None },
+            connect_timeout: Duration::from_secs(4),
+            response_timeout: Duration::from_secs(30),
+            buffer: 10_000,
+            health: Arc::new(Health::new()),
+        }
+    }
 }
 
 /// Redis result backend.
 pub struct RedisBackend {
     url: String,
     expires: u64,
-    conn: MultiplexedConnection,
+    link: Arc<Link>,
+    /// One permit per result that may wait for the server (`buffer` in all).
+    room: Arc<Semaphore>,
+    buffer: usize,
     encoder: MetaEncoder,
     prefix: String,
     tx: mpsc::Sender<Write>,
@@ -111,26 +149,53 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects and starts the batching writer. `expires: None` stores without expiry.
+    /// Connects with default link settings and starts the batching writer. `expires: None`
+    /// stores without expiry.
     pub async fn connect(
         url: &str,
         encoder: MetaEncoder,
         expires: Option<Duration>,
         global_keyprefix: &str,
     ) -> Result<RedisBackend, BackendError> {
-        let mut conn = redis_client::connect(url, Some(Duration::from_secs(30))).await?;
-        store_script().prepare_invoke().load_async(&mut conn).await?;
-        let (tx, rx) = mpsc::channel(4096);
+        let backend = Self::new(url, encoder, expires, global_keyprefix, BackendLinkSettings::default())?;
+        backend.link.connect(Some(0)).await.map_err(|e| BackendError::Store(e.to_string()))?;
+        Ok(backend)
+    }
+
+    /// A backend for `url` that connects on first use (and again after every outage), with
+    /// the batching writer started. Fails only if the URL cannot be used.
+    pub fn new(
+        url: &str,
+        encoder: MetaEncoder,
+        expires: Option<Duration>,
+        global_keyprefix: &str,
+        settings: BackendLinkSettings,
+    ) -> Result<RedisBackend, BackendError> {
+        let client = redis_client::client(url).map_err(|e| BackendError::Url(redis_client::mask_password(&e.to_string())))?;
+        let options = LinkOptions {
+            kind: LinkKind::Backend,
+            reports: true,
+            connect_timeout: settings.connect_timeout,
+            response_timeout: Some(settings.response_timeout),
+            retry: settings.retry,
+        };
+        let link = Arc::new(Link::new(client, redis_client::mask_password(url), "result backend", options, settings.health));
+        link.set_on_connect(Arc::new(|mut conn| {
+            async move { store_script().prepare_invoke().load_async(&mut conn).await.map(|_: String| ()) }.boxed()
+        }));
+        let (tx, rx) = mpsc::channel(MAX_BATCH * MAX_IN_FLIGHT);
         let marker = match encoder.serializer {
             Serializer::Json => (br#"{"status": "SUCCESS""#.to_vec(), 1),
             Serializer::Pickle => (b"\x8c\x07SUCCESS".to_vec(), 32),
         };
         let expires = expires.map_or(0, |d| d.as_secs().max(1));
-        tokio::spawn(writer(conn.clone(), rx, expires, marker.clone()));
+        tokio::spawn(writer(Arc::clone(&link), rx, expires, marker.clone()));
         Ok(RedisBackend {
             url: url.to_owned(),
             expires,
-            conn,
+            link,
+            room: Arc::new(Semaphore::new(settings.buffer.max(1))),
+            buffer: settings.buffer.max(1),
             encoder,
             prefix: key_prefix(global_keyprefix),
             tx,
@@ -173,9 +238,13 @@ impl RedisBackend {
 impl RedisBackend {
     /// GETs a stored meta and decodes it; `None` if the key is absent.
     async fn get_decoded(&self, key: String) -> Result<Option<Value>, BackendError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        let raw: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(&key)).await?;
         raw.as_deref().map(decode_stored).transpose()
+    }
+
+    /// Runs one command, reconnecting and retrying through outages.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BackendError> {
+        Ok(self.link.run(|mut c| async move { cmd.query_async(&mut c).await }).await?)
     }
 }
 
@@ -216,10 +285,11 @@ impl ResultBackend for RedisBackend {
             .boxed();
         }
         async move {
+            let room = Arc::clone(&self.room).acquire_owned().await.map_err(|_| BackendError::Closed)?;
             let payload = self.encoder.encode(&record);
             let key = format!("{}celery-task-meta-{}", self.prefix, record.task_id);
             let (done, wait) = oneshot::channel();
-            self.tx.send(Write { key, payload, done }).await.map_err(|_| BackendError::Closed)?;
+            self.tx.send(Write { key, payload, done, _room: room }).await.map_err(|_| BackendError::Closed)?;
             wait.await.map_err(|_| BackendError::Closed)?
         }
         .boxed()
@@ -238,8 +308,7 @@ impl ResultBackend for RedisBackend {
             for id in task_ids {
                 cmd.arg(format!("{}celery-task-meta-{id}", self.prefix));
             }
-            let mut conn = self.conn.clone();
-            let raw: Vec<Option<Vec<u8>>> = cmd.query_async(&mut conn).await?;
+            let raw: Vec<Option<Vec<u8>>> = self.query(&cmd).await?;
             raw.iter().map(|r| r.as_deref().map(decode_stored).transpose()).collect()
         }
         .boxed()
@@ -283,8 +352,9 @@ impl ResultBackend for RedisBackend {
                     .arg(self.marker.1)
                     .arg(self.encoder.encode(record));
             }
-            let mut conn = self.conn.clone();
-            let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
+            let invocation = &invocation;
+            let reply: Vec<redis::Value> =
+                self.link.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
             let code = match reply.first() {
                 Some(redis::Value::Int(c)) => *c,
                 _ => return Err(BackendError::Decode("unexpected chord script reply".into())),
@@ -322,8 +392,8 @@ impl ResultBackend for RedisBackend {
                 pipe.cmd("SET").arg(&key).arg(size).ignore();
             }
             pipe.cmd("PUBLISH").arg(&key).arg(size).ignore();
-            let mut conn = self.conn.clone();
-            pipe.query_async::<()>(&mut conn).await?;
+            let pipe = &pipe;
+            self.link.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await?;
             Ok(())
         }
         .boxed()
@@ -332,14 +402,9 @@ impl ResultBackend for RedisBackend {
     fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
             let group = format!("{}celery-taskset-meta-{group_id}", self.prefix);
-            let mut conn = self.conn.clone();
-            redis::cmd("DEL")
-                .arg(format!("{group}.j"))
-                .arg(format!("{group}.t"))
-                .arg(format!("{group}.s"))
-                .query_async::<()>(&mut conn)
-                .await?;
-            Ok(())
+            let mut del = redis::cmd("DEL");
+            del.arg(format!("{group}.j")).arg(format!("{group}.t")).arg(format!("{group}.s"));
+            self.query::<()>(&del).await
         }
         .boxed()
     }
@@ -348,17 +413,29 @@ impl ResultBackend for RedisBackend {
         self.lane.is_some()
     }
 
+    fn pending_results(&self) -> usize {
+        match &self.lane {
+            Some(lane) => lane.pending_writes(),
+            None => self.buffer.saturating_sub(self.room.available_permits()),
+        }
+    }
+
+    fn wait_for_room(&self) -> BoxFuture<'_, ()> {
+        async move {
+            if self.lane.is_none() {
+                // One free place is enough: each of the few requests waiting here takes one.
+                let _ = self.room.acquire().await;
+            }
+        }
+        .boxed()
+    }
+
     fn display_url(&self) -> String {
         redis_client::mask_password(&self.url)
     }
 }
 
-async fn writer(
-    conn: MultiplexedConnection,
-    mut rx: mpsc::Receiver<Write>,
-    expires: u64,
-    marker: (Vec<u8>, usize),
-) {
+async fn writer(link: Arc<Link>, mut rx: mpsc::Receiver<Write>, expires: u64, marker: (Vec<u8>, usize)) {
     let script = store_script();
     let marker = Arc::new(marker);
     // Several batches in flight at once on the multiplexed connection: a result never waits
@@ -370,11 +447,19 @@ async fn writer(
             break;
         }
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
-        let mut conn = conn.clone();
+        let link = Arc::clone(&link);
         let script = script.clone();
         let marker = Arc::clone(&marker);
         tokio::spawn(async move {
-            let failed = write_batch(&mut conn, &script, &batch, expires, &marker).await.err().map(|e| e.to_string());
+            // Retried through outages until stored; only a refusal that retrying cannot cure
+            // (a wrong key type, say) fails the batch.
+            let outcome = link
+                .run(|mut c| {
+                    let (script, batch, marker) = (&script, &batch, &marker);
+                    async move { write_batch(&mut c, script, batch, expires, marker).await }
+                })
+                .await;
+            let failed = outcome.err().map(|e| e.to_string());
             for w in batch {
                 let outcome = match &failed {
                     None => Ok(()),

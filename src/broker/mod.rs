@@ -7,9 +7,10 @@
 pub mod redis;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::protocol::{OutgoingMessage, RawMessage};
 
@@ -107,6 +108,29 @@ pub enum BrokerError {
     /// A Redis command failed.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The connection failed for good (the retry policy ran out) or a command was refused.
+    #[error("{0}")]
+    Link(#[from] crate::redis_client::link::LinkError),
+}
+
+/// Celery's broker connection settings (`broker_connection_*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionSettings {
+    /// `broker_connection_retry` (true): reconnect when the connection is lost.
+    pub retry: bool,
+    /// `broker_connection_retry_on_startup` (true; unset follows `broker_connection_retry`):
+    /// keep trying when the broker is not there at start.
+    pub retry_on_startup: bool,
+    /// `broker_connection_max_retries` (100): attempts before giving up; `None` forever.
+    pub max_retries: Option<u32>,
+    /// `broker_connection_timeout` (4 s): how long one connection attempt may take.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings { retry: true, retry_on_startup: true, max_retries: Some(100), timeout: Duration::from_secs(4) }
+    }
 }
 
 /// A message transport.
@@ -139,6 +163,32 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes a task message (routing it as kombu would: the anonymous exchange goes
     /// straight to the queue named by the routing key).
     fn publish<'a>(&'a self, message: &'a OutgoingMessage) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// Renews this worker's hold on messages it still has (an ETA wait, a rate-limit wait, a
+    /// long task), so that no restore gives them to another consumer while it is alive.
+    /// Brokers that need no renewal (AMQP holds a message for as long as the channel lives)
+    /// do nothing.
+    fn renew<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Result<(), BrokerError>> {
+        let _ = tags;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// How often [`Broker::renew`] must run for a hold to stay valid; `None` if never.
+    fn renew_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Changes every time the broker connection is made anew (after an outage), so that the
+    /// worker can renew its holds at once.
+    fn epochs(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
+
+    /// Why delivery stopped for good, if it did (the connection could not be restored within
+    /// `broker_connection_max_retries`, or `broker_connection_retry` is off).
+    fn fatal_error(&self) -> Option<String> {
+        None
+    }
 
     /// Transport name for the banner (`redis`, `amqp`).
     fn transport(&self) -> &'static str;

@@ -59,12 +59,13 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
         }
     }
 
-    let broker = connect_broker(&broker_url, &config).await?.broker;
+    let health = Arc::new(crate::health::Health::new());
+    let broker = connect_broker(&broker_url, &config, Arc::clone(&health)).await?.broker;
     let mut producer =
         Producer::new(Arc::clone(&broker), serializer, tz.name(), &config.task_default_queue).with_routes(config.routes()?);
     if args.wait {
         let encoder = MetaEncoder { serializer, extended: false, timezone: tz };
-        let backend = connect_backend(backend_url.as_deref(), encoder, &config, None).await?;
+        let backend = connect_backend(backend_url.as_deref(), encoder, &config, None, health).await?;
         producer = producer.with_backend(backend);
     }
     let result = producer

@@ -4,6 +4,7 @@ mod args;
 mod banner;
 mod call;
 mod logging;
+mod restart;
 mod worker;
 
 pub use args::{CallArgs, Cli, Command, WorkerArgs};
@@ -47,10 +48,16 @@ pub fn run(app: App, cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let code = runtime.block_on(worker::run(app, &cli, args));
+            let (code, restart) = runtime.block_on(worker::run(app, &cli, args));
             // Blocking tasks cut off by a cold shutdown must not keep the process alive.
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             logging::flush();
+            if restart {
+                let error = restart::exec_self();
+                eprintln!("rcelery: cannot restart: {error}");
+                logging::flush();
+                return ExitCode::FAILURE;
+            }
             code
         }
         Command::Call(ref args) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::args::{Cli, WorkerArgs};
 use super::banner;
-use crate::backend::redis::RedisBackend;
+use crate::backend::redis::{BackendLinkSettings, RedisBackend};
 use crate::backend::{DisabledBackend, MetaEncoder, ResultBackend};
 use crate::broker::redis::RedisBroker;
 use crate::broker::Broker;
@@ -15,25 +15,27 @@ use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
+use crate::health::Health;
 use crate::producer::Producer;
 use crate::redis_client::mask_password;
 use crate::task::Seconds;
-use crate::worker::{ChordSettings, TimeLimits, Worker, WorkerSettings};
+use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerSettings};
 use crate::App;
 
-/// Runs the worker until shutdown; errors are reported here, with context.
-pub async fn run(app: App, cli: &Cli, args: &WorkerArgs) -> ExitCode {
+/// Runs the worker until shutdown; errors are reported here, with context. Also says whether
+/// the worker asked to be started again (SIGHUP).
+pub async fn run(app: App, cli: &Cli, args: &WorkerArgs) -> (ExitCode, bool) {
     match start(app, cli, args).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(exit) => (ExitCode::SUCCESS, exit == Exit::Restart),
         Err(message) => {
             tracing::error!("{message}");
             eprintln!("rcelery: {message}");
-            ExitCode::FAILURE
+            (ExitCode::FAILURE, false)
         }
     }
 }
 
-async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
+async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     if let Some(dir) = &cli.workdir {
         std::env::set_current_dir(dir).map_err(|e| format!("cannot change to {dir}: {e}"))?;
     }
@@ -73,9 +75,10 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
     };
     let hostname = node_name(args.hostname.as_deref());
 
-    let connected = connect_broker(&broker_url, &config).await?;
+    let health = Arc::new(Health::new());
+    let connected = connect_broker(&broker_url, &config, Arc::clone(&health)).await?;
     let encoder = MetaEncoder { serializer: result_serializer, extended: config.result_extended, timezone: tz };
-    let backend = connect_backend(backend_url.as_deref(), encoder, &config, connected.lane.as_ref()).await?;
+    let backend = connect_backend(backend_url.as_deref(), encoder, &config, connected.lane.as_ref(), Arc::clone(&health)).await?;
     let broker = connected.broker;
 
     let settings = WorkerSettings {
@@ -118,12 +121,12 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
     let producer = Producer::new(Arc::clone(&broker), task_serializer, tz.name(), &config.task_default_queue)
         .with_backend(Arc::clone(&backend))
         .with_routes(routes);
-    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings, Arc::new(crate::health::Health::new())).map_err(|e| e.to_string())?;
-    worker.run().await.map_err(|e| e.to_string())?;
-    if let Some(pidfile) = &args.pidfile {
+    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings, health).map_err(|e| e.to_string())?;
+    let exit = worker.run().await.map_err(|e| e.to_string())?;
+    if let Some(pidfile) = args.pidfile.as_ref().filter(|_| exit == Exit::Stopped) {
         let _ = std::fs::remove_file(pidfile);
     }
-    Ok(())
+    Ok(exit)
 }
 
 pub(super) fn looks_like_file(c: &str) -> bool {
@@ -137,11 +140,11 @@ pub(super) struct ConnectedBroker {
     pub lane: Option<(String, Arc<SettleLane>)>,
 }
 
-pub(super) async fn connect_broker(url: &str, config: &Config) -> Result<ConnectedBroker, String> {
+pub(super) async fn connect_broker(url: &str, config: &Config, health: Arc<Health>) -> Result<ConnectedBroker, String> {
     let scheme = url.split("://").next().unwrap_or("");
     match scheme {
         "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
-            let broker = RedisBroker::connect(url, config.broker_transport_options.clone())
+            let broker = RedisBroker::connect_with(url, config.broker_transport_options.clone(), config.broker_connection(), health)
                 .await
                 .map_err(|e| format!("cannot connect to broker {}: {e}", mask_password(url)))?;
             let lane = Some((url.to_owned(), broker.settle_lane()));
@@ -161,6 +164,7 @@ pub(super) async fn connect_backend(
     encoder: MetaEncoder,
     config: &Config,
     lane: Option<&(String, Arc<SettleLane>)>,
+    health: Arc<Health>,
 ) -> Result<Arc<dyn ResultBackend>, String> {
     let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
         return Ok(Arc::new(DisabledBackend));
@@ -169,9 +173,17 @@ pub(super) async fn connect_backend(
     match scheme {
         "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
             let expires = (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
-            let mut backend = RedisBackend::connect(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix)
-                .await
-                .map_err(|e| format!("cannot connect to result backend {}: {e}", mask_password(url)))?;
+            let link = BackendLinkSettings {
+                retry: config.backend_retry(),
+                connect_timeout: config.broker_connection().timeout,
+                response_timeout: Duration::from_secs_f64(config.broker_transport_options.socket_timeout.unwrap_or(30.0).max(0.1)),
+                buffer: config.rcelery_result_buffer,
+                health,
+            };
+            // Connected on first use, as Celery's backend: a backend that is down at start
+            // is retried like one that goes down later.
+            let mut backend = RedisBackend::new(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix, link)
+                .map_err(|e| format!("cannot use result backend {}: {e}", mask_password(url)))?;
             backend.set_chord_ordered(config.result_backend_transport_options.result_chord_ordered);
             if let Some((broker_url, lane)) = lane {
                 if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {

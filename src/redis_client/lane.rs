@@ -114,18 +114,20 @@ impl Taken<'_> {
         }
     }
 
-    /// The script did not run: writes report the error, acks go back for the next attempt
-    /// (the worker logs a failed store and acks anyway, as it does on any backend).
-    pub fn failed(self, lane: &SettleLane, error: &str) {
-        for w in self.writes {
-            let _ = w.done.send(Err(error.to_owned()));
+    /// The script did not run (or its reply was lost): writes and acks go back to the front
+    /// of the lane, in their order, to be sent with the next call. A write's waiter hears
+    /// only once it is stored, so a result is never dropped for a broken connection.
+    pub fn failed(self, lane: &SettleLane) {
+        if self.writes.is_empty() && self.acks.is_empty() {
+            return;
         }
-        if !self.acks.is_empty() {
-            let mut q = lane.lock();
-            let mut acks = self.acks;
-            acks.append(&mut q.acks);
-            q.acks = acks;
-        }
+        let mut q = lane.lock();
+        let mut writes = self.writes;
+        writes.append(&mut q.writes);
+        q.writes = writes;
+        let mut acks = self.acks;
+        acks.append(&mut q.acks);
+        q.acks = acks;
     }
 }
 
@@ -155,6 +157,11 @@ impl SettleLane {
     /// The attached backend's target, if any.
     pub fn target(&self) -> Option<&WriteTarget> {
         self.target.get()
+    }
+
+    /// Result writes queued and not yet sent.
+    pub fn pending_writes(&self) -> usize {
+        self.lock().writes.len()
     }
 
     /// Resolves when something was queued since the last wake.
@@ -226,21 +233,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_snapshot_holds_writes_before_acks_and_failure_keeps_the_acks() {
+    async fn a_snapshot_holds_writes_before_acks_and_failure_keeps_both_in_order() {
         let lane = attached();
-        let (w, rx) = write("k1");
+        let (w, mut rx) = write("k1");
         lane.push_write(w);
         lane.push_ack("t1".into());
         let taken = lane.take().await;
         assert_eq!(taken.writes.len(), 1);
         assert_eq!(taken.acks, vec!["t1".to_owned()]);
+        let (w2, _rx2) = write("k2");
+        lane.push_write(w2);
         lane.push_ack("t2".into());
-        taken.failed(&lane, "boom");
-        assert_eq!(rx.await.unwrap(), Err("boom".to_owned()));
+        taken.failed(&lane);
+        assert!(rx.try_recv().is_err(), "the waiter hears nothing until the write is stored");
         let again = lane.take().await;
+        let keys: Vec<&str> = again.writes.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, vec!["k1", "k2"]);
         assert_eq!(again.acks, vec!["t1".to_owned(), "t2".to_owned()]);
-        assert!(again.writes.is_empty());
         again.sent();
+        assert_eq!(rx.await.unwrap(), Ok(()));
         assert!(lane.take().await.is_empty());
     }
 

@@ -2,6 +2,7 @@
 //! kept out of logs.
 
 pub mod lane;
+pub mod link;
 pub mod spin;
 
 use std::time::Duration;
@@ -20,6 +21,11 @@ pub async fn connect(
         .set_connection_timeout(Some(Duration::from_secs(4)))
         .set_response_timeout(response_timeout);
     client.get_multiplexed_async_connection_with_config(&config).await
+}
+
+/// A client for `url` (kombu's spellings accepted); connects nothing yet.
+pub fn client(url: &str) -> Result<Client, RedisError> {
+    Client::open(normalize_url(url).as_str())
 }
 
 /// Rewrites kombu's URL spellings into the ones the redis crate reads:

@@ -13,15 +13,27 @@ pub struct Inflight {
 }
 
 impl Inflight {
-    /// Records a tag as held.
-    pub fn insert(&self, tag: &str) {
+    /// Records a tag as held. Returns false if it is held already: the broker delivered
+    /// again a message this worker has not settled (a restore raced a renewal), and the
+    /// second copy must not run.
+    pub fn insert(&self, tag: &str) -> bool {
         if tag.is_empty() {
-            return;
+            return true;
         }
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut tags) = self.tags.lock() {
-            tags.insert(tag.to_owned(), n);
+        let Ok(mut tags) = self.tags.lock() else { return true };
+        match tags.entry(tag.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(n);
+                true
+            }
         }
+    }
+
+    /// Every tag held now, in no particular order.
+    pub fn tags(&self) -> Vec<String> {
+        self.tags.lock().map(|t| t.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Records a tag as settled.

@@ -8,6 +8,7 @@ mod eta;
 mod forward;
 mod execute;
 mod inflight;
+mod lease;
 mod rate_limit;
 mod request;
 mod retry;
@@ -126,6 +127,9 @@ pub enum WorkerError {
     /// A task's rate limit (or `task_default_rate_limit`) cannot be read.
     #[error("rate limit: {0}")]
     RateLimit(#[from] ThrottleError),
+    /// The broker connection was lost and could not be restored.
+    #[error("broker connection lost: {0}")]
+    BrokerLost(String),
 }
 
 /// A configured worker, ready to run.
@@ -176,8 +180,9 @@ impl Worker {
 
     /// Consumes until a shutdown signal, then shuts down: warm on the first signal (running
     /// tasks finish, within `shutdown_timeout`), cold on a second. Every message not finished
-    /// goes back to its queue.
-    pub async fn run(self) -> Result<(), WorkerError> {
+    /// goes back to its queue. SIGHUP shuts down warm and returns [`Exit::Restart`]: the
+    /// caller then starts the worker again (the command line re-executes itself).
+    pub async fn run(self) -> Result<Exit, WorkerError> {
         let mut signals = shutdown::listen()?;
         let shared = &self.shared;
         let window = PrefetchWindow::new(self.prefetch_count());
@@ -185,13 +190,21 @@ impl Worker {
             .consume(shared.settings.queues.clone(), window.clone())
             .await?;
         let tracker = TaskTracker::new();
+        let leases_stop = CancellationToken::new();
+        tokio::spawn(lease::keep(Arc::clone(shared), leases_stop.clone()));
         tracing::info!("{} ready.", shared.settings.hostname);
 
         let kind = loop {
             tokio::select! {
                 d = deliveries.recv() => match d {
                     Some(d) => {
-                        shared.inflight.insert(&d.tag);
+                        if !shared.inflight.insert(&d.tag) {
+                            // Restored and fetched again while this worker still holds it
+                            // (its hold could not be renewed in time): the held copy runs, and
+                            // its settlement settles this one too, as both share the tag.
+                            tracing::warn!(delivery_tag = %d.tag, "message redelivered while this worker holds it; the duplicate is dropped");
+                            continue;
+                        }
                         // The request's state machine is large (kilobytes): boxed once on
                         // first poll instead of being moved through spawn's layers.
                         let shared = Arc::clone(shared);
@@ -202,17 +215,29 @@ impl Worker {
                 k = signals.recv() => break k.unwrap_or(ShutdownKind::Warm),
             }
         };
+        let fatal = shared.broker.fatal_error();
+        let kind = if fatal.is_some() { ShutdownKind::Cold } else { kind };
 
-        tracing::info!("worker: {} shutdown (MainProcess)", if kind == ShutdownKind::Warm { "Warm" } else { "Cold" });
+        let label = match kind {
+            ShutdownKind::Warm => "Warm shutdown",
+            ShutdownKind::Cold => "Cold shutdown",
+            ShutdownKind::Restart => "Restarting",
+        };
+        tracing::info!("worker: {label} (MainProcess)");
         shared.broker.stop_consuming();
         window.close();
         shared.shutdown.cancel();
         // Messages fetched but not yet dispatched stay unsettled and are given back below.
-        while let Some(d) = deliveries.recv().await {
-            shared.inflight.insert(&d.tag);
+        let drained = tokio::time::timeout(SETTLE_LIMIT, async {
+            while let Some(d) = deliveries.recv().await {
+                shared.inflight.insert(&d.tag);
+            }
+        });
+        if drained.await.is_err() {
+            tracing::warn!("the fetch loop did not stop within {SETTLE_LIMIT:?}");
         }
         tracker.close();
-        if kind == ShutdownKind::Warm {
+        if kind != ShutdownKind::Cold {
             let running = shared.settings.concurrency - shared.slots.available_permits().min(shared.settings.concurrency);
             if running > 0 {
                 tracing::info!("waiting for {running} running task(s) to finish");
@@ -227,14 +252,38 @@ impl Worker {
                 }
             }
         }
-        shared.broker.flush().await;
+        if tokio::time::timeout(SETTLE_LIMIT, shared.broker.flush()).await.is_err() {
+            tracing::error!("acks could not reach the broker within {SETTLE_LIMIT:?}; those messages will run again after the visibility timeout");
+        }
+        let pending = shared.backend.pending_results();
+        if pending > 0 {
+            tracing::error!(count = pending, "{pending} result(s) could not be stored before shutdown (the result backend is unreachable); with acks_late their messages are given back and run again, early-acked ones are lost");
+        }
         let unsettled = shared.inflight.drain();
         if !unsettled.is_empty() {
-            match shared.broker.restore(unsettled.clone()).await {
-                Ok(n) => tracing::info!("Restoring {n} unacknowledged message(s)"),
-                Err(e) => tracing::error!(error = %e, count = unsettled.len(), "could not restore messages; they return after the visibility timeout"),
+            match tokio::time::timeout(SETTLE_LIMIT, shared.broker.restore(unsettled.clone())).await {
+                Ok(Ok(n)) => tracing::info!("Restoring {n} unacknowledged message(s)"),
+                Ok(Err(e)) => tracing::error!(error = %e, count = unsettled.len(), "could not restore messages; they return after the visibility timeout"),
+                Err(_) => tracing::error!(count = unsettled.len(), "could not restore messages within {SETTLE_LIMIT:?}; they return after the visibility timeout"),
             }
         }
-        Ok(())
+        leases_stop.cancel();
+        if let Some(reason) = fatal {
+            return Err(WorkerError::BrokerLost(reason));
+        }
+        Ok(if kind == ShutdownKind::Restart { Exit::Restart } else { Exit::Stopped })
     }
 }
+
+/// How a worker run ended (when it did not fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Shut down for good (SIGTERM, SIGINT, SIGQUIT).
+    Stopped,
+    /// Shut down to start again in place (SIGHUP).
+    Restart,
+}
+
+/// The longest each shutdown step that needs the broker (draining the fetch loop, flushing
+/// acks, restoring messages) may wait for it, so a broker outage cannot hold the shutdown.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);

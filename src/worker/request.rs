@@ -105,6 +105,11 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let limits = time_limit::resolve(m, &def.options, &shared.settings.time_limits);
     let outcome = Box::pin(timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m)).await;
     let outcome = retry::autoretry(outcome, &request, &def.options);
+    if !ignore_result {
+        // While the backend cannot store results, finished tasks keep their slot until it has
+        // room: the worker then stops taking on work instead of piling up results.
+        shared.backend.wait_for_room().await;
+    }
     drop(slot);
     let runtime = started.elapsed().as_secs_f64();
     shared.stats.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,7 +1,9 @@
 //! The fetch loop: fills the prefetch window from the queues in kombu's order, a batch per
-//! round trip, and blocks on `BRPOP` only when every queue is empty.
+//! round trip, and blocks on `BRPOP` only when every queue is empty. A lost connection is
+//! made anew (see [`Link`]) and fetching goes on; nothing taken from a queue is dropped.
 
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
@@ -9,33 +11,51 @@ use tokio::sync::{mpsc, watch};
 use super::envelope;
 use super::keys::Keys;
 use super::settle::ScriptCall;
+use super::tail;
 use crate::broker::{Delivery, PrefetchPermit, PrefetchWindow};
-use crate::redis_client::lane::{SettleLane, Taken};
+use crate::redis_client::lane::SettleLane;
+use crate::redis_client::link::{Failure, Link, LinkError};
 use crate::redis_client::spin::Spinner;
 
 /// Most messages taken in one round trip.
 const MAX_BATCH: usize = 256;
 
+/// How often a fetch that keeps failing for the same non-connection reason is logged.
+const PERMANENT_REPORT_EVERY: Duration = Duration::from_secs(30);
+
 /// State of one consumer.
 pub(super) struct Fetcher {
-    pub conn: MultiplexedConnection,
-    pub blocking: MultiplexedConnection,
+    pub link: Arc<Link>,
+    pub blocking: Arc<Link>,
     pub keys: Keys,
     pub call: ScriptCall,
     pub queues: Vec<String>,
     pub window: PrefetchWindow,
     pub tx: mpsc::Sender<Delivery>,
-    pub lane: std::sync::Arc<SettleLane>,
+    pub lane: Arc<SettleLane>,
     pub stop: watch::Receiver<bool>,
     pub brpop_timeout: f64,
     /// How fetch replies are awaited (see `redis_client::spin`).
     pub spinner: Spinner,
+    /// Set when fetching stops for good (the connection could not be restored).
+    pub fatal: Arc<OnceLock<String>>,
+}
+
+/// Why a fetch did not bring messages.
+enum FetchError {
+    /// A command failed; the link knows (and reconnects if it must).
+    Command(Failure, redis::RedisError),
+    /// The link gave up.
+    Link(LinkError),
+    /// Stopped while waiting.
+    Stopped,
 }
 
 impl Fetcher {
-    /// Runs until stopped or until the receiver goes away.
+    /// Runs until stopped, until the receiver goes away, or until the link gives up.
     pub async fn run(mut self) {
         let mut poll_keys = self.keys.poll_keys(&self.queues);
+        let mut last_permanent: Option<Instant> = None;
         loop {
             if *self.stop.borrow() {
                 break;
@@ -47,17 +67,28 @@ impl Fetcher {
             if permits.is_empty() {
                 break;
             }
-            let items = match self.fetch_batch(&poll_keys, permits.len()).await {
-                Ok(items) if !items.is_empty() => items,
-                Ok(_) => match self.block_for_one(&poll_keys, permits.len()).await {
-                    Ok(items) => items,
-                    Err(e) => {
-                        self.backoff(&e).await;
-                        continue;
+            let fetched = match self.fetch_batch(&poll_keys, permits.len()).await {
+                Ok(items) if items.is_empty() => self.block_for_one(&poll_keys, permits.len()).await,
+                other => other,
+            };
+            let items = match fetched {
+                Ok(items) => items,
+                Err(FetchError::Stopped) => break,
+                Err(FetchError::Link(e)) => {
+                    tracing::error!(error = %e, "giving up on the broker: {e}");
+                    let _ = self.fatal.set(e.to_string());
+                    break;
+                }
+                Err(FetchError::Command(class, e)) => {
+                    if class == Failure::Permanent && last_permanent.is_none_or(|t| t.elapsed() >= PERMANENT_REPORT_EVERY) {
+                        tracing::error!(error = %e, "fetching from the broker failed: {e}; retrying");
+                        last_permanent = Some(Instant::now());
                     }
-                },
-                Err(e) => {
-                    self.backoff(&e).await;
+                    let wait = if class == Failure::Permanent { Duration::from_secs(1) } else { self.link.backoff() };
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.changed() => break,
+                    }
                     continue;
                 }
             };
@@ -77,69 +108,70 @@ impl Fetcher {
         tracing::debug!("fetch loop stopped");
     }
 
-    async fn backoff(&self, e: &redis::RedisError) {
-        tracing::warn!(error = %e, "cannot fetch from broker; retrying in 1s");
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    /// The main link's connection, or why there is none.
+    async fn connection(&mut self, link: &Link) -> Result<(u64, MultiplexedConnection), FetchError> {
+        tokio::select! {
+            c = link.get() => c.map_err(FetchError::Link),
+            _ = self.stop.changed() => Err(FetchError::Stopped),
+        }
     }
 
     /// One atomic pop-and-record of up to `max` messages, carrying the result writes and acks
-    /// queued since the last fetch (the acks freed the slots this fetch fills).
-    async fn fetch_batch(
-        &mut self,
-        poll_keys: &[String],
-        max: usize,
-    ) -> Result<Vec<(usize, Vec<u8>)>, redis::RedisError> {
-        let lane = std::sync::Arc::clone(&self.lane);
+    /// queued since the last fetch (the acks freed the slots this fetch fills). What the lane
+    /// gave stays queued if the call fails.
+    async fn fetch_batch(&mut self, poll_keys: &[String], max: usize) -> Result<Vec<(usize, Vec<u8>)>, FetchError> {
+        let link = Arc::clone(&self.link);
+        let (generation, mut conn) = self.connection(&link).await?;
+        let lane = Arc::clone(&self.lane);
         let taken = lane.take().await;
-        self.fetch_with(poll_keys, max, &lane, taken).await
-    }
-
-    async fn fetch_with(
-        &mut self,
-        poll_keys: &[String],
-        max: usize,
-        lane: &SettleLane,
-        taken: Taken<'_>,
-    ) -> Result<Vec<(usize, Vec<u8>)>, redis::RedisError> {
-        let cmd = self.call.command(lane, &taken, poll_keys, self.queues.len(), max);
-        let reply = self.call.invoke(&mut self.conn, &cmd);
+        let cmd = self.call.command(&lane, &taken, poll_keys, self.queues.len(), max);
+        let reply = self.call.invoke(&mut conn, &cmd);
         match self.spinner.wait(reply).await {
             Ok(flat) => {
                 taken.sent();
+                link.succeeded();
                 Ok(pairs(flat))
             }
             Err(e) => {
-                taken.failed(lane, &e.to_string());
-                Err(e)
+                taken.failed(&lane);
+                Err(FetchError::Command(link.failed(generation, &e), e))
             }
         }
     }
 
     /// Waits (up to the BRPOP timeout) for a message, puts it back at the head of its list
     /// and fetches it through the atomic script, so it is recorded as unacked like any other.
-    async fn block_for_one(
-        &mut self,
-        poll_keys: &[String],
-        max: usize,
-    ) -> Result<Vec<(usize, Vec<u8>)>, redis::RedisError> {
+    async fn block_for_one(&mut self, poll_keys: &[String], max: usize) -> Result<Vec<(usize, Vec<u8>)>, FetchError> {
+        let blocking = Arc::clone(&self.blocking);
+        let (generation, mut conn) = self.connection(&blocking).await?;
         let mut brpop = redis::cmd("BRPOP");
         brpop.arg(poll_keys).arg(self.brpop_timeout);
-        let popped: Option<(String, Vec<u8>)> = tokio::select! {
-            r = brpop.query_async(&mut self.blocking) => r?,
-            _ = self.stop.changed() => None,
+        // Not cut short at shutdown: the server may already have popped a message, and its
+        // reply is the only copy. BRPOP returns within `brpop_timeout` anyway.
+        let popped: Result<Option<(String, Vec<u8>)>, _> = brpop.query_async(&mut conn).await;
+        let popped = match popped {
+            Ok(p) => {
+                blocking.succeeded();
+                p
+            }
+            Err(e) => return Err(FetchError::Command(blocking.failed(generation, &e), e)),
         };
         let Some((key, message)) = popped else { return Ok(Vec::new()) };
-        let mut pipe = redis::pipe();
-        pipe.cmd("RPUSH").arg(&key).arg(&message).ignore();
+        // The message exists only here now: put it back, however long that takes.
+        self.link
+            .run(|mut c| {
+                let (key, message) = (&key, &message);
+                async move { redis::cmd("RPUSH").arg(key).arg(message).query_async::<()>(&mut c).await }
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, queue = %key, "a message taken by BRPOP could not be put back: {}", String::from_utf8_lossy(&message[..message.len().min(256)]));
+                FetchError::Link(e)
+            })?;
         if *self.stop.borrow() {
-            pipe.query_async::<()>(&mut self.conn).await?;
             return Ok(Vec::new());
         }
-        pipe.query_async::<()>(&mut self.conn).await?;
-        // The same connection keeps the order: the fetch sees the message pushed back.
-        let lane = std::sync::Arc::clone(&self.lane);
-        let taken = lane.take().await;
-        self.fetch_with(poll_keys, max, &lane, taken).await
+        self.fetch_batch(poll_keys, max).await
     }
 
     /// Hands the messages to the worker, one permit each; returns false if the worker is gone.
@@ -166,7 +198,10 @@ impl Fetcher {
                         message = %String::from_utf8_lossy(&raw[..raw.len().min(256)]),
                         "Received and deleted unknown message. Wrong destination?!?"
                     );
-                    if let Some(tag) = bad.delivery_tag {
+                    // The fetch script recorded it as unacked if it found a tag, in the JSON or
+                    // (for garbage) in a kombu-shaped tail: remove it now.
+                    let tag = bad.delivery_tag.or_else(|| tail::kombu_tag(&raw).map(str::to_owned));
+                    if let Some(tag) = tag {
                         self.lane.push_ack(tag);
                     }
                 }

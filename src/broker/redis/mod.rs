@@ -8,16 +8,18 @@
 mod envelope;
 mod fetch;
 mod keys;
+mod lease;
 mod publish;
 mod restore;
 mod scripts;
 mod settle;
+mod tail;
 
 pub use envelope::{parse as parse_envelope, BadEnvelope, Envelope, EnvelopeError};
 pub use keys::{binding_member, Keys, DEFAULT_PRIORITY_STEPS, SEP};
 pub use publish::envelope as publish_envelope;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -27,10 +29,12 @@ use redis::Script;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Broker, BrokerError, Delivery, PrefetchWindow, QueueSpec};
+use super::{Broker, BrokerError, ConnectionSettings, Delivery, PrefetchWindow, QueueSpec};
+use crate::health::{Health, LinkKind};
 use crate::protocol::OutgoingMessage;
 use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
+use crate::redis_client::link::{Link, LinkOptions, RetryPolicy};
 use crate::redis_client::spin::Spinner;
 
 /// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
@@ -57,6 +61,13 @@ pub struct RedisTransportOptions {
     /// reply before sleeping, so the core does not go idle for a reply due within
     /// microseconds (500; 0 never spins). See `redis_client::spin`.
     pub rcelery_fetch_spin_us: u64,
+    /// kombu's `socket_timeout`: seconds a reply may take before the connection is taken
+    /// for dead and made anew (kombu: none; rcelery: 30, so a silent network never wedges
+    /// the worker).
+    pub socket_timeout: Option<f64>,
+    /// kombu's `socket_connect_timeout`: seconds a connection attempt may take (default:
+    /// `broker_connection_timeout`).
+    pub socket_connect_timeout: Option<f64>,
 }
 
 impl Default for RedisTransportOptions {
@@ -71,6 +82,8 @@ impl Default for RedisTransportOptions {
             unacked_mutex_expire: 300,
             brpop_timeout: 1.0,
             rcelery_fetch_spin_us: 500,
+            socket_timeout: None,
+            socket_connect_timeout: None,
         }
     }
 }
@@ -100,10 +113,14 @@ impl Scripts {
     }
 }
 
+/// Response timeout when `socket_timeout` is not set.
+const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A Redis broker connection.
 pub struct RedisBroker {
     url: String,
-    conn: MultiplexedConnection,
+    link: Arc<Link>,
+    blocking: Arc<Link>,
     keys: Keys,
     options: RedisTransportOptions,
     scripts: Scripts,
@@ -111,41 +128,78 @@ pub struct RedisBroker {
     lane: Arc<SettleLane>,
     call: settle::ScriptCall,
     stop: watch::Sender<bool>,
+    /// The queues being consumed, bound again on every new connection.
+    bound: Arc<Mutex<Vec<QueueSpec>>>,
+    restorer: Arc<restore::Restorer>,
+    fatal: Arc<OnceLock<String>>,
 }
 
 impl RedisBroker {
-    /// Connects, loads the scripts, and starts the settlement task.
+    /// Connects with Celery's default connection settings and a health state of its own
+    /// (tests, tools).
     pub async fn connect(url: &str, options: RedisTransportOptions) -> Result<RedisBroker, BrokerError> {
-        let conn = redis_client::connect(url, Some(Duration::from_secs(30))).await?;
-        let mut load_conn = conn.clone();
+        Self::connect_with(url, options, ConnectionSettings::default(), Arc::new(Health::new())).await
+    }
+
+    /// Connects (retrying as `settings` allow when the server is not there yet), loads the
+    /// scripts, and starts the settlement task. Outages are reported to `health`.
+    pub async fn connect_with(
+        url: &str,
+        options: RedisTransportOptions,
+        settings: ConnectionSettings,
+        health: Arc<Health>,
+    ) -> Result<RedisBroker, BrokerError> {
+        let client = redis_client::client(url).map_err(|e| BrokerError::Url {
+            url: redis_client::mask_password(url),
+            reason: redis_client::mask_password(&e.to_string()),
+        })?;
+        let display = redis_client::mask_password(url);
+        let connect_timeout = options.socket_connect_timeout.map_or(settings.timeout, secs);
+        let retry = RetryPolicy::broker(settings.max_retries);
+        let retry = if settings.retry { retry } else { RetryPolicy { max_retries: Some(0), ..retry } };
+        let response_timeout = Some(options.socket_timeout.map_or(DEFAULT_SOCKET_TIMEOUT, secs));
+        let link = Arc::new(Link::new(
+            client.clone(),
+            display.clone(),
+            "broker",
+            LinkOptions { kind: LinkKind::Broker, reports: true, connect_timeout, response_timeout, retry },
+            Arc::clone(&health),
+        ));
+        // BRPOP blocks for up to `brpop_timeout`: its reply may take that long, and more.
+        let blocking_timeout = secs(options.brpop_timeout.max(0.0)) + response_timeout.unwrap_or(DEFAULT_SOCKET_TIMEOUT);
+        let blocking = Arc::new(Link::new(
+            client,
+            display,
+            "broker (blocking)",
+            LinkOptions { kind: LinkKind::Broker, reports: false, connect_timeout, response_timeout: Some(blocking_timeout), retry },
+            health,
+        ));
         let scripts = Scripts::new();
-        scripts.load(&mut load_conn).await?;
-        let mut steps = options.priority_steps.clone();
-        steps.sort_unstable();
-        steps.dedup();
-        if steps.first() != Some(&0) {
-            steps.insert(0, 0);
-        }
-        let keys = Keys::new(
-            &options.global_keyprefix,
-            steps,
-            &options.unacked_key,
-            &options.unacked_index_key,
-            &options.unacked_mutex_key,
-        );
+        let bound: Arc<Mutex<Vec<QueueSpec>>> = Arc::default();
+        let keys = keys_for(&options);
+        link.set_on_connect(on_connect(scripts.clone(), keys.clone(), Arc::clone(&bound)));
+        let startup = if settings.retry_on_startup { retry.max_retries } else { Some(0) };
+        let (_, mut first) = link.connect(startup).await?;
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let lane = Arc::new(SettleLane::default());
         let call = settle::ScriptCall {
             keys: keys.clone(),
             scripts: scripts.clone(),
             db: redis_client::db_number(url),
-            counted_pop: server_version(&mut load_conn).await >= (6, 2),
+            counted_pop: server_version(&mut first).await >= (6, 2),
         };
-        tokio::spawn(settle::run(conn.clone(), call.clone(), Arc::clone(&lane), settle_rx));
+        tokio::spawn(settle::run(Arc::clone(&link), call.clone(), Arc::clone(&lane), settle_rx));
         let (stop, _) = watch::channel(false);
+        let restorer = Arc::new(restore::Restorer::new(
+            keys.clone(),
+            scripts.clone(),
+            options.visibility_timeout,
+            options.unacked_mutex_expire,
+        ));
         Ok(RedisBroker {
             url: url.to_owned(),
-            conn,
+            link,
+            blocking,
             keys,
             options,
             scripts,
@@ -153,6 +207,9 @@ impl RedisBroker {
             lane,
             call,
             stop,
+            bound,
+            restorer,
+            fatal: Arc::default(),
         })
     }
 
@@ -168,38 +225,66 @@ impl RedisBroker {
         &self.url
     }
 
-    /// Records the queues' bindings like kombu's `queue_bind`, so Python producers that
-    /// publish through the exchange find them.
-    async fn bind(&self, queues: &[QueueSpec]) -> Result<(), BrokerError> {
-        let mut pipe = redis::pipe();
-        for q in queues {
-            let pattern = "";
-            pipe.cmd("SADD")
-                .arg(self.keys.binding_set(&q.exchange))
-                .arg(binding_member(&q.routing_key, pattern, &q.name))
-                .ignore();
-        }
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
-    }
-
     async fn restore_visible_once(&self) {
-        let mut conn = self.conn.clone();
-        match restore::restore_visible(
-            &mut conn,
-            &self.keys,
-            &self.scripts,
-            self.options.visibility_timeout,
-            self.options.unacked_mutex_expire,
-        )
-        .await
-        {
+        match self.restorer.restore_visible(&self.link).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(count = n, "restored {n} unacknowledged message(s) past the visibility timeout"),
             Err(e) => tracing::warn!(error = %e, "could not restore unacknowledged messages"),
         }
     }
+}
+
+/// Seconds as a duration; negative or non-finite values count as zero.
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)
+}
+
+/// Key names from the transport options.
+fn keys_for(options: &RedisTransportOptions) -> Keys {
+    let mut steps = options.priority_steps.clone();
+    steps.sort_unstable();
+    steps.dedup();
+    if steps.first() != Some(&0) {
+        steps.insert(0, 0);
+    }
+    Keys::new(
+        &options.global_keyprefix,
+        steps,
+        &options.unacked_key,
+        &options.unacked_index_key,
+        &options.unacked_mutex_key,
+    )
+}
+
+/// What every new connection does first: load the scripts (a restarted server has lost
+/// them) and record the bindings of the consumed queues (lost too, without persistence).
+fn on_connect(scripts: Scripts, keys: Keys, bound: Arc<Mutex<Vec<QueueSpec>>>) -> redis_client::link::OnConnect {
+    Arc::new(move |mut conn| {
+        let scripts = scripts.clone();
+        let queues = bound.lock().map(|q| q.clone()).unwrap_or_default();
+        let keys = keys.clone();
+        async move {
+            scripts.load(&mut conn).await?;
+            if !queues.is_empty() {
+                bind_pipeline(&keys, &queues).query_async::<()>(&mut conn).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    })
+}
+
+/// The bindings of `queues` as kombu's `queue_bind` records them, so Python producers that
+/// publish through the exchange find them.
+fn bind_pipeline(keys: &Keys, queues: &[QueueSpec]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for q in queues {
+        pipe.cmd("SADD")
+            .arg(keys.binding_set(&q.exchange))
+            .arg(binding_member(&q.routing_key, "", &q.name))
+            .ignore();
+    }
+    pipe
 }
 
 /// The server's `(major, minor)` version, `(0, 0)` if it cannot be read.
@@ -217,13 +302,20 @@ impl Broker for RedisBroker {
         window: PrefetchWindow,
     ) -> BoxFuture<'static, Result<mpsc::Receiver<Delivery>, BrokerError>> {
         async move {
-            self.bind(&queues).await?;
+            if let Ok(mut bound) = self.bound.lock() {
+                bound.extend(queues.iter().cloned());
+            }
+            let pipe = bind_pipeline(&self.keys, &queues);
+            self.link.run(|mut c| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut c).await }
+            })
+            .await?;
             self.restore_visible_once().await;
-            let blocking = redis_client::connect(&self.url, None).await?;
             let (tx, rx) = mpsc::channel(1024);
             let fetcher = fetch::Fetcher {
-                conn: self.conn.clone(),
-                blocking,
+                link: Arc::clone(&self.link),
+                blocking: Arc::clone(&self.blocking),
                 keys: self.keys.clone(),
                 call: self.call.clone(),
                 queues: queues.iter().map(|q| q.name.clone()).collect(),
@@ -233,14 +325,23 @@ impl Broker for RedisBroker {
                 stop: self.stop.subscribe(),
                 brpop_timeout: self.options.brpop_timeout,
                 spinner: Spinner::new(Duration::from_micros(self.options.rcelery_fetch_spin_us)),
+                fatal: Arc::clone(&self.fatal),
             };
             tokio::spawn(fetcher.run());
             let this = Arc::clone(&self);
             let mut stop = self.stop.subscribe();
+            let mut epochs = self.link.epochs();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(10)) => this.restore_visible_once().await,
+                        // A new connection: a restarted server may hold a dead worker's
+                        // messages (with AOF), and any mutex left by a timed-out call is
+                        // released here too.
+                        changed = epochs.changed() => {
+                            if changed.is_err() { break; }
+                            this.restore_visible_once().await;
+                        }
                         _ = stop.changed() => break,
                     }
                 }
@@ -276,8 +377,14 @@ impl Broker for RedisBroker {
             // Each restore pushes to the head of its list, so going newest-first leaves the
             // oldest message next in line, as it was.
             let tags: Vec<String> = tags.into_iter().rev().filter(|t| !t.is_empty()).collect();
-            let mut conn = self.conn.clone();
-            restore::restore_tags(&mut conn, &self.keys, &self.scripts, &tags, false).await
+            let restored = self
+                .link
+                .run(|mut c| {
+                    let tags = &tags;
+                    async move { restore::restore_tags(&mut c, &self.keys, &self.scripts, tags, false).await }
+                })
+                .await?;
+            Ok(restored)
         }
         .boxed()
     }
@@ -294,10 +401,33 @@ impl Broker for RedisBroker {
 
     fn publish<'a>(&'a self, message: &'a OutgoingMessage) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
-            let mut conn = self.conn.clone();
-            publish::publish(&mut conn, &self.keys, message).await
+            let payload = publish::envelope(message);
+            let result = self
+                .link
+                .run(|mut c| {
+                    let payload = &payload;
+                    async move { publish::push(&mut c, &self.keys, message, payload).await }
+                })
+                .await;
+            Ok(result?)
         }
         .boxed()
+    }
+
+    fn renew<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move { Ok(lease::renew(&self.link, &self.keys, tags).await?) }.boxed()
+    }
+
+    fn renew_interval(&self) -> Option<Duration> {
+        Some(lease::interval(self.options.visibility_timeout))
+    }
+
+    fn epochs(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.link.epochs())
+    }
+
+    fn fatal_error(&self) -> Option<String> {
+        self.fatal.get().cloned()
     }
 
     fn transport(&self) -> &'static str {

@@ -6,7 +6,6 @@ use redis::aio::MultiplexedConnection;
 
 use super::keys::Keys;
 use super::restore::route;
-use crate::broker::BrokerError;
 use crate::codec::json;
 use crate::protocol::OutgoingMessage;
 use crate::value::{Dict, Value};
@@ -37,19 +36,18 @@ pub fn envelope(message: &OutgoingMessage) -> Vec<u8> {
     json::encode(&Value::Dict(env))
 }
 
-/// Routes and pushes one message.
-pub(super) async fn publish(
+/// Routes and pushes one message's envelope (`payload`, from [`envelope`]).
+pub(super) async fn push(
     conn: &mut MultiplexedConnection,
     keys: &Keys,
     message: &OutgoingMessage,
-) -> Result<(), BrokerError> {
-    let payload = envelope(message);
+    payload: &[u8],
+) -> Result<(), redis::RedisError> {
     let priority = message.properties.priority.unwrap_or(0).min(9);
     let queues = route(conn, keys, &message.exchange, &message.routing_key).await?;
     let mut pipe = redis::pipe();
     for q in &queues {
-        pipe.cmd("LPUSH").arg(keys.queue_key(q, priority)).arg(&payload).ignore();
+        pipe.cmd("LPUSH").arg(keys.queue_key(q, priority)).arg(payload).ignore();
     }
-    pipe.query_async::<()>(conn).await?;
-    Ok(())
+    pipe.query_async::<()>(conn).await
 }

@@ -2,15 +2,18 @@
 //! requeue, shutdown) and `restore_visible` (messages unacked for longer than the
 //! visibility timeout, e.g. left by a killed worker).
 
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
+use redis::RedisError;
 
 use super::envelope::{mark_redelivered, priority_of};
 use super::keys::{parse_binding_member, Keys};
 use super::Scripts;
 use crate::broker::BrokerError;
 use crate::codec::json;
+use crate::redis_client::link::Link;
 use crate::value::Value;
 
 /// Seconds since the epoch, as kombu scores `unacked_index`.
@@ -27,7 +30,7 @@ pub(super) async fn restore_tags(
     scripts: &Scripts,
     tags: &[String],
     leftmost: bool,
-) -> Result<usize, BrokerError> {
+) -> Result<usize, RedisError> {
     let mut restored = 0;
     for chunk in tags.chunks(256) {
         let stored: Vec<Option<Vec<u8>>> =
@@ -62,48 +65,96 @@ pub(super) async fn restore_tags(
     Ok(restored)
 }
 
-/// Restores every message unacked for longer than `visibility_timeout` seconds, holding
-/// `unacked_mutex` so that only one worker does it at a time (kombu's `restore_visible`).
-pub(super) async fn restore_visible(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-    scripts: &Scripts,
+/// kombu's `restore_visible`: gives back every message unacked for longer than the
+/// visibility timeout, holding `unacked_mutex` so that one worker at a time does it.
+///
+/// The mutex is taken with a token of ours and an expiry, and released only by its owner
+/// (compare-and-delete). When a call times out on our side it may still run on the server
+/// (a `CLIENT PAUSE` queues it), so the token is remembered until its release is known to
+/// have got through: the next attempt releases it first, instead of leaving the mutex held
+/// until it expires.
+pub(super) struct Restorer {
+    keys: Keys,
+    scripts: Scripts,
     visibility_timeout: f64,
     mutex_expire_secs: u64,
-) -> Result<usize, BrokerError> {
-    let token = uuid::Uuid::new_v4().to_string();
-    let locked: Option<String> = redis::cmd("SET")
-        .arg(&keys.unacked_mutex)
-        .arg(&token)
-        .arg("PX")
-        .arg(mutex_expire_secs * 1000)
-        .arg("NX")
-        .query_async(conn)
-        .await?;
-    if locked.is_none() {
-        return Ok(0);
+    /// A token that may still hold the mutex.
+    unreleased: Mutex<Option<String>>,
+}
+
+impl Restorer {
+    pub(super) fn new(keys: Keys, scripts: Scripts, visibility_timeout: f64, mutex_expire_secs: u64) -> Self {
+        Restorer { keys, scripts, visibility_timeout, mutex_expire_secs, unreleased: Mutex::new(None) }
     }
-    let ceiling = now_secs() - visibility_timeout;
-    let result = async {
-        let tags: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
-            .arg(&keys.unacked_index)
-            .arg(ceiling)
-            .arg(0)
+
+    /// One restore pass over `link`; returns how many messages went back.
+    pub(super) async fn restore_visible(&self, link: &Link) -> Result<usize, BrokerError> {
+        let (generation, mut conn) = link.get().await?;
+        let outcome = self.pass(&mut conn).await;
+        match &outcome {
+            Ok(_) => link.succeeded(),
+            Err(e) => {
+                link.failed(generation, e);
+            }
+        }
+        Ok(outcome?)
+    }
+
+    async fn pass(&self, conn: &mut MultiplexedConnection) -> Result<usize, RedisError> {
+        let leftover = self.unreleased_token();
+        if let Some(token) = leftover {
+            self.release(conn, &token).await?;
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        self.set_unreleased(Some(token.clone()));
+        let locked: Option<String> = redis::cmd("SET")
+            .arg(&self.keys.unacked_mutex)
+            .arg(&token)
+            .arg("PX")
+            .arg(self.mutex_expire_secs.saturating_mul(1000).max(1))
+            .arg("NX")
             .query_async(conn)
             .await?;
-        if tags.is_empty() {
+        if locked.is_none() {
+            self.set_unreleased(None);
             return Ok(0);
         }
-        restore_tags(conn, keys, scripts, &tags, false).await
-    }
-    .await;
-    let _: redis::RedisResult<i64> = scripts
-        .release_mutex
-        .key(&keys.unacked_mutex)
-        .arg(&token)
-        .invoke_async(conn)
+        let ceiling = now_secs() - self.visibility_timeout;
+        let restored = async {
+            let tags: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&self.keys.unacked_index)
+                .arg(ceiling)
+                .arg(0)
+                .query_async(conn)
+                .await?;
+            if tags.is_empty() {
+                return Ok(0);
+            }
+            restore_tags(conn, &self.keys, &self.scripts, &tags, false).await
+        }
         .await;
-    result
+        let released = self.release(conn, &token).await;
+        let restored = restored?;
+        released?;
+        Ok(restored)
+    }
+
+    /// Deletes the mutex if `token` holds it; forgets the token once that is known.
+    async fn release(&self, conn: &mut MultiplexedConnection, token: &str) -> Result<(), RedisError> {
+        let _: i64 = self.scripts.release_mutex.key(&self.keys.unacked_mutex).arg(token).invoke_async(conn).await?;
+        self.set_unreleased(None);
+        Ok(())
+    }
+
+    fn unreleased_token(&self) -> Option<String> {
+        self.unreleased.lock().ok().and_then(|t| t.clone())
+    }
+
+    fn set_unreleased(&self, token: Option<String>) {
+        if let Ok(mut t) = self.unreleased.lock() {
+            *t = token;
+        }
+    }
 }
 
 /// Splits an `unacked` value `[envelope, exchange, routing_key]`.
@@ -126,7 +177,7 @@ pub(super) async fn route(
     keys: &Keys,
     exchange: &str,
     routing_key: &str,
-) -> Result<Vec<String>, BrokerError> {
+) -> Result<Vec<String>, RedisError> {
     if exchange.is_empty() {
         return Ok(vec![routing_key.to_owned()]);
     }

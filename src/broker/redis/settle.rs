@@ -2,9 +2,11 @@
 //! wait in the [`SettleLane`]: the fetch loop sends them inside its next fetch script (an ack
 //! frees a prefetch slot, so a fetch follows at once), and the settlement task sends whatever
 //! the fetch loop does not pick up, through the same script with nothing to pop. Requeues are
-//! batched here.
+//! batched here. Whatever fails to get through (the connection is down) is kept and sent
+//! again after the link's backoff, so no ack, result or requeue is dropped.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -13,6 +15,7 @@ use super::keys::Keys;
 use super::restore::{now_secs, restore_tags};
 use super::Scripts;
 use crate::redis_client::lane::{SettleLane, Taken};
+use crate::redis_client::link::{Failure, Link};
 
 /// One settlement request other than a plain ack.
 #[derive(Debug)]
@@ -98,14 +101,22 @@ impl ScriptCall {
 
 /// Runs until every sender of `rx` is dropped.
 pub(super) async fn run(
-    mut conn: MultiplexedConnection,
+    link: Arc<Link>,
     call: ScriptCall,
     lane: Arc<SettleLane>,
     mut rx: mpsc::UnboundedReceiver<SettleOp>,
 ) {
     let mut requeues = Vec::new();
     let mut flushes = Vec::new();
+    // Set while something failed to get through: retry after this long.
+    let mut retry_in: Option<Duration> = None;
     loop {
+        let retry = async {
+            match retry_in {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             op = rx.recv() => {
                 let mut next = match op {
@@ -126,15 +137,23 @@ pub(super) async fn run(
                 // Let the fetch loop, woken by the same acks' freed slots, carry them first.
                 tokio::task::yield_now().await;
             }
+            _ = retry => {}
         }
-        send_queued(&mut conn, &call, &lane).await;
+        retry_in = None;
+        if !send_queued(&link, &call, &lane).await {
+            retry_in = Some(link.backoff());
+        }
         if !requeues.is_empty() {
-            if let Err(e) = restore_tags(&mut conn, &call.keys, &call.scripts, &requeues, true).await {
-                tracing::error!(error = %e, count = requeues.len(), "failed to requeue messages; they will be redelivered after the visibility timeout");
+            match send_requeues(&link, &call, &requeues).await {
+                Ok(()) => requeues.clear(),
+                Err(Failure::Permanent) => {
+                    tracing::error!(count = requeues.len(), "the broker refused to requeue messages; they will be redelivered after the visibility timeout");
+                    requeues.clear();
+                }
+                Err(_) => retry_in = Some(link.backoff()),
             }
-            requeues.clear();
         }
-        if !flushes.is_empty() {
+        if !flushes.is_empty() && retry_in.is_none() {
             // Wait out a snapshot the fetch loop has on its way.
             lane.wait_sent().await;
             for done in flushes.drain(..) {
@@ -142,26 +161,54 @@ pub(super) async fn run(
             }
         }
     }
-    send_queued(&mut conn, &call, &lane).await;
+    send_queued(&link, &call, &lane).await;
 }
 
-/// Sends everything queued in the lane, in snapshots, without fetching.
-async fn send_queued(conn: &mut MultiplexedConnection, call: &ScriptCall, lane: &SettleLane) {
+/// Sends everything queued in the lane, in snapshots, without fetching. False if a call
+/// failed (what it carried is back in the lane).
+async fn send_queued(link: &Link, call: &ScriptCall, lane: &SettleLane) -> bool {
     loop {
+        let Some((generation, mut conn)) = link_connection(link).await else { return false };
         let taken = lane.take().await;
         if taken.is_empty() {
-            return;
+            return true;
         }
         let cmd = call.command(lane, &taken, &[], 0, 0);
-        match call.invoke(conn, &cmd).await {
-            Ok(_) => taken.sent(),
+        match call.invoke(&mut conn, &cmd).await {
+            Ok(_) => {
+                link.succeeded();
+                taken.sent();
+            }
             Err(e) => {
                 let (acks, writes) = (taken.acks.len(), taken.writes.len());
-                tracing::error!(error = %e, acks, results = writes, "failed to send acks and results to the broker; the acks will be sent again");
-                // Give the acks one more chance with the next snapshot, not a tight loop.
-                taken.failed(lane, &e.to_string());
-                return;
+                taken.failed(lane);
+                if link.failed(generation, &e) == Failure::Permanent {
+                    tracing::error!(error = %e, acks, results = writes, "the broker refused acks and results; retrying");
+                } else {
+                    tracing::debug!(error = %e, acks, results = writes, "acks and results not sent; they stay queued");
+                }
+                return false;
             }
         }
+    }
+}
+
+/// The link's connection if it has one or can make one now; `None` while it is down (the
+/// caller retries later rather than waiting here, so flushes and requeues are not held up).
+async fn link_connection(link: &Link) -> Option<(u64, MultiplexedConnection)> {
+    match tokio::time::timeout(Duration::from_secs(1), link.get()).await {
+        Ok(Ok(c)) => Some(c),
+        _ => None,
+    }
+}
+
+async fn send_requeues(link: &Link, call: &ScriptCall, tags: &[String]) -> Result<(), Failure> {
+    let Some((generation, mut conn)) = link_connection(link).await else { return Err(Failure::Connection) };
+    match restore_tags(&mut conn, &call.keys, &call.scripts, tags, true).await {
+        Ok(_) => {
+            link.succeeded();
+            Ok(())
+        }
+        Err(e) => Err(link.failed(generation, &e)),
     }
 }

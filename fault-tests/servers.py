@@ -1,0 +1,96 @@
+"""Real redis-server processes for the fault suite, on free private ports, that tests can kill,
+restart (with or without AOF), pause, cut off and fill up."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import redis
+
+
+def free_port():
+    """A TCP port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FaultyRedis:
+    """A redis-server on `port` whose data directory outlives restarts.
+
+    `aof=True` turns on the append-only file with fsync on every write, so a `kill -9`
+    loses nothing that was acknowledged; `aof=False` keeps nothing across a restart.
+    """
+
+    def __init__(self, port=None, aof=False, extra=()):
+        self.port = port or free_port()
+        self.aof = aof
+        self.extra = list(extra)
+        self.dir = tempfile.mkdtemp(prefix=f"rcelery-fault-redis-{self.port}-")
+        self.proc = None
+
+    def url(self, db=0):
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db=0, **kw):
+        kw.setdefault("socket_timeout", 10)
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db, **kw)
+
+    def start(self, timeout=10.0):
+        """Start (or start again, on the same port and data directory); fail loudly."""
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server not found on PATH: install it (apt-get install redis-server)")
+        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--dir", self.dir, "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
+        if self.aof:
+            cmd += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            cmd += ["--appendonly", "no"]
+        cmd += self.extra
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server on {self.port} exited ({self.proc.returncode}): "
+                                   f"{self.proc.stderr.read().decode(errors='replace')} {self.log_tail()}")
+            try:
+                if self.client(socket_timeout=0.5).ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on {self.port} did not answer within {timeout}s: {self.log_tail()}")
+
+    def kill(self):
+        """kill -9: no shutdown, no final save."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self, down_for=0.0):
+        """kill -9, stay down `down_for` seconds, start again."""
+        self.kill()
+        time.sleep(down_for)
+        return self.start()
+
+    def pause(self, seconds):
+        """CLIENT PAUSE for every client (commands queue on the server until it ends)."""
+        self.client().execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+
+    def kill_clients(self):
+        """CLIENT KILL TYPE normal: cut every ordinary connection (ours included)."""
+        return self.client().execute_command("CLIENT", "KILL", "TYPE", "normal")
+
+    def log_tail(self, n=2000):
+        try:
+            with open(os.path.join(self.dir, "redis.log")) as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
