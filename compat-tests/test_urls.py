@@ -71,3 +71,98 @@ def test_an_unusable_url_fails_clearly_without_printing_its_password(
     for where, text in (("stdout", stdout), ("stderr", stderr), ("log", log)):
         for secret in secrets:
             assert secret not in text, f"{secret!r} printed on {where}: {text}"
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+def _openssl(cwd, *args):
+    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True)
+    assert proc.returncode == 0, f"openssl {args}: {proc.stderr.decode(errors='replace')}"
+
+
+def _make_certs(d):
+    """A CA and a server certificate for localhost it signed (EC keys, PEM)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl(d, "req", "-x509", "-days", "2", "-subj", "/CN=rcelery test CA", "-keyout", "ca.key",
+             "-out", "ca.pem", *ec, "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                                  "extendedKeyUsage=serverAuth\n")
+    _openssl(d, "req", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr", *ec)
+    _openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "server.ext")
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A password-protected redis-server that speaks only TLS, on a free port."""
+    import time
+    ca, cert, key = _make_certs(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+         "--tls-auth-clients", "no", "--requirepass", PASSWORD, "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import socket
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, f"TLS redis-server exited: {proc.stderr.read().decode(errors='replace')}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "TLS redis-server did not start listening"
+            time.sleep(0.05)
+    yield port, ca
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_worker_on_rediss_verifies_the_server_and_runs_tasks(app, tls_server, tmp_path):
+    """Broker and backend over TLS, `ssl_cert_reqs=required` with the test CA, for both the
+    Python producer (kombu, Celery's backend) and the rcelery worker."""
+    from urllib.parse import quote
+    from celery import Celery
+    from harness import Worker, effective_config
+    port, ca = tls_server
+    tls = f"ssl_cert_reqs=required&ssl_ca_certs={quote(str(ca), safe='')}"
+    broker = f"rediss://:{PASSWORD}@localhost:{port}/{BROKER_DB}?{tls}"
+    backend = f"rediss://:{PASSWORD}@localhost:{port}/{RESULT_DB}?{tls}"
+    conf = effective_config(app, {"broker_url": broker, "result_backend": backend})
+    worker = Worker(conf, tmp_path / "worker", kind="rust").start()
+    producer = Celery("tls-producer", broker=broker, backend=backend)
+    producer.conf.update(task_queues=app.conf.task_queues, task_default_queue="default",
+                         task_default_exchange="default", task_default_routing_key="default")
+    try:
+        result = producer.send_task("tasks.add", (20, 22))
+        assert result.get(timeout=30) == 42
+        assert "ssl_cert_reqs=required" in worker.log()
+        assert PASSWORD not in worker.log()
+    finally:
+        worker.stop()
+        producer.close()
+
+
+def test_a_worker_refuses_a_rediss_server_it_cannot_verify(app, tls_server, tmp_path):
+    """`ssl_cert_reqs=required` without the test CA: the system's CAs do not know it."""
+    from harness import Worker, effective_config
+    port, _ = tls_server
+    broker = f"rediss://:{PASSWORD}@localhost:{port}/{BROKER_DB}?ssl_cert_reqs=required"
+    conf = effective_config(app, {"broker_url": broker, "result_backend": None,
+                                  "broker_connection_retry_on_startup": False})
+    worker = Worker(conf, tmp_path / "worker", kind="rust")
+    with pytest.raises(RuntimeError, match="exited"):
+        worker.start(timeout=60)
+    log = worker.log()
+    assert "cannot connect to broker rediss://:**@localhost" in log and "UnknownIssuer" in log, log
+    assert PASSWORD not in log
