@@ -94,6 +94,52 @@ pub fn mask_secrets(text: &str) -> String {
     out
 }
 
+/// Free text (an error message, a config snippet) with every URL in it masked by
+/// [`mask_secrets`], and the value of any `secret_name = ...` assignment masked to the end of
+/// its line. A URL runs from its scheme to its closing quote, else to the end of its line (a
+/// password may hold blanks).
+pub fn mask_secrets_in_text(text: &str) -> String {
+    let lines: Vec<String> = text.split('\n').map(mask_line).collect();
+    lines.join("\n")
+}
+
+fn mask_line(line: &str) -> String {
+    if let Some((key, _)) = line.split_once('=') {
+        let key =
+            key.trim_start_matches(|c: char| c.is_ascii_digit() || c == '|' || c.is_whitespace());
+        if is_secret_name(key.trim().trim_matches(['"', '\''])) {
+            return format!("{}= {MASK}", &line[..line.find('=').unwrap_or(0)]);
+        }
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(marker) = rest.find("://") {
+        let start = rest[..marker]
+            .rfind(|c: char| c.is_whitespace() || "\"'`=(<[,".contains(c))
+            .map_or(0, |i| i + 1);
+        let quote = rest[..start]
+            .chars()
+            .next_back()
+            .filter(|c| "\"'`".contains(*c));
+        let closing = quote.and_then(|q| {
+            let after = &rest[marker..];
+            after
+                .match_indices(q)
+                .map(|(i, _)| marker + i)
+                .find(|&i| !rest[..i].ends_with('\\'))
+        });
+        // A `@` after the closing quote may still end a password: then mask to the line's end.
+        let end = closing
+            .filter(|&i| !rest[i..].contains('@'))
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        out.push_str(&mask_secrets(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Where the value of the first secret-looking query option starts, if any. Looks everywhere
 /// (a `?` inside a password, too): finding too many only masks more.
 fn secret_query_value(text: &str) -> Option<usize> {
@@ -401,6 +447,32 @@ mod tests {
         assert_eq!(m("redis://h1;redis://:S3cret"), "redis://h1;redis://**");
         assert_eq!(m("redis://:ab;cd"), "redis://**");
         assert_eq!(m("redis://h1/0;S3cret"), "redis://h1/0;**");
+    }
+
+    #[test]
+    fn masks_urls_inside_free_text() {
+        let snippet = "TOML parse error at line 1, column 32\n  |\n1 | broker_url = \"redis://:S3 cr\"et@h/0\" x\n  |   ^";
+        let masked = mask_secrets_in_text(snippet);
+        assert!(
+            !masked.contains("S3") && !masked.contains("cr") && !masked.contains("et@"),
+            "{masked}"
+        );
+        assert!(
+            masked.starts_with("TOML parse error at line 1, column 32\n"),
+            "{masked}"
+        );
+        let unterminated = mask_secrets_in_text("1 | result_backend = \"redis://:S3 cret@h");
+        assert_eq!(unterminated, "1 | result_backend = \"redis://:**@h");
+        assert_eq!(
+            mask_secrets_in_text("2 | redis_password = \"S3cret\""),
+            "2 | redis_password = **"
+        );
+        assert_eq!(
+            mask_secrets_in_text("cannot reach redis://:S3@h:1/0 (refused)"),
+            "cannot reach redis://:**@h:1/**"
+        );
+        assert_eq!(mask_secrets_in_text("no URL here"), "no URL here");
+        let _ = mask_secrets_in_text("é://é \"://\" '://");
     }
 
     #[test]
