@@ -299,7 +299,8 @@ impl Config {
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        // The parser's message quotes the offending line, which may hold a password.
+        toml::from_str(text).map_err(|e| crate::redis_client::mask::mask_secrets_in_text(&e.to_string()))
     }
 
     /// Settings present in the file that rcelery does not know.

@@ -171,7 +171,8 @@ impl RedisBackend {
         global_keyprefix: &str,
         settings: BackendLinkSettings,
     ) -> Result<RedisBackend, BackendError> {
-        let client = redis_client::client(url).map_err(|e| BackendError::Url(redis_client::mask_password(&e.to_string())))?;
+        let parsed = redis_client::RedisUrl::parse(url).map_err(|e| BackendError::Url(e.to_string()))?;
+        let client = redis_client::client(&parsed).map_err(|e| BackendError::Url(e.to_string()))?;
         let options = LinkOptions {
             kind: LinkKind::Backend,
             reports: true,
@@ -179,7 +180,7 @@ impl RedisBackend {
             response_timeout: Some(settings.response_timeout),
             retry: settings.retry,
         };
-        let link = Arc::new(Link::new(client, redis_client::mask_password(url), "result backend", options, settings.health));
+        let link = Arc::new(Link::new(client, parsed.to_string(), "result backend", options, settings.health));
         link.set_on_connect(Arc::new(|mut conn| {
             async move { store_script().prepare_invoke().load_async(&mut conn).await.map(|_: String| ()) }.boxed()
         }));

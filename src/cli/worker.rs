@@ -17,7 +17,8 @@ use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::health::Health;
 use crate::producer::Producer;
-use crate::redis_client::mask_password;
+use crate::redis_client::{mask_password, RedisUrl};
+use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
 use crate::task::Seconds;
 use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerSettings};
 use crate::App;
@@ -141,20 +142,29 @@ pub(super) struct ConnectedBroker {
 }
 
 pub(super) async fn connect_broker(url: &str, config: &Config, health: Arc<Health>) -> Result<ConnectedBroker, String> {
-    let scheme = url.split("://").next().unwrap_or("");
-    match scheme {
-        "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
-            let broker = RedisBroker::connect_with(url, config.broker_transport_options.clone(), config.broker_connection(), health)
-                .await
-                .map_err(|e| format!("cannot connect to broker {}: {e}", mask_password(url)))?;
-            let lane = Some((url.to_owned(), broker.settle_lane()));
-            Ok(ConnectedBroker { broker: Arc::new(broker), lane })
-        }
-        other => Err(format!(
-            "broker transport {other:?} is not supported yet (use redis://); URL {}",
-            mask_password(url)
-        )),
+    let parsed = parse_redis_url("broker", url)?;
+    let broker = RedisBroker::connect_with(url, config.broker_transport_options.clone(), config.broker_connection(), health)
+        .await
+        .map_err(|e| format!("cannot connect to broker {parsed}: {e}"))?;
+    let lane = Some((url.to_owned(), broker.settle_lane()));
+    Ok(ConnectedBroker { broker: Arc::new(broker), lane })
+}
+
+/// Reads a broker or backend URL once, up front: a URL rcelery cannot use is reported with
+/// its password masked (whatever its shape), and its warnings are logged once.
+fn parse_redis_url(role: &str, url: &str) -> Result<RedisUrl, String> {
+    if !redis_client::is_redis_url(url) {
+        let scheme = url.split_once("://").map(|(s, _)| s).filter(|s| redis_client::url::is_scheme(s));
+        return Err(match scheme {
+            Some(s) => format!("{role} transport {s:?} is not supported yet (use redis://); URL {}", mask_password(url)),
+            None => format!("invalid {role} URL {}: not a URL (use redis://)", mask_password(url)),
+        });
     }
+    let parsed = RedisUrl::parse(url).map_err(|e| format!("invalid {role} URL {}: {e}", mask_password(url)))?;
+    for warning in parsed.warnings() {
+        tracing::warn!("{role} URL {parsed}: {warning}");
+    }
+    Ok(parsed)
 }
 
 /// Connects the result backend. A Redis backend on the same server as a Redis broker whose
@@ -169,34 +179,27 @@ pub(super) async fn connect_backend(
     let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
         return Ok(Arc::new(DisabledBackend));
     };
-    let scheme = url.split("://").next().unwrap_or("");
-    match scheme {
-        "redis" | "rediss" | "unix" | "redis+socket" | "socket" => {
-            let expires = (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
-            let link = BackendLinkSettings {
-                retry: config.backend_retry(),
-                connect_timeout: config.broker_connection().timeout,
-                response_timeout: Duration::from_secs_f64(config.broker_transport_options.socket_timeout.unwrap_or(30.0).max(0.1)),
-                buffer: config.rcelery_result_buffer,
-                health,
-            };
-            // Connected on first use, as Celery's backend: a backend that is down at start
-            // is retried like one that goes down later.
-            let mut backend = RedisBackend::new(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix, link)
-                .map_err(|e| format!("cannot use result backend {}: {e}", mask_password(url)))?;
-            backend.set_chord_ordered(config.result_backend_transport_options.result_chord_ordered);
-            if let Some((broker_url, lane)) = lane {
-                if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
-                    tracing::debug!("results travel with the broker's acks (same Redis server)");
-                }
-            }
-            Ok(Arc::new(backend))
+    let parsed = parse_redis_url("result backend", url)?;
+    parsed.check_backend_rules().map_err(|e| format!("invalid result backend URL {parsed}: {e}"))?;
+    let expires = (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
+    let link = BackendLinkSettings {
+        retry: config.backend_retry(),
+        connect_timeout: config.broker_connection().timeout,
+        response_timeout: parsed.socket_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
+        buffer: config.rcelery_result_buffer,
+        health,
+    };
+    // Connected on first use, as Celery's backend: a backend that is down at start is
+    // retried like one that goes down later.
+    let mut backend = RedisBackend::new(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix, link)
+        .map_err(|e| format!("cannot use result backend {parsed}: {e}"))?;
+    backend.set_chord_ordered(config.result_backend_transport_options.result_chord_ordered);
+    if let Some((broker_url, lane)) = lane {
+        if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
+            tracing::debug!("results travel with the broker's acks (same Redis server)");
         }
-        other => Err(format!(
-            "result backend {other:?} is not supported yet (use redis://); URL {}",
-            mask_password(url)
-        )),
     }
+    Ok(Arc::new(backend))
 }
 
 /// Expands Celery's node-name template (`%h` host, `%n` name, `%d` domain); default

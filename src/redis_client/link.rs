@@ -26,6 +26,10 @@ use tokio::sync::watch;
 
 use crate::health::{Health, LinkKind};
 
+/// How long a reply may take when neither the URL nor the transport options say
+/// (`socket_timeout`): kombu waits forever, which lets a silent network wedge a worker.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often a link that stays down says so.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -341,7 +345,7 @@ impl Link {
     /// Counts a failure, logs it as the outage calls for, and returns the attempt number and
     /// the wait before the next one.
     fn note_failure(&self, error: &str, class: Failure, connecting: bool) -> (u32, Duration) {
-        let error = crate::redis_client::mask_password(error);
+        let error = crate::redis_client::mask::mask_secrets_in_text(error);
         let (attempt, failures, report) = {
             let mut s = lock(&self.state);
             s.failures = s.failures.saturating_add(1);

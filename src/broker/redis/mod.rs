@@ -34,7 +34,8 @@ use crate::health::{Health, LinkKind};
 use crate::protocol::OutgoingMessage;
 use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
-use crate::redis_client::link::{Link, LinkOptions, RetryPolicy};
+use crate::redis_client::link::{Link, LinkOptions, RetryPolicy, DEFAULT_RESPONSE_TIMEOUT};
+use crate::redis_client::RedisUrl;
 use crate::redis_client::spin::Spinner;
 
 /// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
@@ -113,9 +114,6 @@ impl Scripts {
     }
 }
 
-/// Response timeout when `socket_timeout` is not set.
-const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A Redis broker connection.
 pub struct RedisBroker {
     url: String,
@@ -149,15 +147,21 @@ impl RedisBroker {
         settings: ConnectionSettings,
         health: Arc<Health>,
     ) -> Result<RedisBroker, BrokerError> {
-        let client = redis_client::client(url).map_err(|e| BrokerError::Url {
-            url: redis_client::mask_password(url),
-            reason: redis_client::mask_password(&e.to_string()),
-        })?;
-        let display = redis_client::mask_password(url);
-        let connect_timeout = options.socket_connect_timeout.map_or(settings.timeout, secs);
+        let bad_url = |reason: String| BrokerError::Url { url: redis_client::mask_password(url), reason };
+        let parsed = RedisUrl::parse(url).map_err(|e| bad_url(e.to_string()))?;
+        let client = redis_client::client(&parsed).map_err(|e| bad_url(e.to_string()))?;
+        let display = parsed.to_string();
+        // The transport options win over the URL's query, as kombu merges them.
+        let connect_timeout = options
+            .socket_connect_timeout
+            .map(secs)
+            .or(parsed.socket_connect_timeout)
+            .or(parsed.socket_timeout)
+            .unwrap_or(settings.timeout);
         let retry = RetryPolicy::broker(settings.max_retries);
         let retry = if settings.retry { retry } else { RetryPolicy { max_retries: Some(0), ..retry } };
-        let response_timeout = Some(options.socket_timeout.map_or(DEFAULT_SOCKET_TIMEOUT, secs));
+        let response_timeout =
+            Some(options.socket_timeout.map(secs).or(parsed.socket_timeout).unwrap_or(DEFAULT_RESPONSE_TIMEOUT));
         let link = Arc::new(Link::new(
             client.clone(),
             display.clone(),
@@ -166,7 +170,7 @@ impl RedisBroker {
             Arc::clone(&health),
         ));
         // BRPOP blocks for up to `brpop_timeout`: its reply may take that long, and more.
-        let blocking_timeout = secs(options.brpop_timeout.max(0.0)) + response_timeout.unwrap_or(DEFAULT_SOCKET_TIMEOUT);
+        let blocking_timeout = secs(options.brpop_timeout.max(0.0)) + response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
         let blocking = Arc::new(Link::new(
             client,
             display,
