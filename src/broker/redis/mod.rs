@@ -12,6 +12,7 @@ mod publish;
 mod restore;
 mod scripts;
 mod settle;
+mod tail;
 
 pub use envelope::{parse as parse_envelope, BadEnvelope, Envelope, EnvelopeError};
 pub use keys::{binding_member, Keys, DEFAULT_PRIORITY_STEPS, SEP};
