@@ -124,3 +124,21 @@ fn the_tail_port_reads_kombus_envelopes() {
         );
     }
 }
+
+#[test]
+fn documents_at_the_nesting_limit_keep_the_invariants() {
+    for depth in [511, 512, 513, 600] {
+        let objects = format!("{}1{}", "{\"a\": ".repeat(depth), "}".repeat(depth));
+        let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let mixed = format!(
+            "{}1{}",
+            "{\"a\": [".repeat(depth / 2),
+            "]}".repeat(depth / 2)
+        );
+        for doc in [&objects, &arrays, &mixed] {
+            checked(json::check, doc.as_bytes());
+        }
+        let deep_headers = format!(r#"{{"body": "", "headers": {objects}, "properties": {{}}}}"#);
+        checked(envelope::check, deep_headers.as_bytes());
+    }
+}
