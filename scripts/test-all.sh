@@ -22,6 +22,7 @@ fi
 
 echo "== cargo test"
 cargo test --workspace --release 2>&1
+echo "== fuzz smoke run (every decoder, 20 s each)" && bash scripts/fuzz-smoke.sh
 echo "== compatibility tests (real Celery, real Redis)"
 bash scripts/compat-tests.sh
 echo "== fault tests (real redis-servers killed, restarted, paused and filled)"

@@ -249,9 +249,9 @@ impl RedisBackend {
     }
 }
 
-/// Decodes a stored value: pickle when it starts with PROTO, else JSON (Celery writes with
-/// the result serializer).
-fn decode_stored(raw: &[u8]) -> Result<Value, BackendError> {
+/// Decodes a stored value (a result meta, a chord part): pickle when it starts with PROTO,
+/// else JSON (Celery writes with the result serializer). Public for the decoder fuzz targets.
+pub fn decode_stored(raw: &[u8]) -> Result<Value, BackendError> {
     if raw.first() == Some(&0x80) {
         crate::codec::pickle::decode(raw).map_err(|e| BackendError::Decode(e.to_string()))
     } else {

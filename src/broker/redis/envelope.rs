@@ -49,8 +49,24 @@ pub struct BadEnvelope {
 /// decoded straight from it) and only `headers` becomes a [`Dict`]. The result is what a full
 /// decode would give, for the same inputs (the same errors too); a repeated key counts with
 /// its last value, as in Python.
+///
+/// The delivery tag, parsed or not, is the one the fetch script recorded the item under when
+/// its fast path read one from the item's tail (see `tail.rs`), so that the item is always
+/// settled under the tag it is held by in `unacked`.
 pub fn parse(raw: &[u8]) -> Result<Envelope, BadEnvelope> {
-    walk(raw).map_err(|e| bad(e.into(), None))?.into_envelope()
+    let parsed = walk(raw)
+        .map_err(|e| bad(e.into(), None))
+        .and_then(Fields::into_envelope);
+    let Some(recorded) = super::tail::recorded_tag(raw) else {
+        return parsed;
+    };
+    match parsed {
+        Ok(env) => Ok(Envelope {
+            delivery_tag: Some(recorded.to_owned()),
+            ..env
+        }),
+        Err(e) => Err(bad(e.error, Some(recorded.to_owned()))),
+    }
 }
 
 /// An envelope's members as read, borrowed from the raw bytes where possible.
@@ -318,5 +334,26 @@ mod tests {
         }
         assert!(matches!(parse(b"[1, 2]").unwrap_err().error, EnvelopeError::Shape(_)));
         assert!(matches!(parse(b"{\"body\": \"x\"} extra").unwrap_err().error, EnvelopeError::Json(_)));
+    }
+
+    #[test]
+    fn items_are_settled_under_the_tag_the_fetch_script_recorded() {
+        // Found by fuzzing: a NUL in the headers. The script's fast path reads the tag from the
+        // tail and records the item as unacked; the refusal must carry that tag to remove it.
+        let garbage = KOMBU.replace(r#""id": "i1""#, "\"id\":\u{0} \"i1\"");
+        let e = parse(garbage.as_bytes()).unwrap_err();
+        assert!(matches!(e.error, EnvelopeError::Json(_)));
+        assert_eq!(e.delivery_tag.as_deref(), Some("t1"));
+        // Valid JSON with a second kombu-shaped tail: the tail read is the one recorded.
+        let two_tails = KOMBU
+            .replace(r#"{"exchange": "", "routing_key": "default"}"#, r#"{"routing_key": "default", "exchange": ""}"#)
+            .replace(
+                r#""delivery_tag": "t1"}}"#,
+                r#""delivery_tag": "t1"}, "x": {"delivery_info": {"exchange": "", "routing_key": ""}, "priority": 0, "body_encoding": "base64", "delivery_tag": "t2"}}"#,
+            );
+        assert_eq!(
+            parse(two_tails.as_bytes()).unwrap().delivery_tag.as_deref(),
+            Some("t2")
+        );
     }
 }

@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, watch};
 use super::envelope;
 use super::keys::Keys;
 use super::settle::ScriptCall;
-use super::tail;
 use crate::broker::{Delivery, PrefetchPermit, PrefetchWindow};
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::{Failure, Link, LinkError};
@@ -198,10 +197,7 @@ impl Fetcher {
                         message = %String::from_utf8_lossy(&raw[..raw.len().min(256)]),
                         "Received and deleted unknown message. Wrong destination?!?"
                     );
-                    // The fetch script recorded it as unacked if it found a tag, in the JSON or
-                    // (for garbage) in a kombu-shaped tail: remove it now.
-                    let tag = bad.delivery_tag.or_else(|| tail::kombu_tag(&raw).map(str::to_owned));
-                    if let Some(tag) = tag {
+                    if let Some(tag) = bad.delivery_tag {
                         self.lane.push_ack(tag);
                     }
                 }

@@ -15,7 +15,7 @@ mod scripts;
 mod settle;
 mod tail;
 
-pub use envelope::{parse as parse_envelope, BadEnvelope, Envelope, EnvelopeError};
+pub use envelope::{mark_redelivered, parse as parse_envelope, priority_of, BadEnvelope, Envelope, EnvelopeError};
 pub use keys::{binding_member, Keys, DEFAULT_PRIORITY_STEPS, SEP};
 pub use publish::envelope as publish_envelope;
 

@@ -38,10 +38,12 @@ impl<'a> PullReader<'a> {
     /// Enters the object that is next (check with [`at_object`](Self::at_object)); walk its
     /// members with [`next_key`](Self::next_key).
     pub fn enter_object(&mut self) -> Result<(), JsonError> {
-        if !self.r.eat(b'{') {
+        if !self.at_object() {
             return Err(self.r.error("Expecting value"));
         }
+        // Depth first, then the brace: too deep fails at the brace, as `decode` fails.
         self.r.descend()?;
+        self.r.eat(b'{');
         self.first = true;
         Ok(())
     }
