@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -14,6 +15,9 @@ use crate::task::Seconds;
 /// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`;
 /// rcelery speaks Redis).
 pub const DEFAULT_BROKER_URL: &str = "redis://localhost:6379/0";
+
+/// `rcelery_wedge_warn_after` when not set, in seconds.
+const DEFAULT_WEDGE_WARN_AFTER: f64 = 60.0;
 
 /// One entry of `task_queues`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -150,6 +154,10 @@ pub struct Config {
     /// (unchanged, e.g. to a queue a Python worker consumes) instead of failing them with
     /// `NotRegistered`. `--forward-unknown-tasks` overrides it.
     pub rcelery_forward_unknown_tasks: Option<String>,
+    /// rcelery's own: seconds every slot may stay busy with the same tasks before the worker
+    /// warns that it may be wedged (60); wedge warnings repeat at this interval. See
+    /// [`Config::wedge_warn_after`].
+    pub rcelery_wedge_warn_after: f64,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -186,12 +194,21 @@ impl Default for Config {
             worker_disable_rate_limits: false,
             task_routes: None,
             rcelery_forward_unknown_tasks: None,
+            rcelery_wedge_warn_after: DEFAULT_WEDGE_WARN_AFTER,
             unknown: BTreeMap::new(),
         }
     }
 }
 
 impl Config {
+    /// `rcelery_wedge_warn_after` as a duration: a value that is not a positive number of
+    /// seconds means the default (60 s).
+    pub fn wedge_warn_after(&self) -> Duration {
+        let secs = self.rcelery_wedge_warn_after;
+        let valid = secs.is_finite() && secs > 0.0;
+        Duration::from_secs_f64(if valid { secs.min(1e9) } else { DEFAULT_WEDGE_WARN_AFTER })
+    }
+
     /// `task_routes`, read (empty when unset).
     pub fn routes(&self) -> Result<crate::producer::Routes, String> {
         match &self.task_routes {
@@ -371,6 +388,17 @@ visibility_timeout = 2
         assert!(c.worker_disable_rate_limits && c.unknown_settings().is_empty());
         let c = Config::from_toml("task_default_rate_limit = 5").unwrap();
         assert_eq!(c.task_default_rate_limit, Some(RateLimitSetting::Number(5.0)));
+    }
+
+    #[test]
+    fn wedge_warn_after_defaults_to_a_minute() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(Config::default().wedge_warn_after(), minute);
+        let c = Config::from_toml("rcelery_wedge_warn_after = 2.5").unwrap();
+        assert_eq!(c.wedge_warn_after(), Duration::from_millis(2500));
+        assert!(c.unknown_settings().is_empty());
+        let zero = Config::from_toml("rcelery_wedge_warn_after = 0").unwrap();
+        assert_eq!(zero.wedge_warn_after(), minute);
     }
 
     #[test]

@@ -101,6 +101,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<(), String> {
             retry_interval: config.result_chord_retry_interval.max(0.0),
             join_timeout: Duration::from_secs_f64(config.result_chord_join_timeout.max(0.0)),
         },
+        wedge_warn_after: config.wedge_warn_after(),
     };
     let info = banner::Info {
         hostname: &hostname,
