@@ -6,7 +6,9 @@ Every test gets its own servers on free ports (`redis_factory`), its own worker(
 (`producer_factory`) that publishes with kombu exactly as a Django project does. Nothing is
 mocked and nothing is skipped: a server that cannot be started fails the test.
 """
+import gc
 import itertools
+import os
 import re
 import sys
 from pathlib import Path
@@ -18,6 +20,10 @@ sys.path.insert(0, str(ROOT / "python-fixtures"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Worker  # noqa: E402
+
+# Each test gives its worker the URLs in its config; nothing may come from the environment.
+for _var in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "RCELERY_FIXTURE_CONFIG"):
+    os.environ.pop(_var, None)
 from servers import FaultyRedis  # noqa: E402
 
 _apps = itertools.count()
@@ -102,6 +108,8 @@ def producer_factory():
         return app
 
     yield make
+    # Let AsyncResult finalizers unsubscribe while the servers are still up.
+    gc.collect()
     for app in apps:
         app.close()
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -14,6 +15,9 @@ use crate::task::Seconds;
 /// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`;
 /// rcelery speaks Redis).
 pub const DEFAULT_BROKER_URL: &str = "redis://localhost:6379/0";
+
+/// `rcelery_wedge_warn_after` when not set, in seconds.
+const DEFAULT_WEDGE_WARN_AFTER: f64 = 60.0;
 
 /// One entry of `task_queues`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -170,6 +174,14 @@ pub struct Config {
     /// (10000). When the buffer is full, finished tasks wait for room before the worker
     /// starts more; see docs/reliability.md.
     pub rcelery_result_buffer: usize,
+    /// rcelery's own: seconds every slot may stay busy with the same tasks before the worker
+    /// warns that it may be wedged (60); wedge warnings repeat at this interval. See
+    /// [`Config::wedge_warn_after`].
+    pub rcelery_wedge_warn_after: f64,
+    /// rcelery's own: restart in place (as on SIGHUP) when every slot has been held by a
+    /// thread abandoned at its time limit for `rcelery_wedge_warn_after` (true); the restart
+    /// ends those threads, as Celery's pool replaces a child killed at its hard limit.
+    pub rcelery_restart_when_wedged: bool,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -213,12 +225,22 @@ impl Default for Config {
             result_backend_base_sleep_between_retries_ms: 10,
             result_backend_max_sleep_between_retries_ms: 10_000,
             rcelery_result_buffer: 10_000,
+            rcelery_wedge_warn_after: DEFAULT_WEDGE_WARN_AFTER,
+            rcelery_restart_when_wedged: true,
             unknown: BTreeMap::new(),
         }
     }
 }
 
 impl Config {
+    /// `rcelery_wedge_warn_after` as a duration: a value that is not a positive number of
+    /// seconds means the default (60 s).
+    pub fn wedge_warn_after(&self) -> Duration {
+        let secs = self.rcelery_wedge_warn_after;
+        let valid = secs.is_finite() && secs > 0.0;
+        Duration::from_secs_f64(if valid { secs.min(1e9) } else { DEFAULT_WEDGE_WARN_AFTER })
+    }
+
     /// `task_routes`, read (empty when unset).
     pub fn routes(&self) -> Result<crate::producer::Routes, String> {
         match &self.task_routes {
@@ -421,6 +443,17 @@ visibility_timeout = 2
         assert!(c.worker_disable_rate_limits && c.unknown_settings().is_empty());
         let c = Config::from_toml("task_default_rate_limit = 5").unwrap();
         assert_eq!(c.task_default_rate_limit, Some(RateLimitSetting::Number(5.0)));
+    }
+
+    #[test]
+    fn wedge_warn_after_defaults_to_a_minute() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(Config::default().wedge_warn_after(), minute);
+        let c = Config::from_toml("rcelery_wedge_warn_after = 2.5").unwrap();
+        assert_eq!(c.wedge_warn_after(), Duration::from_millis(2500));
+        assert!(c.unknown_settings().is_empty());
+        let zero = Config::from_toml("rcelery_wedge_warn_after = 0").unwrap();
+        assert_eq!(zero.wedge_warn_after(), minute);
     }
 
     #[test]

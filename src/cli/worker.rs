@@ -105,6 +105,8 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
             retry_interval: config.result_chord_retry_interval.max(0.0),
             join_timeout: Duration::from_secs_f64(config.result_chord_join_timeout.max(0.0)),
         },
+        wedge_warn_after: config.wedge_warn_after(),
+        restart_when_wedged: config.rcelery_restart_when_wedged,
     };
     let info = banner::Info {
         hostname: &hostname,

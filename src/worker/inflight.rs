@@ -43,6 +43,11 @@ impl Inflight {
         }
     }
 
+    /// How many tags are held.
+    pub fn len(&self) -> usize {
+        self.tags.lock().map_or(0, |tags| tags.len())
+    }
+
     /// Takes every tag still held, oldest delivery first.
     pub fn drain(&self) -> Vec<String> {
         let Ok(mut tags) = self.tags.lock() else { return Vec::new() };

@@ -1,9 +1,11 @@
 //! The worker: consumes deliveries within the prefetch window, runs each on the runtime or
-//! the blocking pool with at most `concurrency` running at once, stores results, settles
-//! messages, and shuts down without losing any.
+//! on its slot's thread with at most `concurrency` running at once, stores results, settles
+//! messages, and shuts down without losing any. A watchdog warns when slots stay stuck;
+//! SIGUSR1 logs what every slot holds.
 
 mod canvas;
 mod chord_unlock;
+mod dump;
 mod eta;
 mod forward;
 mod execute;
@@ -13,9 +15,12 @@ mod rate_limit;
 mod request;
 mod retry;
 mod shutdown;
+mod slots;
 mod throttle;
 mod time_limit;
 mod timeout;
+mod watchdog;
+mod wedged;
 
 pub use rate_limit::{parse_rate, RateLimitError, TokenBucket};
 pub use shutdown::ShutdownKind;
@@ -26,7 +31,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +42,7 @@ use crate::health::Health;
 use crate::producer::Producer;
 use crate::task::Registry;
 use inflight::Inflight;
+use slots::Slots;
 use throttle::Throttle;
 
 /// How the worker behaves (the worker-side Celery settings).
@@ -74,6 +80,12 @@ pub struct WorkerSettings {
     pub forward_unknown: Option<String>,
     /// How chords are joined from stored results.
     pub chord: ChordSettings,
+    /// `rcelery_wedge_warn_after`: how long every slot may be busy with the same tasks before
+    /// the worker warns (and says it is wedged); wedge warnings repeat at this interval.
+    pub wedge_warn_after: Duration,
+    /// `rcelery_restart_when_wedged` (true): restart in place when every slot has been held
+    /// by an abandoned thread for `wedge_warn_after`.
+    pub restart_when_wedged: bool,
 }
 
 /// Celery's chord join settings.
@@ -107,7 +119,10 @@ pub(crate) struct Shared {
     producer: Producer,
     backend: Arc<dyn ResultBackend>,
     settings: WorkerSettings,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
+    /// Raised while every slot is held by a blocking thread abandoned at its time limit: the
+    /// worker runs nothing until one returns, and only a restart frees them sooner.
+    every_slot_abandoned: watch::Sender<bool>,
     throttle: Throttle,
     inflight: Inflight,
     shutdown: CancellationToken,
@@ -153,7 +168,7 @@ impl Worker {
         if !registry.contains(chord_unlock::NAME) {
             registry.insert(chord_unlock::task_def(Arc::clone(&backend), producer.clone(), settings.chord));
         }
-        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let slots = Slots::new(settings.concurrency);
         let throttle = Throttle::new(&registry, settings.default_rate_limit.as_deref(), settings.disable_rate_limits)?;
         Ok(Worker {
             shared: Arc::new(Shared {
@@ -163,6 +178,7 @@ impl Worker {
                 backend,
                 settings,
                 slots,
+                every_slot_abandoned: watch::Sender::new(false),
                 throttle,
                 inflight: Inflight::default(),
                 shutdown: CancellationToken::new(),
@@ -185,11 +201,15 @@ impl Worker {
     pub async fn run(self) -> Result<Exit, WorkerError> {
         let mut signals = shutdown::listen()?;
         let shared = &self.shared;
+        let dump = dump::listen(Arc::clone(shared))?;
+        let watchdog = watchdog::spawn(Arc::clone(shared));
         let window = PrefetchWindow::new(self.prefetch_count());
         let mut deliveries = Arc::clone(&shared.broker)
             .consume(shared.settings.queues.clone(), window.clone())
             .await?;
         let tracker = TaskTracker::new();
+        let wedged = wedged::every_slot_abandoned_for(Arc::clone(shared), shared.settings.wedge_warn_after);
+        tokio::pin!(wedged);
         let leases_stop = CancellationToken::new();
         tokio::spawn(lease::keep(Arc::clone(shared), leases_stop.clone()));
         tracing::info!("{} ready.", shared.settings.hostname);
@@ -213,6 +233,13 @@ impl Worker {
                     None => break ShutdownKind::Warm,
                 },
                 k = signals.recv() => break k.unwrap_or(ShutdownKind::Warm),
+                _ = &mut wedged => {
+                    tracing::error!(
+                        "every slot has been held by a thread abandoned at its time limit for {:?}: restarting in place to end them (rcelery_restart_when_wedged)",
+                        shared.settings.wedge_warn_after
+                    );
+                    break ShutdownKind::Restart;
+                }
             }
         };
         let fatal = shared.broker.fatal_error();
@@ -238,7 +265,7 @@ impl Worker {
         }
         tracker.close();
         if kind != ShutdownKind::Cold {
-            let running = shared.settings.concurrency - shared.slots.available_permits().min(shared.settings.concurrency);
+            let running = shared.slots.running();
             if running > 0 {
                 tracing::info!("waiting for {running} running task(s) to finish");
             }
@@ -268,6 +295,8 @@ impl Worker {
             }
         }
         leases_stop.cancel();
+        watchdog.abort();
+        dump.abort();
         if let Some(reason) = fatal {
             return Err(WorkerError::BrokerLost(reason));
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{canvas, eta, forward, retry, time_limit, timeout, Shared};
+use super::{canvas, eta, forward, retry, slots, time_limit, timeout, Shared};
 use crate::backend::meta::exception_meta;
 use crate::backend::{ExtendedMeta, ResultRecord, State};
 use crate::broker::{Delivery, PrefetchPermit};
@@ -80,11 +80,19 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         return Box::pin(revoke_expired(&shared, &mut unsettled, &message)).await;
     }
 
+    // While the backend cannot store results, no task starts until it has room again: the
+    // worker stops taking on work (and, with early ack, acking it) instead of piling up
+    // results in memory.
+    tokio::select! {
+        _ = shared.backend.wait_for_room() => {}
+        _ = shared.shutdown.cancelled() => return,
+    }
+    let limits = time_limit::resolve(&message, &def.options, &shared.settings.time_limits);
     let slot = tokio::select! {
-        s = shared.slots.clone().acquire_owned() => s,
+        s = shared.slots.acquire(&message.id, message.display_name(), slots::run_kind(&def.handler), limits) => s,
         _ = shared.shutdown.cancelled() => return,
     };
-    let Ok(slot) = slot else { return };
+    let Some(slot) = slot else { return };
     let acks_late = def.options.acks_late.unwrap_or(shared.settings.acks_late);
     if !acks_late {
         unsettled.ack(&shared);
@@ -102,15 +110,9 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let started = Instant::now();
     let ctx = Context::for_task(Arc::clone(&request), &def.options);
     let m = &request.message;
-    let limits = time_limit::resolve(m, &def.options, &shared.settings.time_limits);
-    let outcome = Box::pin(timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m)).await;
+    // A blocking task's slot stays taken until its function returns, even past this point.
+    let outcome = Box::pin(timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m, slot)).await;
     let outcome = retry::autoretry(outcome, &request, &def.options);
-    if !ignore_result {
-        // While the backend cannot store results, finished tasks keep their slot until it has
-        // room: the worker then stops taking on work instead of piling up results.
-        shared.backend.wait_for_room().await;
-    }
-    drop(slot);
     let runtime = started.elapsed().as_secs_f64();
     shared.stats.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 

@@ -7,23 +7,28 @@
 //! - **Hard limit**: logged as an error; the task is ended and fails with
 //!   `TimeLimitExceeded(<hard>)`.
 //!
-//! "Ended" means: an async task's future is dropped; a blocking task's thread cannot be
-//! stopped, so it is abandoned (it runs on in the background, its result is discarded) and
-//! its concurrency slot is freed; an `inline` task runs on the runtime and cannot be
-//! interrupted at all, so its limits are checked when it returns.
+//! The limits count from when the body starts running (a blocking body: when its thread
+//! takes it), not while it waits for a slot.
+//!
+//! "Ended" means: an async task's future is dropped (and its slot freed with it); a blocking
+//! task's thread cannot be stopped, so it is abandoned: it runs on in the background, its
+//! result is discarded, and its slot stays taken until the function returns (see
+//! [`super::slots`]); an `inline` task runs on the runtime and cannot be interrupted at all,
+//! so its limits are checked when it returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::Either;
+use tokio::sync::oneshot;
 
 use super::execute;
+use super::slots::{Limit, Slot};
 use super::time_limit::TimeLimits;
 use crate::protocol::TaskMessage;
 use crate::task::{Context, Handler, Seconds, SoftLimit, TaskError};
 use crate::value::{Dict, Value};
 
-/// Runs `handler` like [`execute::run`], ending it at its limits.
+/// Runs `handler` in `slot` like [`execute::run`], ending it at its limits.
 pub async fn run(
     handler: &Handler,
     ctx: Context,
@@ -31,11 +36,15 @@ pub async fn run(
     kwargs: Dict,
     limits: TimeLimits,
     message: &TaskMessage,
+    slot: Slot,
 ) -> Result<Value, TaskError> {
+    let occupant = slot.occupant();
     if limits.is_none() {
-        return execute::run(handler, ctx, args, kwargs).await;
+        // Nothing is armed when the body starts: it counts as started now.
+        occupant.started();
+        return execute::run(handler, ctx, args, kwargs, slot, None).await;
     }
-    let started = Instant::now();
+    let begun = Instant::now();
     let signal = Arc::new(SoftLimit::new());
     let ctx = ctx.with_soft_limit(Arc::clone(&signal));
     let soft = limits.soft.and_then(|s| s.duration().map(|d| (s, d)));
@@ -46,40 +55,59 @@ pub async fn run(
         Some((h, soft.map_or(d, |(_, s)| d.max(s))))
     });
 
-    let task = execute::run(handler, ctx, args, kwargs);
+    let (started_tx, mut started_rx) = oneshot::channel();
+    let task = execute::run(handler, ctx, args, kwargs, slot, Some(started_tx));
     tokio::pin!(task);
-    let soft_timer = timer(soft.map(|(_, d)| d));
+    // Armed when the body starts.
+    let soft_timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(soft_timer);
-    let hard_timer = timer(hard.map(|(_, d)| d));
+    let hard_timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(hard_timer);
+    let mut running = false;
     let mut soft_fired = false;
 
     let outcome = loop {
         tokio::select! {
             biased;
             out = &mut task => break out,
-            _ = &mut hard_timer => {
+            _ = &mut started_rx, if !running => {
+                running = true;
+                occupant.started();
+                let now = tokio::time::Instant::now();
+                if let Some((_, d)) = soft {
+                    soft_timer.as_mut().reset(now + d);
+                }
+                if let Some((_, d)) = hard {
+                    hard_timer.as_mut().reset(now + d);
+                }
+            }
+            _ = &mut hard_timer, if running && hard.is_some() => {
                 if let Some((h, _)) = hard {
                     let err = hard_timeout(h, message);
-                    abandoned(handler, message, "hard");
+                    if abandoned(handler, message, "hard") {
+                        occupant.abandoned(Limit::Hard);
+                    }
                     return Err(err);
                 }
             }
-            _ = &mut soft_timer, if !soft_fired => {
+            _ = &mut soft_timer, if running && soft.is_some() && !soft_fired => {
                 soft_fired = true;
                 if let Some((s, _)) = soft {
                     log_soft(s, message);
                     signal.fire();
                     if !signal.observed() {
-                        abandoned(handler, message, "soft");
+                        if abandoned(handler, message, "soft") {
+                            occupant.abandoned(Limit::Soft);
+                        }
                         return Err(TaskError::soft_time_limit_exceeded());
                     }
+                    occupant.passed_soft_limit();
                 }
             }
         }
     };
     if matches!(handler, Handler::Inline(_)) {
-        return check_afterwards(outcome, started.elapsed(), soft, hard, &signal, message);
+        return check_afterwards(outcome, begun.elapsed(), soft, hard, &signal, message);
     }
     outcome
 }
@@ -88,14 +116,6 @@ pub async fn run(
 /// as "Task handler raised error" and stores it without a traceback).
 pub fn is_hard_timeout(err: &TaskError) -> bool {
     err.exc_type == "TimeLimitExceeded" && err.exc_module == "billiard.exceptions"
-}
-
-/// A timer that fires after `after`, or never.
-fn timer(after: Option<Duration>) -> impl std::future::Future<Output = ()> {
-    match after {
-        Some(d) => Either::Left(tokio::time::sleep(d)),
-        None => Either::Right(std::future::pending()),
-    }
 }
 
 /// The failure for a task ended by its hard limit, logged as Celery logs it.
@@ -110,11 +130,14 @@ fn log_soft(soft: Seconds, m: &TaskMessage) {
     tracing::warn!(task_id = %m.id, task_name = %m.display_name(), "Soft time limit ({soft}s) exceeded for {}[{}]", m.display_name(), m.id);
 }
 
-/// A blocking task's thread cannot be stopped: say that it runs on unsupervised.
-fn abandoned(handler: &Handler, m: &TaskMessage, which: &str) {
-    if matches!(handler, Handler::Blocking(_)) {
-        tracing::warn!(task_id = %m.id, task_name = %m.display_name(), "{}[{}]: a blocking task cannot be interrupted; its thread is abandoned at the {which} time limit and its result will be discarded", m.display_name(), m.id);
+/// A blocking task's thread cannot be stopped: say that it runs on unsupervised, holding
+/// its slot. True for a blocking task.
+fn abandoned(handler: &Handler, m: &TaskMessage, which: &str) -> bool {
+    if !matches!(handler, Handler::Blocking(_)) {
+        return false;
     }
+    tracing::warn!(task_id = %m.id, task_name = %m.display_name(), "{}[{}]: a blocking task cannot be interrupted; its thread is abandoned at the {which} time limit and its result will be discarded; its slot stays taken until the thread returns", m.display_name(), m.id);
+    true
 }
 
 /// An inline task ran to the end in one go: apply the limits it overran.
@@ -143,6 +166,7 @@ fn check_afterwards(
 mod tests {
     use super::*;
     use crate::task::Request;
+    use crate::worker::slots::{run_kind, SlotState, Slots};
 
     fn message() -> TaskMessage {
         TaskMessage {
@@ -173,11 +197,17 @@ mod tests {
     }
 
     fn ctx() -> Context {
-        Context::new(Arc::new(Request { message: message(), hostname: "w".into() }))
+        Context::new(Arc::new(Request {
+            message: message(),
+            hostname: "w".into(),
+        }))
     }
 
     fn limits(hard: Option<f64>, soft: Option<f64>) -> TimeLimits {
-        TimeLimits { hard: hard.map(Seconds::Float), soft: soft.map(Seconds::Float) }
+        TimeLimits {
+            hard: hard.map(Seconds::Float),
+            soft: soft.map(Seconds::Float),
+        }
     }
 
     fn sleeper(ms: u64) -> Handler {
@@ -201,28 +231,40 @@ mod tests {
     }
 
     async fn go(h: Handler, l: TimeLimits) -> Result<Value, TaskError> {
-        run(&h, ctx(), Vec::new(), Dict::new(), l, &message()).await
+        let slots = Slots::new(1);
+        let slot = slots.acquire("id", "t", run_kind(&h), l).await.unwrap();
+        run(&h, ctx(), Vec::new(), Dict::new(), l, &message(), slot).await
     }
 
     #[tokio::test(start_paused = true)]
     async fn within_limits_the_result_stands() {
-        assert_eq!(go(sleeper(10), limits(Some(1.0), Some(0.5))).await, Ok(Value::Int(1)));
+        assert_eq!(
+            go(sleeper(10), limits(Some(1.0), Some(0.5))).await,
+            Ok(Value::Int(1))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_unaware_task_ends_at_the_soft_limit() {
-        let err = go(sleeper(10_000), limits(Some(5.0), Some(1.0))).await.unwrap_err();
+        let err = go(sleeper(10_000), limits(Some(5.0), Some(1.0)))
+            .await
+            .unwrap_err();
         assert_eq!(err, TaskError::soft_time_limit_exceeded());
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_aware_task_handles_the_soft_limit() {
-        assert_eq!(go(soft_aware(10_000), limits(Some(5.0), Some(1.0))).await, Ok(Value::str("soft")));
+        assert_eq!(
+            go(soft_aware(10_000), limits(Some(5.0), Some(1.0))).await,
+            Ok(Value::str("soft"))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_hard_limit_ends_the_task_with_its_value() {
-        let err = go(soft_aware(10_000), limits(Some(2.0), None)).await.unwrap_err();
+        let err = go(soft_aware(10_000), limits(Some(2.0), None))
+            .await
+            .unwrap_err();
         assert!(is_hard_timeout(&err));
         assert_eq!(err.args, vec![Value::Float(2.0)]);
     }
@@ -251,7 +293,58 @@ mod tests {
         let start = Instant::now();
         let err = go(h, limits(Some(0.05), None)).await.unwrap_err();
         assert!(is_hard_timeout(&err));
-        assert!(start.elapsed() < Duration::from_millis(400), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_async_task_ended_at_its_limit_frees_its_slot_at_once() {
+        let slots = Slots::new(1);
+        let l = limits(Some(1.0), None);
+        let slot = slots.acquire("id", "t", "async", l).await.unwrap();
+        let err = run(
+            &sleeper(10_000),
+            ctx(),
+            Vec::new(),
+            Dict::new(),
+            l,
+            &message(),
+            slot,
+        )
+        .await
+        .unwrap_err();
+        assert!(is_hard_timeout(&err));
+        assert!(slots.snapshot().iter().all(Option::is_none));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_blocking_task_holds_its_slot_until_its_thread_returns() {
+        let slots = Slots::new(1);
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let h = Handler::Blocking(Arc::new(move |_, _, _| {
+            let _ = wait.lock().map(|w| w.recv());
+            Ok(Value::None)
+        }));
+        let l = limits(Some(0.05), None);
+        let slot = slots.acquire("id", "t", "blocking", l).await.unwrap();
+        let err = run(&h, ctx(), Vec::new(), Dict::new(), l, &message(), slot)
+            .await
+            .unwrap_err();
+        assert!(is_hard_timeout(&err));
+        let held = slots.snapshot()[0].clone().expect("the slot is still held");
+        assert_eq!(held.state, SlotState::Abandoned(Limit::Hard));
+        assert!(held.started.is_some());
+        release.send(()).unwrap();
+        let freed = slots.acquire("next", "t", "blocking", l).await.unwrap();
+        assert_eq!(
+            slots.snapshot()[0].as_ref().map(|v| v.task_id.as_str()),
+            Some("next")
+        );
+        drop(freed);
     }
 
     #[tokio::test]
