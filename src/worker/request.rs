@@ -54,6 +54,8 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         }
         Err(e) => return Box::pin(refuse(&shared, &mut unsettled, e)).await,
     };
+    // The body is decoded: its bytes need not wait with the message (an ETA may be far off).
+    drop(raw);
     let Some(def) = shared.registry.get(&message.name).cloned() else {
         return unsettled.reject(&shared, false);
     };
@@ -69,6 +71,14 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             }
         }
     }
+    // The rest is a future of several kilobytes: allocated only now, so that a message held
+    // for its ETA costs no more than its decoded form and a timer.
+    Box::pin(run(shared, unsettled, message, def)).await
+}
+
+/// A received message whose ETA has come: waits for a rate-limit token, a result-buffer
+/// place and a slot, runs the task, stores its result and settles the message.
+async fn run(shared: Arc<Shared>, mut unsettled: Unsettled, message: TaskMessage, def: Arc<crate::task::TaskDef>) {
     if shared.throttle.limits(&def.name) {
         // Wait for a token, unacked and keeping the prefetch slot (as Celery 5.5 does).
         tokio::select! {
