@@ -299,7 +299,7 @@ impl Machine<'_> {
             Global::DateTime => {
                 if n <= 2 && n > 0 {
                     if let Some(state) = self.state_bytes(args[0], 10) {
-                        return value(Value::DateTime(c::datetime_from_state(&state, self.tz_arg(args.get(1))?)?));
+                        return value(Value::DateTime(Box::new(c::datetime_from_state(&state, self.tz_arg(args.get(1))?)?)));
                     }
                 }
                 arity(3, 8)?;
@@ -309,7 +309,7 @@ impl Machine<'_> {
                 }
                 let date = c::date(f[0], f[1], f[2])?;
                 let time = c::time(f[3], f[4], f[5], f[6], self.tz_arg(args.get(7))?, 0)?;
-                value(Value::DateTime(crate::value::DateTime { date, time }))
+                value(Value::DateTime(Box::new(crate::value::DateTime { date, time })))
             }
             Global::Date => {
                 if n == 1 {
@@ -327,7 +327,7 @@ impl Machine<'_> {
                 if n <= 2 && n > 0 {
                     if let Some(state) = self.state_bytes(args[0], 6) {
                         if state[0] & 0x7f < 24 {
-                            return value(Value::Time(c::time_from_state(&state, self.tz_arg(args.get(1))?)?));
+                            return value(Value::Time(Box::new(c::time_from_state(&state, self.tz_arg(args.get(1))?)?)));
                         }
                     }
                 }
@@ -336,7 +336,7 @@ impl Machine<'_> {
                 for (i, &a) in args.iter().take(4).enumerate() {
                     f[i] = self.int_arg(a, "time")?;
                 }
-                value(Value::Time(c::time(f[0], f[1], f[2], f[3], self.tz_arg(args.get(4))?, 0)?))
+                value(Value::Time(Box::new(c::time(f[0], f[1], f[2], f[3], self.tz_arg(args.get(4))?, 0)?)))
             }
             Global::TimeDelta => {
                 arity(0, 3)?;
