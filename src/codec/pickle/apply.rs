@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use super::construct::{self as c, Fail};
 use super::decimal::canonical_decimal;
 use super::globals::{display_name, Global};
-use super::machine::{Id, Machine, Node};
+use std::mem::size_of;
+
+use super::machine::{value_heap, Id, Machine, Node};
 use super::PickleError;
 use crate::value::{TzInfo, Value};
 
@@ -84,7 +86,7 @@ impl Machine<'_> {
             Node::Value(v) => c::uuid_from_int(v).map_err(|e| self.err(e))?,
             _ => return Err(self.err("UUID int must be an int")),
         };
-        self.arena[inst as usize].node = Node::Value(Value::Uuid(uuid));
+        self.arena.get_mut(inst).node = Node::Value(Value::Uuid(uuid));
         Ok(())
     }
 
@@ -108,17 +110,27 @@ impl Machine<'_> {
     }
 
     fn construct(&mut self, g: Global, args: &[Id], via: Via) -> Result<Id, PickleError> {
-        let (node, cost) = self.build_node(g, args, via).map_err(|e| self.err(format!("{}: {e}", display_name(g))))?;
-        let id = self.alloc(node, cost)?;
-        if let Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) = &self.arena[id as usize].node {
-            for i in v.clone() {
-                self.add_ref(i);
+        let (node, _) = self.build_node(g, args, via).map_err(|e| self.err(format!("{}: {e}", display_name(g))))?;
+        let (heap, depth) = match &node {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => {
+                (v.capacity() * size_of::<Id>(), self.depth_over(v))
             }
-        } else if let Node::Dict(pairs) = &self.arena[id as usize].node {
-            for (k, v) in pairs.clone() {
-                self.add_ref(k);
-                self.add_ref(v);
+            Node::Dict(pairs) => {
+                let depth = pairs.iter().map(|&(k, v)| self.depth_over(&[k, v])).max().unwrap_or(1);
+                (pairs.capacity() * size_of::<(Id, Id)>(), depth)
             }
+            Node::Value(v) => (value_heap(v), 0),
+            _ => (0, 0),
+        };
+        let id = self.alloc(node, heap, depth)?;
+        let mut children = Vec::new();
+        match &self.node(id) {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => children.extend_from_slice(v),
+            Node::Dict(pairs) => children.extend(pairs.iter().flat_map(|&(k, v)| [k, v])),
+            _ => {}
+        }
+        for i in children {
+            self.add_ref(i);
         }
         Ok(id)
     }
