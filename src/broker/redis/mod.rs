@@ -57,6 +57,10 @@ pub struct RedisTransportOptions {
     /// reply before sleeping, so the core does not go idle for a reply due within
     /// microseconds (500; 0 never spins). See `redis_client::spin`.
     pub rcelery_fetch_spin_us: u64,
+    /// rcelery's own (kombu ignores it): a message larger than this many bytes is never
+    /// decoded; it is acked with an error logged and, when its task id can be read, a
+    /// `kombu.exceptions.DecodeError` failure stored for it (64 MiB; 0 for no limit).
+    pub rcelery_max_message_bytes: usize,
 }
 
 impl Default for RedisTransportOptions {
@@ -71,6 +75,7 @@ impl Default for RedisTransportOptions {
             unacked_mutex_expire: 300,
             brpop_timeout: 1.0,
             rcelery_fetch_spin_us: 500,
+            rcelery_max_message_bytes: 64 * 1024 * 1024,
         }
     }
 }
