@@ -238,6 +238,7 @@ impl Broker for RedisBroker {
                 stop: self.stop.subscribe(),
                 brpop_timeout: self.options.brpop_timeout,
                 spinner: Spinner::new(Duration::from_micros(self.options.rcelery_fetch_spin_us)),
+                max_message_bytes: self.options.rcelery_max_message_bytes,
             };
             tokio::spawn(fetcher.run());
             let this = Arc::clone(&self);
