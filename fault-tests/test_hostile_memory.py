@@ -291,6 +291,9 @@ def test_hostile_messages_stay_within_the_memory_bound(app, worker, broker, back
         else:
             with pytest.raises(DecodeError, match="rcelery_max_message_bytes"):
                 result.get(timeout=10)
+            refusal = [line for line in worker.log().splitlines() if task_id in line]
+            assert any("rcelery_max_message_bytes" in line and f"{len(raw)} bytes" in line
+                       for line in refusal), refusal
         del raw
     assert not failures, "; ".join(failures)
     # Still a working worker, with nothing left behind.

@@ -213,12 +213,13 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
             tracing::error!(error = %error, "Can't decode message body; the message has been acknowledged and discarded");
         }
         DecodeError::TooLarge { id, name, size, limit } => {
+            let (id_text, name_text) = (id.as_deref().unwrap_or("?"), name.as_deref().unwrap_or("?"));
             tracing::error!(
-                task_id = id.as_deref().unwrap_or(""),
-                task_name = name.as_deref().unwrap_or(""),
+                task_id = id_text,
+                task_name = name_text,
                 size,
                 limit,
-                "Refusing message of {size} bytes: larger than rcelery_max_message_bytes ({limit}); it has been acknowledged and discarded"
+                "Refusing task {name_text}[{id_text}]: its message of {size} bytes is larger than rcelery_max_message_bytes ({limit}); it has been acknowledged and discarded"
             );
             if let Some(id) = id {
                 // kombu's DecodeError: what a Python client reading the failure can rebuild.
