@@ -13,6 +13,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod health;
+pub mod memory;
 pub mod producer;
 pub mod protocol;
 pub mod redis_client;

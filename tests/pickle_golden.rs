@@ -58,7 +58,7 @@ fn expected(j: &Json) -> Value {
         )),
         "datetime" => {
             let f = fields();
-            Value::DateTime(DateTime {
+            Value::DateTime(Box::new(DateTime {
                 date: Date { year: int(&f[0]) as i32, month: int(&f[1]) as u8, day: int(&f[2]) as u8 },
                 time: Time {
                     hour: int(&f[3]) as u8,
@@ -68,7 +68,7 @@ fn expected(j: &Json) -> Value {
                     fold: int(&f[7]) as u8,
                     tz: tz(&f[8]),
                 },
-            })
+            }))
         }
         "date" => {
             let f = fields();
@@ -76,14 +76,14 @@ fn expected(j: &Json) -> Value {
         }
         "time" => {
             let f = fields();
-            Value::Time(Time {
+            Value::Time(Box::new(Time {
                 hour: int(&f[0]) as u8,
                 minute: int(&f[1]) as u8,
                 second: int(&f[2]) as u8,
                 microsecond: int(&f[3]) as u32,
                 fold: int(&f[4]) as u8,
                 tz: tz(&f[5]),
-            })
+            }))
         }
         "timedelta" => {
             let f = fields();

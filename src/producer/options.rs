@@ -74,7 +74,7 @@ impl SendOptions {
             Some(Value::Int(i)) => (Some(*i as f64), None),
             Some(Value::Float(x)) => (Some(*x), None),
             Some(Value::Str(t)) => (None, DateTime::parse_iso(t).ok()),
-            Some(Value::DateTime(t)) => (None, Some(t.clone())),
+            Some(Value::DateTime(t)) => (None, Some(DateTime::clone(t))),
             _ => (None, None),
         };
         SendOptions {
@@ -86,7 +86,7 @@ impl SendOptions {
             countdown: f("countdown"),
             eta: match d.get("eta") {
                 Some(Value::Str(t)) => DateTime::parse_iso(t).ok(),
-                Some(Value::DateTime(t)) => Some(t.clone()),
+                Some(Value::DateTime(t)) => Some(DateTime::clone(t)),
                 _ => None,
             },
             expires_in,

@@ -1,6 +1,8 @@
 //! Turning a [`RawMessage`] into a [`TaskMessage`], with Celery's precedence of failures.
 //!
 //! Celery's consumer (`on_task_received`) decides in this order, and so do we:
+//! 0. (rcelery's own) a message larger than `rcelery_max_message_bytes` is never decoded: it
+//!    is *acked* as a decode error would be, with a failure stored when its id is known;
 //! 1. v2 (a `task` header) or v1 (decode the body, read `body["task"]`; a v1 body that cannot
 //!    be decoded is *acked* as a decode error, one without `task` is *rejected*);
 //! 2. the task name must be registered, checked **before** a v2 body is decoded;
@@ -51,13 +53,25 @@ pub enum DecodeError {
         /// The unregistered name.
         name: String,
     },
+    /// The message is larger than `rcelery_max_message_bytes`: it was not decoded.
+    #[error("message of {size} bytes exceeds rcelery_max_message_bytes ({limit} bytes); not decoded")]
+    TooLarge {
+        /// Task id, if the headers named one.
+        id: Option<String>,
+        /// Task name, if the headers named one.
+        name: Option<String>,
+        /// The message's size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl DecodeError {
     /// How Celery disposes of a message that failed this way.
     pub fn disposition(&self) -> Disposition {
         match self {
-            DecodeError::Undecodable { .. } => Disposition::Ack,
+            DecodeError::Undecodable { .. } | DecodeError::TooLarge { .. } => Disposition::Ack,
             DecodeError::Disallowed(_)
             | DecodeError::UnknownFormat(_)
             | DecodeError::Invalid(_)
@@ -70,12 +84,28 @@ impl DecodeError {
 /// with `is_registered` at the point where Celery checks it.
 ///
 /// On success the headers, properties, delivery info and content type move from `raw` into
-/// the task (no copy per message); on failure `raw` is left as it was, for forwarding.
+/// the task (no copy per message) and the body, decoded, is freed; on failure `raw` is left
+/// as it was, for forwarding.
 pub fn decode_task(
     raw: &mut RawMessage,
     accept: &AcceptContent,
     is_registered: impl Fn(&str) -> bool,
 ) -> Result<TaskMessage, DecodeError> {
+    let task = decode_kept(raw, accept, is_registered)?;
+    // The serialized body is no longer needed while the task waits and runs.
+    raw.body = Vec::new();
+    Ok(task)
+}
+
+fn decode_kept(
+    raw: &mut RawMessage,
+    accept: &AcceptContent,
+    is_registered: impl Fn(&str) -> bool,
+) -> Result<TaskMessage, DecodeError> {
+    if let Some(t) = raw.too_large {
+        let text = |key: &str| raw.headers.get(key).and_then(Value::as_str).map(str::to_owned);
+        return Err(DecodeError::TooLarge { id: text("id"), name: text("task"), size: t.size, limit: t.limit });
+    }
     if let Some(name) = raw.headers.get("task") {
         let name = name
             .as_str()
@@ -113,4 +143,52 @@ fn undecodable(raw: &RawMessage, error: ContentError) -> DecodeError {
 
 fn unknown_task(name: &str, id: Option<&Value>) -> DecodeError {
     DecodeError::UnknownTask { id: id.and_then(Value::as_str).map(str::to_owned), name: name.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TooLarge;
+
+    fn accept() -> AcceptContent {
+        AcceptContent::from_names(&["json", "pickle"]).unwrap()
+    }
+
+    #[test]
+    fn a_message_too_large_is_refused_unread_and_acked() {
+        let mut raw = RawMessage { too_large: Some(TooLarge { size: 100, limit: 10 }), ..RawMessage::default() };
+        raw.headers.insert("id", "t-1");
+        raw.headers.insert("task", "tasks.add");
+        let e = decode_task(&mut raw, &accept(), |_| true).unwrap_err();
+        match &e {
+            DecodeError::TooLarge { id, name, size, limit } => {
+                assert_eq!((id.as_deref(), name.as_deref(), *size, *limit), (Some("t-1"), Some("tasks.add"), 100, 10));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.disposition(), Disposition::Ack);
+        assert_eq!(e.to_string(), "message of 100 bytes exceeds rcelery_max_message_bytes (10 bytes); not decoded");
+        // Nothing readable: still refused.
+        let mut raw = RawMessage { too_large: Some(TooLarge { size: 100, limit: 10 }), ..RawMessage::default() };
+        assert!(matches!(decode_task(&mut raw, &accept(), |_| true), Err(DecodeError::TooLarge { id: None, name: None, .. })));
+    }
+
+    #[test]
+    fn the_serialized_body_is_freed_once_decoded_and_kept_on_failure() {
+        let mut raw = RawMessage {
+            body: br#"[[2, 3], {}, {}]"#.to_vec(),
+            content_type: "application/json".into(),
+            ..RawMessage::default()
+        };
+        raw.headers.insert("id", "t-2");
+        raw.headers.insert("task", "tasks.add");
+        let kept = raw.clone();
+        let task = decode_task(&mut raw, &accept(), |_| true).unwrap();
+        assert_eq!(task.args, vec![Value::Int(2), Value::Int(3)]);
+        assert_eq!(raw.body.capacity(), 0);
+        let mut raw = kept;
+        raw.body = b"[1".to_vec();
+        assert!(decode_task(&mut raw, &accept(), |_| true).is_err());
+        assert_eq!(raw.body, b"[1", "left as it was, for forwarding");
+    }
 }

@@ -17,5 +17,5 @@ mod v2;
 pub use decode::{decode_task, DecodeError, Disposition};
 pub use message::{Embed, TaskMessage, TimeLimits};
 pub use outgoing::{NewTask, OutgoingMessage};
-pub use raw::{DeliveryInfo, Properties, RawMessage};
+pub use raw::{DeliveryInfo, Properties, RawMessage, TooLarge};
 pub use signature::Signature;

@@ -28,11 +28,24 @@ pub struct DeliveryInfo {
     pub redelivered: bool,
 }
 
+/// A message the transport did not decode because it is larger than the worker accepts
+/// (`broker_transport_options.rcelery_max_message_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    /// The message's size in bytes, as stored by the broker.
+    pub size: usize,
+    /// The limit it exceeds.
+    pub limit: usize,
+}
+
 /// A message as delivered, payload still serialized.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawMessage {
-    /// The payload bytes (already base64-decoded on Redis).
+    /// The payload bytes (already base64-decoded on Redis; empty when [`too_large`](Self::too_large)).
     pub body: Vec<u8>,
+    /// Set when the message was too large to be decoded: `body` is then empty and the
+    /// headers hold at most the task `id` and name, and the worker refuses the message.
+    pub too_large: Option<TooLarge>,
     /// MIME type of the payload.
     pub content_type: String,
     /// Content encoding (`utf-8`, `binary`).

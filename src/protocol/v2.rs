@@ -125,7 +125,7 @@ pub(super) fn opt_string(v: Option<&Value>) -> Option<String> {
 pub(super) fn opt_datetime(v: Option<&Value>, field: &str) -> Result<Option<DateTime>, DecodeError> {
     match v {
         None | Some(Value::None) => Ok(None),
-        Some(Value::DateTime(dt)) => Ok(Some(dt.clone())),
+        Some(Value::DateTime(dt)) => Ok(Some(DateTime::clone(dt))),
         Some(Value::Str(s)) => DateTime::parse_iso(s)
             .map(Some)
             .map_err(|e| DecodeError::Invalid(format!("Couldn't convert {field} {s:?} to timestamp: {e}"))),

@@ -189,10 +189,10 @@ fn shift_datetime(dt: &DateTime, td: &TimeDelta) -> Result<Value, PyTypeError> {
         .checked_add_signed(chrono::Duration::microseconds(micros))
         .filter(|n| (1..=9999).contains(&chrono::Datelike::year(n)))
         .ok_or_else(overflow)?;
-    Ok(Value::DateTime(DateTime::from_naive_chrono(
+    Ok(Value::DateTime(Box::new(DateTime::from_naive_chrono(
         &shifted,
         dt.time.tz.clone(),
-    )))
+    ))))
 }
 
 fn shift_date(d: &Date, td: &TimeDelta) -> Result<Value, PyTypeError> {

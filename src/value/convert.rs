@@ -299,7 +299,21 @@ macro_rules! simple_variant {
     };
 }
 
-simple_variant!(DateTime, DateTime, "datetime");
+impl FromValue for DateTime {
+    fn from_value(value: Value) -> Result<Self, ValueError> {
+        match value {
+            Value::DateTime(x) => Ok(*x),
+            other => Err(ValueError::new("datetime", &other)),
+        }
+    }
+}
+
+impl IntoValue for DateTime {
+    fn into_value(self) -> Value {
+        Value::DateTime(Box::new(self))
+    }
+}
+
 simple_variant!(Date, Date, "date");
 simple_variant!(TimeDelta, TimeDelta, "timedelta");
 simple_variant!(uuid::Uuid, Uuid, "UUID");

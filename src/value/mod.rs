@@ -46,12 +46,13 @@ pub enum Value {
     Set(Vec<Value>),
     /// A `frozenset`, in the order it was read.
     FrozenSet(Vec<Value>),
-    /// `datetime.datetime`, naive or aware.
-    DateTime(DateTime),
+    /// `datetime.datetime`, naive or aware. Boxed, as is [`Value::Time`]: they are rare in
+    /// payloads, and keeping them out of line makes every `Value` 32 bytes instead of 48.
+    DateTime(Box<DateTime>),
     /// `datetime.date`.
     Date(Date),
     /// `datetime.time`.
-    Time(Time),
+    Time(Box<Time>),
     /// `datetime.timedelta`.
     TimeDelta(TimeDelta),
     /// `decimal.Decimal`, kept as its exact Python `str()` text (e.g. `"1.50"`, `"NaN"`).

@@ -229,6 +229,32 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
         DecodeError::Undecodable { .. } => {
             tracing::error!(error = %error, "Can't decode message body; the message has been acknowledged and discarded");
         }
+        DecodeError::TooLarge { id, name, size, limit } => {
+            let (id_text, name_text) = (id.as_deref().unwrap_or("?"), name.as_deref().unwrap_or("?"));
+            tracing::error!(
+                task_id = id_text,
+                task_name = name_text,
+                size,
+                limit,
+                "Refusing task {name_text}[{id_text}]: its message of {size} bytes is larger than rcelery_max_message_bytes ({limit}); it has been acknowledged and discarded"
+            );
+            if let Some(id) = id {
+                // kombu's DecodeError: what a Python client reading the failure can rebuild.
+                let record = ResultRecord {
+                    task_id: id.clone(),
+                    state: State::Failure,
+                    result: exception_meta("DecodeError", "kombu.exceptions", vec![Value::Str(error.to_string())]),
+                    traceback: None,
+                    children: Vec::new(),
+                    group_id: None,
+                    parent_id: None,
+                    extended: None,
+                };
+                if let Err(e) = shared.backend.store(record).await {
+                    tracing::error!(task_id = %id, error = %e, "could not store the failure of a message too large to decode");
+                }
+            }
+        }
         _ => tracing::error!(error = %error, "Rejecting message"),
     }
     match error.disposition() {

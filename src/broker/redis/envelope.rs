@@ -6,7 +6,7 @@ use base64::Engine;
 use std::borrow::Cow;
 
 use crate::codec::json::{self, PullReader};
-use crate::protocol::{DeliveryInfo, Properties, RawMessage};
+use crate::protocol::{DeliveryInfo, Properties, RawMessage, TooLarge};
 use crate::value::{Dict, Value};
 
 /// Why a list item is not a kombu envelope.
@@ -67,6 +67,109 @@ pub fn parse(raw: &[u8]) -> Result<Envelope, BadEnvelope> {
         }),
         Err(e) => Err(bad(e.error, Some(recorded.to_owned()))),
     }
+}
+
+/// Reads what a refusal needs from a list item larger than `limit` bytes, without decoding
+/// its body or building its headers: the delivery tag (to settle it), and the task id, name
+/// and content type when they are plain strings. The message's body is empty and its
+/// [`RawMessage::too_large`] set, so the worker refuses it.
+pub fn parse_too_large(raw: &[u8], limit: usize) -> Result<Envelope, BadEnvelope> {
+    let f = walk_skipping(raw).map_err(|e| bad(e.into(), None))?;
+    if f.not_object {
+        return Err(bad(EnvelopeError::Shape("top level is not an object"), None));
+    }
+    let owned = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);
+    let mut headers = Dict::new();
+    for (key, value) in [("id", f.id), ("task", f.task)] {
+        if let Some(v) = value {
+            headers.insert(key, v.into_owned());
+        }
+    }
+    let p = f.props;
+    let message = RawMessage {
+        content_type: owned(f.content_type).unwrap_or_default(),
+        content_encoding: owned(f.content_encoding).unwrap_or_default(),
+        headers,
+        properties: Properties { correlation_id: owned(p.correlation_id), ..Properties::default() },
+        delivery_info: DeliveryInfo {
+            exchange: owned(p.exchange).unwrap_or_default(),
+            routing_key: owned(p.routing_key).unwrap_or_default(),
+            redelivered: p.redelivered,
+        },
+        too_large: Some(TooLarge { size: raw.len(), limit }),
+        ..RawMessage::default()
+    };
+    Ok(Envelope { message, delivery_tag: owned(p.delivery_tag) })
+}
+
+/// What [`parse_too_large`] keeps of an envelope.
+#[derive(Default)]
+struct Skimmed<'a> {
+    id: Option<Cow<'a, str>>,
+    task: Option<Cow<'a, str>>,
+    content_type: Option<Cow<'a, str>>,
+    content_encoding: Option<Cow<'a, str>>,
+    props: Props<'a>,
+    not_object: bool,
+}
+
+/// Walks the whole document, keeping only short string members and skipping the rest.
+fn walk_skipping(raw: &[u8]) -> Result<Skimmed<'_>, json::JsonError> {
+    let mut doc = PullReader::new(raw)?;
+    let mut f = Skimmed::default();
+    if !doc.at_object() {
+        doc.skip()?;
+        doc.finish()?;
+        f.not_object = true;
+        return Ok(f);
+    }
+    doc.enter_object()?;
+    while let Some(key) = doc.next_key()? {
+        match &*key {
+            "content-type" => f.content_type = short(doc.string_or_skip()?),
+            "content-encoding" => f.content_encoding = short(doc.string_or_skip()?),
+            "headers" if doc.at_object() => {
+                doc.enter_object()?;
+                while let Some(key) = doc.next_key()? {
+                    match &*key {
+                        "id" => f.id = short(doc.string_or_skip()?),
+                        "task" => f.task = short(doc.string_or_skip()?),
+                        _ => doc.skip()?,
+                    }
+                }
+            }
+            "properties" if doc.at_object() => {
+                doc.enter_object()?;
+                while let Some(key) = doc.next_key()? {
+                    match &*key {
+                        "correlation_id" => f.props.correlation_id = short(doc.string_or_skip()?),
+                        "delivery_tag" => f.props.delivery_tag = short(doc.string_or_skip()?),
+                        "delivery_info" if doc.at_object() => {
+                            doc.enter_object()?;
+                            while let Some(key) = doc.next_key()? {
+                                match &*key {
+                                    "exchange" => f.props.exchange = short(doc.string_or_skip()?),
+                                    "routing_key" => f.props.routing_key = short(doc.string_or_skip()?),
+                                    _ => doc.skip()?,
+                                }
+                            }
+                        }
+                        _ => doc.skip()?,
+                    }
+                }
+            }
+            _ => doc.skip()?,
+        }
+    }
+    doc.finish()?;
+    Ok(f)
+}
+
+/// Longest string member [`parse_too_large`] keeps (ids, names, tags are far shorter).
+const SHORT: usize = 1024;
+
+fn short(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    s.filter(|s| s.len() <= SHORT)
 }
 
 /// An envelope's members as read, borrowed from the raw bytes where possible.
@@ -210,6 +313,7 @@ impl Fields<'_> {
         let redelivered = p.redelivered || headers.get("redelivered").is_some_and(Value::truthy);
         let message = RawMessage {
             body,
+            too_large: None,
             content_type: owned(self.content_type).unwrap_or_default(),
             content_encoding: owned(self.content_encoding).unwrap_or_default(),
             headers,
@@ -309,6 +413,46 @@ mod tests {
         assert_eq!(m.delivery_info.routing_key, "r\n");
         assert!(m.delivery_info.redelivered, "headers.redelivered counts too");
         assert_eq!(m.content_type, "");
+    }
+
+    #[test]
+    fn a_message_too_large_keeps_only_what_a_refusal_needs() {
+        let big_body = "QUJD".repeat(10_000);
+        let doc = format!(
+            r#"{{"body": "{big_body}", "content-type": "application/x-python-serialize", "headers": {{"lang": "py", "task": "tasks.echo", "argsrepr": [{big}], "id": "i\"7"}}, "properties": {{"correlation_id": "i7", "delivery_info": {{"exchange": "", "routing_key": "default"}}, "body_encoding": "base64", "delivery_tag": "t7"}}}}"#,
+            big = "1, ".repeat(10_000) + "1"
+        );
+        let env = parse_too_large(doc.as_bytes(), 1000).unwrap();
+        assert_eq!(env.delivery_tag.as_deref(), Some("t7"));
+        let m = env.message;
+        assert_eq!(m.too_large, Some(TooLarge { size: doc.len(), limit: 1000 }));
+        assert!(m.body.is_empty(), "the body is not decoded");
+        assert_eq!(m.headers.len(), 2, "only id and task are kept: {:?}", m.headers);
+        assert_eq!(m.headers.get("id"), Some(&Value::str("i\"7")));
+        assert_eq!(m.headers.get("task"), Some(&Value::str("tasks.echo")));
+        assert_eq!(m.content_type, "application/x-python-serialize");
+        assert_eq!(m.properties.correlation_id.as_deref(), Some("i7"));
+        assert_eq!(m.delivery_info.routing_key, "default");
+        assert_eq!(parse(doc.as_bytes()).unwrap().message.too_large, None);
+    }
+
+    #[test]
+    fn a_message_too_large_with_odd_members_still_gives_its_tag() {
+        let doc = r#"{"headers": [1, {"id": "x"}], "body": {"a": [null, true, -1.5e3, "\u00e9"]}, "properties": {"delivery_tag": "t1", "priority": 3}}"#;
+        let env = parse_too_large(doc.as_bytes(), 10).unwrap();
+        assert_eq!(env.delivery_tag.as_deref(), Some("t1"));
+        assert!(env.message.headers.is_empty());
+        for garbage in [&b"[1, 2]"[..], b"{\"body\": \"x\"", b"{\"body\": \"\\q\"}", b"{\"a\": tru}"] {
+            assert!(parse_too_large(garbage, 1).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn the_message_size_limit_is_a_transport_option_of_64_mib_by_default() {
+        use crate::broker::redis::RedisTransportOptions;
+        assert_eq!(RedisTransportOptions::default().rcelery_max_message_bytes, 64 * 1024 * 1024);
+        let o: RedisTransportOptions = toml::from_str("rcelery_max_message_bytes = 1000\nvisibility_timeout = 5.0").unwrap();
+        assert_eq!(o.rcelery_max_message_bytes, 1000);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub(super) struct Fetcher {
     pub spinner: Spinner,
     /// Set when fetching stops for good (the connection could not be restored).
     pub fatal: Arc<OnceLock<String>>,
+    /// `rcelery_max_message_bytes` (0: no limit).
+    pub max_message_bytes: usize,
 }
 
 /// Why a fetch did not bring messages.
@@ -178,8 +180,19 @@ impl Fetcher {
         for (queue_index, raw) in items {
             let permit = permits.pop();
             let queue = self.queues.get(queue_index).cloned().unwrap_or_default();
-            match envelope::parse(&raw) {
+            let limit = self.max_message_bytes;
+            let parsed = if limit > 0 && raw.len() > limit {
+                envelope::parse_too_large(&raw, limit)
+            } else {
+                envelope::parse(&raw)
+            };
+            if raw.len() >= crate::memory::LARGE {
+                crate::memory::large_allocation_done();
+            }
+            match parsed {
                 Ok(env) => {
+                    // The raw bytes are not needed past the parse: free them before waiting.
+                    drop(raw);
                     let delivery = Delivery {
                         raw: env.message,
                         tag: env.delivery_tag.unwrap_or_default(),

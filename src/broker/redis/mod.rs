@@ -69,6 +69,10 @@ pub struct RedisTransportOptions {
     /// kombu's `socket_connect_timeout`: seconds a connection attempt may take (default:
     /// `broker_connection_timeout`).
     pub socket_connect_timeout: Option<f64>,
+    /// rcelery's own (kombu ignores it): a message larger than this many bytes is never
+    /// decoded; it is acked with an error logged and, when its task id can be read, a
+    /// `kombu.exceptions.DecodeError` failure stored for it (64 MiB; 0 for no limit).
+    pub rcelery_max_message_bytes: usize,
 }
 
 impl Default for RedisTransportOptions {
@@ -85,6 +89,7 @@ impl Default for RedisTransportOptions {
             rcelery_fetch_spin_us: 500,
             socket_timeout: None,
             socket_connect_timeout: None,
+            rcelery_max_message_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -330,6 +335,7 @@ impl Broker for RedisBroker {
                 brpop_timeout: self.options.brpop_timeout,
                 spinner: Spinner::new(Duration::from_micros(self.options.rcelery_fetch_spin_us)),
                 fatal: Arc::clone(&self.fatal),
+                max_message_bytes: self.options.rcelery_max_message_bytes,
             };
             tokio::spawn(fetcher.run());
             let this = Arc::clone(&self);

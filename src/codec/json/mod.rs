@@ -14,6 +14,11 @@
 //!   (kombu's Redis envelope, once per message).
 //! - [`encode`] / [`encode_into`] are `kombu.utils.json.dumps` (see `write.rs`).
 //!
+//! Memory: decoding checks, as it reads, the allowance of [`crate::codec::limits`]
+//! (32 bytes per input byte + 1 MiB) and the nesting limit; long arrays are gathered in
+//! chunks and joined once into a vector of their exact length (see
+//! `docs/security-pickle.md`, "Memory").
+//!
 //! Deviations from Python, all on inputs Python itself rejects or cannot produce:
 //! - A lone UTF-16 surrogate escape (`"\ud800"`) decodes to U+FFFD: a Rust `String` cannot
 //!   hold a lone surrogate (Python keeps it in its `str`).

@@ -89,6 +89,20 @@ impl<'a> PullReader<'a> {
         self.r.value()
     }
 
+    /// Steps over the next value, checking its syntax, without building anything.
+    pub fn skip(&mut self) -> Result<(), JsonError> {
+        self.r.skip_value()
+    }
+
+    /// Reads the next value: a string borrowed, anything else skipped (`None`).
+    pub fn string_or_skip(&mut self) -> Result<Option<Cow<'a, str>>, JsonError> {
+        if self.at_string() {
+            self.string().map(Some)
+        } else {
+            self.skip().map(|()| None)
+        }
+    }
+
     /// Reads the next value: a string borrowed, anything else whole.
     pub fn string_or_value(&mut self) -> Result<Result<Cow<'a, str>, Value>, JsonError> {
         if self.at_string() {

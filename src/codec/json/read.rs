@@ -2,11 +2,15 @@
 //! strings), plus `NaN`, `Infinity`, `-Infinity` and ints of any size.
 
 use std::borrow::Cow;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::mem::size_of;
 
 use num_bigint::BigInt;
 
 use super::{tags, JsonError, MAX_DEPTH};
+use crate::codec::limits::Budget;
 use crate::value::{Dict, Value};
 
 /// Python 3.11 refuses to convert ints of more digits than this (`sys.int_info`).
@@ -14,6 +18,14 @@ const MAX_INT_DIGITS: usize = 4300;
 
 /// Objects with more keys than this find duplicates through a hash index.
 const LINEAR_KEYS: usize = 64;
+
+/// What one key of an object's hash index costs, hash table slack included.
+const INDEX_ENTRY_BYTES: usize = 40;
+
+/// Array items gathered per chunk: a long array grows a chunk at a time and is copied once,
+/// at its end, into a vector of exactly its length (a doubling vector would hold up to twice
+/// its length, and three times while it grows).
+const ARRAY_CHUNK: usize = 4096;
 
 /// Decodes a whole document (UTF-8 bytes).
 pub(super) fn decode(input: &[u8]) -> Result<Value, JsonError> {
@@ -29,6 +41,8 @@ pub(super) struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
     depth: usize,
+    /// What the values read may still allocate (see [`crate::codec::limits`]).
+    budget: Budget,
 }
 
 impl<'a> Reader<'a> {
@@ -38,7 +52,7 @@ impl<'a> Reader<'a> {
             offset: e.valid_up_to(),
             message: "invalid UTF-8".to_owned(),
         })?;
-        let mut r = Reader { text, b: input, pos: 0, depth: 0 };
+        let mut r = Reader { text, b: input, pos: 0, depth: 0, budget: Budget::for_input(input.len()) };
         r.skip_ws();
         Ok(r)
     }
@@ -57,6 +71,16 @@ impl<'a> Reader<'a> {
             offset: self.pos,
             message: message.to_owned(),
         }
+    }
+
+    /// Spends `bytes` of the allowance, or fails: the document expands beyond its bound.
+    fn charge(&mut self, bytes: usize) -> Result<(), JsonError> {
+        self.budget.spend(bytes).map_err(|_| self.error("document expands beyond the allowed size"))
+    }
+
+    /// Makes room for `extra` more items in `v`, charging its growth first.
+    fn reserve<T>(&mut self, v: &mut Vec<T>, extra: usize) -> Result<(), JsonError> {
+        self.budget.grow(v, extra).map_err(|_| self.error("document expands beyond the allowed size"))
     }
 
     pub(super) fn peek(&self) -> Option<u8> {
@@ -105,7 +129,9 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
-                self.string().map(|s| Value::Str(s.into_owned()))
+                let s = self.string()?;
+                self.charge(s.len())?;
+                Ok(Value::Str(s.into_owned()))
             }
             Some(b'{') => self.nested(Self::object),
             Some(b'[') => self.nested(Self::array),
@@ -136,20 +162,44 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             return Ok(Value::List(Vec::new()));
         }
-        let mut items = Vec::with_capacity(4);
+        let mut items: Vec<Value> = Vec::new();
+        let mut full: Vec<Vec<Value>> = Vec::new();
         loop {
             self.skip_ws();
+            if items.len() == ARRAY_CHUNK {
+                let fresh = Vec::new();
+                full.push(std::mem::replace(&mut items, fresh));
+                self.charge(ARRAY_CHUNK * size_of::<Value>())?;
+                items.reserve_exact(ARRAY_CHUNK);
+            } else {
+                self.reserve(&mut items, 1)?;
+            }
             items.push(self.value()?);
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Value::List(items));
+                    return self.join(full, items).map(Value::List);
                 }
                 _ => return Err(self.error("Expecting ',' delimiter")),
             }
         }
+    }
+
+    /// The items of a long array, gathered in chunks, in one vector of their exact length.
+    fn join(&mut self, full: Vec<Vec<Value>>, last: Vec<Value>) -> Result<Vec<Value>, JsonError> {
+        if full.is_empty() {
+            return Ok(last);
+        }
+        let len = full.len() * ARRAY_CHUNK + last.len();
+        self.charge(len * size_of::<Value>())?;
+        let mut all = Vec::with_capacity(len);
+        for chunk in full {
+            all.extend(chunk);
+        }
+        all.extend(last);
+        Ok(all)
     }
 
     fn object(&mut self) -> Result<Value, JsonError> {
@@ -159,15 +209,17 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             return Ok(Value::Dict(Dict::new()));
         }
-        let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(8);
-        let mut index: Option<HashMap<String, usize>> = None;
+        let mut pairs: Vec<(Value, Value)> = Vec::new();
+        let mut index: Option<HashMap<u64, usize>> = None;
         loop {
             self.skip_ws();
             if self.peek() != Some(b'"') {
                 return Err(self.error("Expecting property name enclosed in double quotes"));
             }
             self.pos += 1;
-            let key = self.string()?.into_owned();
+            let key = self.string()?;
+            self.charge(key.len())?;
+            let key = key.into_owned();
             self.skip_ws();
             if self.peek() != Some(b':') {
                 return Err(self.error("Expecting ':' delimiter"));
@@ -175,6 +227,12 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             self.skip_ws();
             let value = self.value()?;
+            if index.is_none() && pairs.len() >= LINEAR_KEYS {
+                self.charge(pairs.len() * INDEX_ENTRY_BYTES)?;
+            } else if index.is_some() {
+                self.charge(INDEX_ENTRY_BYTES)?;
+            }
+            self.reserve(&mut pairs, 1)?;
             insert(&mut pairs, &mut index, key, value);
             self.skip_ws();
             match self.peek() {
@@ -187,6 +245,93 @@ impl<'a> Reader<'a> {
                     });
                 }
                 _ => return Err(self.error("Expecting ',' delimiter")),
+            }
+        }
+    }
+
+    /// Steps over the next value, checking its syntax, without building anything.
+    pub(super) fn skip_value(&mut self) -> Result<(), JsonError> {
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                self.skip_string()
+            }
+            Some(open @ (b'{' | b'[')) => {
+                if self.depth >= MAX_DEPTH {
+                    return Err(self.error("nesting too deep"));
+                }
+                self.depth += 1;
+                self.pos += 1;
+                let skipped = self.skip_members(open == b'{');
+                self.depth -= 1;
+                skipped
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            _ if self.eat_literal(b"null") || self.eat_literal(b"true") || self.eat_literal(b"false") => Ok(()),
+            _ if self.eat_literal(b"NaN") || self.eat_literal(b"Infinity") => Ok(()),
+            _ => Err(self.error("Expecting value")),
+        }
+    }
+
+    /// The members of an object (`keyed`) or array whose bracket was just consumed.
+    fn skip_members(&mut self, keyed: bool) -> Result<(), JsonError> {
+        let close = if keyed { b'}' } else { b']' };
+        self.skip_ws();
+        if self.eat(close) {
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            if keyed {
+                if !self.eat(b'"') {
+                    return Err(self.error("Expecting property name enclosed in double quotes"));
+                }
+                self.skip_string()?;
+                self.skip_ws();
+                if !self.eat(b':') {
+                    return Err(self.error("Expecting ':' delimiter"));
+                }
+                self.skip_ws();
+            }
+            self.skip_value()?;
+            self.skip_ws();
+            if self.eat(close) {
+                return Ok(());
+            }
+            if !self.eat(b',') {
+                return Err(self.error("Expecting ',' delimiter"));
+            }
+        }
+    }
+
+    /// Steps over a string body (`pos` just past the opening quote), escapes checked.
+    fn skip_string(&mut self) -> Result<(), JsonError> {
+        loop {
+            let rest = self.b.get(self.pos..).unwrap_or(&[]);
+            let run = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            let Some(run) = run else {
+                self.pos = self.b.len();
+                return Err(self.error("Unterminated string"));
+            };
+            self.pos += run;
+            match self.b[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'u') => {
+                            self.pos += 1;
+                            self.hex4()?;
+                        }
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+                        None => return Err(self.error("Unterminated string")),
+                        Some(_) => return Err(self.error("Invalid \\escape")),
+                    }
+                }
+                _ => return Err(self.error("Invalid control character")),
             }
         }
     }
@@ -369,10 +514,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+fn key_hash(key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
 /// `d[key] = value`: a repeated key keeps its first place and takes the last value.
+///
+/// Past [`LINEAR_KEYS`] keys, a hash index maps each key's hash to its position (a hash
+/// shared by two different keys, 2^-64 unlikely, is resolved by a scan).
 fn insert(
     pairs: &mut Vec<(Value, Value)>,
-    index: &mut Option<HashMap<String, usize>>,
+    index: &mut Option<HashMap<u64, usize>>,
     key: String,
     value: Value,
 ) {
@@ -380,16 +534,19 @@ fn insert(
         let mut map = HashMap::with_capacity(pairs.len() * 2);
         for (i, (k, _)) in pairs.iter().enumerate() {
             if let Value::Str(s) = k {
-                map.insert(s.clone(), i);
+                map.entry(key_hash(s)).or_insert(i);
             }
         }
         *index = Some(map);
     }
+    let is_key = |k: &Value| matches!(k, Value::Str(s) if *s == key);
     let existing = match index {
-        Some(map) => map.get(&key).copied(),
-        None => pairs
-            .iter()
-            .position(|(k, _)| matches!(k, Value::Str(s) if *s == key)),
+        Some(map) => match map.get(&key_hash(&key)) {
+            Some(&i) if pairs.get(i).is_some_and(|(k, _)| is_key(k)) => Some(i),
+            Some(_) => pairs.iter().position(|(k, _)| is_key(k)),
+            None => None,
+        },
+        None => pairs.iter().position(|(k, _)| is_key(k)),
     };
     match existing {
         Some(i) => {
@@ -399,7 +556,7 @@ fn insert(
         }
         None => {
             if let Some(map) = index {
-                map.insert(key.clone(), pairs.len());
+                map.entry(key_hash(&key)).or_insert(pairs.len());
             }
             pairs.push((Value::Str(key), value));
         }

@@ -50,13 +50,13 @@ fn decode_tag(kind: &str, value: Value) -> Result<Value, String> {
         "bytes" => Ok(Value::Bytes(expect_str(kind, value)?.into_bytes())),
         "base64" => b64decode(expect_str(kind, value)?.as_bytes()).map(Value::Bytes),
         "datetime" => DateTime::parse_iso(&expect_str(kind, value)?)
-            .map(Value::DateTime)
+            .map(|dt| Value::DateTime(Box::new(dt)))
             .map_err(|e| e.to_string()),
         "date" => Date::parse_iso(&expect_str(kind, value)?)
             .map(Value::Date)
             .map_err(|e| e.to_string()),
         "time" => Time::parse_iso(&expect_str(kind, value)?)
-            .map(Value::Time)
+            .map(|t| Value::Time(Box::new(t)))
             .map_err(|e| e.to_string()),
         "decimal" => decimal(value),
         "uuid" => uuid_from_kwargs(value).map(Value::Uuid),

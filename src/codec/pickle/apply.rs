@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use super::construct::{self as c, Fail};
 use super::decimal::canonical_decimal;
 use super::globals::{display_name, Global};
-use super::machine::{Id, Machine, Node};
+use std::mem::size_of;
+
+use super::machine::{value_heap, Id, Machine, Node};
 use super::PickleError;
 use crate::value::{TzInfo, Value};
 
@@ -84,7 +86,7 @@ impl Machine<'_> {
             Node::Value(v) => c::uuid_from_int(v).map_err(|e| self.err(e))?,
             _ => return Err(self.err("UUID int must be an int")),
         };
-        self.arena[inst as usize].node = Node::Value(Value::Uuid(uuid));
+        self.arena.get_mut(inst).node = Node::Value(Value::Uuid(uuid));
         Ok(())
     }
 
@@ -108,17 +110,27 @@ impl Machine<'_> {
     }
 
     fn construct(&mut self, g: Global, args: &[Id], via: Via) -> Result<Id, PickleError> {
-        let (node, cost) = self.build_node(g, args, via).map_err(|e| self.err(format!("{}: {e}", display_name(g))))?;
-        let id = self.alloc(node, cost)?;
-        if let Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) = &self.arena[id as usize].node {
-            for i in v.clone() {
-                self.add_ref(i);
+        let (node, _) = self.build_node(g, args, via).map_err(|e| self.err(format!("{}: {e}", display_name(g))))?;
+        let (heap, depth) = match &node {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => {
+                (v.capacity() * size_of::<Id>(), self.depth_over(v))
             }
-        } else if let Node::Dict(pairs) = &self.arena[id as usize].node {
-            for (k, v) in pairs.clone() {
-                self.add_ref(k);
-                self.add_ref(v);
+            Node::Dict(pairs) => {
+                let depth = pairs.iter().map(|&(k, v)| self.depth_over(&[k, v])).max().unwrap_or(1);
+                (pairs.capacity() * size_of::<(Id, Id)>(), depth)
             }
+            Node::Value(v) => (value_heap(v), 0),
+            _ => (0, 0),
+        };
+        let id = self.alloc(node, heap, depth)?;
+        let mut children = Vec::new();
+        match &self.node(id) {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => children.extend_from_slice(v),
+            Node::Dict(pairs) => children.extend(pairs.iter().flat_map(|&(k, v)| [k, v])),
+            _ => {}
+        }
+        for i in children {
+            self.add_ref(i);
         }
         Ok(id)
     }
@@ -299,7 +311,7 @@ impl Machine<'_> {
             Global::DateTime => {
                 if n <= 2 && n > 0 {
                     if let Some(state) = self.state_bytes(args[0], 10) {
-                        return value(Value::DateTime(c::datetime_from_state(&state, self.tz_arg(args.get(1))?)?));
+                        return value(Value::DateTime(Box::new(c::datetime_from_state(&state, self.tz_arg(args.get(1))?)?)));
                     }
                 }
                 arity(3, 8)?;
@@ -309,7 +321,7 @@ impl Machine<'_> {
                 }
                 let date = c::date(f[0], f[1], f[2])?;
                 let time = c::time(f[3], f[4], f[5], f[6], self.tz_arg(args.get(7))?, 0)?;
-                value(Value::DateTime(crate::value::DateTime { date, time }))
+                value(Value::DateTime(Box::new(crate::value::DateTime { date, time })))
             }
             Global::Date => {
                 if n == 1 {
@@ -327,7 +339,7 @@ impl Machine<'_> {
                 if n <= 2 && n > 0 {
                     if let Some(state) = self.state_bytes(args[0], 6) {
                         if state[0] & 0x7f < 24 {
-                            return value(Value::Time(c::time_from_state(&state, self.tz_arg(args.get(1))?)?));
+                            return value(Value::Time(Box::new(c::time_from_state(&state, self.tz_arg(args.get(1))?)?)));
                         }
                     }
                 }
@@ -336,7 +348,7 @@ impl Machine<'_> {
                 for (i, &a) in args.iter().take(4).enumerate() {
                     f[i] = self.int_arg(a, "time")?;
                 }
-                value(Value::Time(c::time(f[0], f[1], f[2], f[3], self.tz_arg(args.get(4))?, 0)?))
+                value(Value::Time(Box::new(c::time(f[0], f[1], f[2], f[3], self.tz_arg(args.get(4))?, 0)?)))
             }
             Global::TimeDelta => {
                 arity(0, 3)?;

@@ -1,5 +1,7 @@
 //! The opcode loop of the safe unpickler: protocols 0–5, nothing ever imported or called.
 
+use std::mem::size_of;
+
 use num_bigint::BigInt;
 
 use super::globals::resolve;
@@ -33,7 +35,7 @@ impl Machine<'_> {
                     let id = self.pop()?;
                     return self.materialize(id);
                 }
-                MARK => self.marks.push(self.stack.len()),
+                MARK => self.push_mark()?,
                 POP => {
                     let fence = self.marks.last().copied();
                     if fence == Some(self.stack.len()) {
@@ -48,7 +50,7 @@ impl Machine<'_> {
                 }
                 DUP => {
                     let id = self.top()?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 PROTO => {
                     let p = self.byte()?;
@@ -172,22 +174,23 @@ impl Machine<'_> {
                     self.load_bytes(n, true)?;
                 }
                 // Containers.
-                EMPTY_LIST => self.push_new(Node::List(Vec::new()), 0)?,
-                EMPTY_TUPLE => self.push_new(Node::Tuple(Vec::new()), 0)?,
-                EMPTY_DICT => self.push_new(Node::Dict(Vec::new()), 0)?,
-                EMPTY_SET => self.push_new(Node::Set(Vec::new()), 0)?,
+                EMPTY_LIST => self.push_container(Node::List(Vec::new()), 1)?,
+                EMPTY_TUPLE => self.push_container(Node::Tuple(Vec::new()), 1)?,
+                EMPTY_DICT => self.push_container(Node::Dict(Vec::new()), 1)?,
+                EMPTY_SET => self.push_container(Node::Set(Vec::new()), 1)?,
                 LIST => {
                     let items = self.pop_mark_items()?;
-                    let n = items.len();
-                    self.push_new(Node::List(items), n)?;
+                    let depth = self.depth_over(&items);
+                    self.push_container(Node::List(items), depth)?;
                 }
                 TUPLE => {
                     let items = self.pop_mark_items()?;
-                    let n = items.len();
-                    self.push_new(Node::Tuple(items), n)?;
+                    let depth = self.depth_over(&items);
+                    self.push_container(Node::Tuple(items), depth)?;
                 }
                 TUPLE1 | TUPLE2 | TUPLE3 => {
                     let n = usize::from(op - TUPLE1 + 1);
+                    self.charge(n * size_of::<Id>())?;
                     let mut items = vec![0; n];
                     for slot in items.iter_mut().rev() {
                         *slot = self.pop()?;
@@ -195,18 +198,19 @@ impl Machine<'_> {
                     for &id in &items {
                         self.add_ref(id);
                     }
-                    self.push_new(Node::Tuple(items), n)?;
+                    let depth = self.depth_over(&items);
+                    self.push_container(Node::Tuple(items), depth)?;
                 }
                 FROZENSET => {
                     let items = self.pop_mark_items()?;
-                    let n = items.len();
-                    self.push_new(Node::FrozenSet(items), n)?;
+                    let depth = self.depth_over(&items);
+                    self.push_container(Node::FrozenSet(items), depth)?;
                 }
                 DICT => {
                     let items = self.pop_mark_items()?;
+                    let depth = self.depth_over(&items);
                     let pairs = self.pairs(&items)?;
-                    let n = pairs.len();
-                    self.push_new(Node::Dict(pairs), n)?;
+                    self.push_container(Node::Dict(pairs), depth)?;
                 }
                 APPEND => {
                     let v = self.pop()?;
@@ -222,12 +226,11 @@ impl Machine<'_> {
                     let k = self.pop()?;
                     self.add_ref(k);
                     self.add_ref(v);
-                    self.set_items(vec![(k, v)])?;
+                    self.set_items(&[k, v])?;
                 }
                 SETITEMS => {
                     let items = self.pop_mark_items()?;
-                    let pairs = self.pairs(&items)?;
-                    self.set_items(pairs)?;
+                    self.set_items(&items)?;
                 }
                 // Memo.
                 PUT => {
@@ -284,7 +287,7 @@ impl Machine<'_> {
                     let g = resolve(&utf8_str(&self, module)?, &utf8_str(&self, name)?)?;
                     let args = self.pop_mark_items()?;
                     let id = self.instantiate(g, &args)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 OBJ => {
                     let items = self.pop_mark_items()?;
@@ -294,19 +297,19 @@ impl Machine<'_> {
                         _ => return Err(self.err("OBJ class is not an allowed global")),
                     };
                     let id = self.instantiate(g, args)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 REDUCE => {
                     let args = self.pop()?;
                     let func = self.pop()?;
                     let id = self.reduce(func, args)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 NEWOBJ => {
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     let id = self.newobj(cls, args)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 NEWOBJ_EX => {
                     let kwargs = self.pop()?;
@@ -316,7 +319,7 @@ impl Machine<'_> {
                         return Err(self.err("NEWOBJ_EX keyword arguments are not supported"));
                     }
                     let id = self.newobj(cls, args)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 BUILD => {
                     let state = self.pop()?;
@@ -352,66 +355,68 @@ impl Machine<'_> {
 
     fn load_unicode(&mut self, n: u64) -> Result<(), PickleError> {
         let bytes = self.take(n)?;
+        self.charge(bytes.len())?;
         let s = utf8_str(self, bytes)?;
-        self.push_value(Value::Str(s), bytes.len())
+        self.push_value(Value::Str(s), 0)
     }
 
     fn load_bytes(&mut self, n: u64, bytearray: bool) -> Result<(), PickleError> {
-        let bytes = self.take(n)?.to_vec();
-        let cost = bytes.len();
+        let bytes = self.take(n)?;
+        self.charge(bytes.len())?;
+        let bytes = bytes.to_vec();
         let v = if bytearray { Value::ByteArray(bytes) } else { Value::Bytes(bytes) };
-        self.push_value(v, cost)
+        self.push_value(v, 0)
     }
 
-    /// Pairs up SETITEMS / DICT items (already ref-counted).
-    fn pairs(&self, items: &[Id]) -> Result<Vec<(Id, Id)>, PickleError> {
+    /// Pairs up DICT items (already ref-counted).
+    fn pairs(&mut self, items: &[Id]) -> Result<Vec<(Id, Id)>, PickleError> {
         if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for SETITEMS / DICT"));
         }
+        self.charge(items.len() / 2 * size_of::<(Id, Id)>())?;
         Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
     }
 
     /// APPEND / APPENDS onto a list, ADDITEMS onto a set (`items` already ref-counted).
     fn extend_top(&mut self, items: &[Id], op: u8) -> Result<(), PickleError> {
         let target = self.top()?;
-        self.charge(items.len())?;
-        match (&mut self.arena[target as usize].node, op) {
-            (Node::List(v), APPEND | APPENDS) => v.extend_from_slice(items),
-            (Node::Set(v), ADDITEMS) => v.extend_from_slice(items),
-            _ => {
-                let what = if op == ADDITEMS { "ADDITEMS target is not a set" } else { "APPEND(S) target is not a list" };
-                return Err(self.err(what));
-            }
+        match (self.node(target), op) {
+            (Node::List(_), APPEND | APPENDS) | (Node::Set(_), ADDITEMS) => {}
+            (_, ADDITEMS) => return Err(self.err("ADDITEMS target is not a set")),
+            _ => return Err(self.err("APPEND(S) target is not a list")),
         }
-        Ok(())
+        let Machine { arena, budget, op_start, .. } = self;
+        if let Node::List(v) | Node::Set(v) = &mut arena.get_mut(target).node {
+            budget.grow(v, items.len()).map_err(|_| PickleError::TooLarge { offset: *op_start })?;
+            v.extend_from_slice(items);
+        }
+        self.deepen(target, items)
     }
 
-    /// SETITEM(S) onto a dict.
-    fn set_items(&mut self, pairs: Vec<(Id, Id)>) -> Result<(), PickleError> {
-        let target = self.top()?;
-        self.charge(pairs.len())?;
-        match &mut self.arena[target as usize].node {
-            Node::Dict(d) => {
-                if d.is_empty() {
-                    *d = pairs;
-                } else {
-                    d.extend(pairs);
-                }
-                Ok(())
-            }
-            _ => Err(self.err("SETITEM(S) target is not a dict")),
+    /// SETITEM(S) onto a dict: `items` are keys and values in turn (already ref-counted).
+    fn set_items(&mut self, items: &[Id]) -> Result<(), PickleError> {
+        if !items.len().is_multiple_of(2) {
+            return Err(self.err("odd number of items for SETITEMS / DICT"));
         }
+        let target = self.top()?;
+        if !matches!(self.node(target), Node::Dict(_)) {
+            return Err(self.err("SETITEM(S) target is not a dict"));
+        }
+        let Machine { arena, budget, op_start, .. } = self;
+        if let Node::Dict(d) = &mut arena.get_mut(target).node {
+            budget.grow(d, items.len() / 2).map_err(|_| PickleError::TooLarge { offset: *op_start })?;
+            d.extend(items.chunks_exact(2).map(|c| (c[0], c[1])));
+        }
+        self.deepen(target, items)
     }
 
     fn memo_put(&mut self, idx: u64) -> Result<(), PickleError> {
         let id = self.top()?;
-        self.memo.put(idx, id);
-        Ok(())
+        self.memo.put(idx, id, &mut self.budget).map_err(|_| PickleError::TooLarge { offset: self.op_start })
     }
 
     fn memo_get(&mut self, idx: u64) -> Result<(), PickleError> {
         let id = self.memo.get(idx).ok_or_else(|| self.err(format!("memo value not found at index {idx}")))?;
-        self.stack.push(id);
-        Ok(())
+        self.push_id(id)
     }
 }

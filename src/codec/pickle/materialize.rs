@@ -5,20 +5,14 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::mem::size_of;
 
-use super::machine::{Id, Machine, Node, MAX_DEPTH};
+use super::machine::{value_heap, Id, Machine, Node, IMMORTAL, MAX_DEPTH};
 use super::PickleError;
 use crate::value::{Dict, Value};
 
-/// Approximate payload size of a value, for the allowance.
-fn cost(v: &Value) -> usize {
-    match v {
-        Value::Str(s) | Value::Decimal(s) => s.len() + 1,
-        Value::Bytes(b) | Value::ByteArray(b) => b.len() + 1,
-        Value::BigInt(b) => (b.bits() / 8) as usize + 1,
-        _ => 1,
-    }
-}
+/// What one key of the hash index of a big dict or set costs, hash table slack included.
+const INDEX_ENTRY_BYTES: usize = 40;
 
 /// Python-style equality for keys: numbers compare across int / bool / float.
 fn py_eq(a: &Value, b: &Value) -> bool {
@@ -217,6 +211,9 @@ impl Frame {
 impl Machine<'_> {
     /// Converts the object `root` into a value.
     pub(super) fn materialize(&mut self, root: Id) -> Result<Value, PickleError> {
+        // The mark and stack are done with: give their room back before the value is built.
+        self.stack = Vec::new();
+        self.marks = Vec::new();
         let mut frames: Vec<Frame> = Vec::new();
         let mut incoming = self.enter(root, false, &mut frames)?;
         loop {
@@ -244,25 +241,25 @@ impl Machine<'_> {
     /// A node held by several containers is copied on each visit but the last, which moves
     /// it; inside a copy (`shared`), everything is copied and visits are not counted.
     fn enter(&mut self, id: Id, shared: bool, frames: &mut Vec<Frame>) -> Result<Option<Value>, PickleError> {
-        let slot = &mut self.arena[id as usize];
+        let slot = self.arena.get_mut(id);
         let copying = shared || slot.refs > 1;
-        if !shared && slot.refs > 1 {
+        if !shared && slot.refs > 1 && slot.refs != IMMORTAL {
             slot.refs -= 1;
         }
         let node = if copying {
-            let (copy, c) = match &slot.node {
-                Node::Value(v) => (Node::Value(v.clone()), cost(v)),
-                Node::List(v) => (Node::List(v.clone()), v.len()),
-                Node::Tuple(v) => (Node::Tuple(v.clone()), v.len()),
-                Node::Set(v) => (Node::Set(v.clone()), v.len()),
-                Node::FrozenSet(v) => (Node::FrozenSet(v.clone()), v.len()),
-                Node::Dict(d) => (Node::Dict(d.clone()), d.len()),
+            let (copy, heap) = match &slot.node {
+                Node::Value(v) => (Node::Value(v.clone()), value_heap(v)),
+                Node::List(v) => (Node::List(v.clone()), v.len() * size_of::<Id>()),
+                Node::Tuple(v) => (Node::Tuple(v.clone()), v.len() * size_of::<Id>()),
+                Node::Set(v) => (Node::Set(v.clone()), v.len() * size_of::<Id>()),
+                Node::FrozenSet(v) => (Node::FrozenSet(v.clone()), v.len() * size_of::<Id>()),
+                Node::Dict(d) => (Node::Dict(d.clone()), d.len() * size_of::<(Id, Id)>()),
                 _ => (Node::Taken, 0),
             };
             if matches!(copy, Node::Taken) {
                 std::mem::replace(&mut slot.node, Node::Taken)
             } else {
-                self.charge(c + 1)?;
+                self.charge(heap)?;
                 copy
             }
         } else {
@@ -274,7 +271,10 @@ impl Machine<'_> {
             Node::Tuple(ids) => (Kind::Tuple, ids),
             Node::Set(ids) => (Kind::Set, ids),
             Node::FrozenSet(ids) => (Kind::FrozenSet, ids),
-            Node::Dict(pairs) => (Kind::Dict, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+            Node::Dict(pairs) => {
+                self.charge(pairs.len() * 2 * size_of::<Id>())?;
+                (Kind::Dict, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+            }
             Node::Global(_) => return Err(self.err("a class or function cannot be a value")),
             Node::Tz(_) => return Err(self.err("a tzinfo is only supported inside a datetime or time")),
             Node::UuidBlank => return Err(self.err("UUID without state")),
@@ -284,6 +284,12 @@ impl Machine<'_> {
         if frames.len() >= MAX_DEPTH {
             return Err(self.err("structure nested too deeply (or recursive)"));
         }
+        // What the finished container will hold, charged before its room is allocated.
+        let n = children.len();
+        let slots = if kind == Kind::Dict { n / 2 * size_of::<(Value, Value)>() } else { n * size_of::<Value>() };
+        let index = if matches!(kind, Kind::Dict | Kind::Set | Kind::FrozenSet) && n >= LINEAR_KEYS { n * INDEX_ENTRY_BYTES } else { 0 };
+        self.charge(slots + index)?;
+        // The frames themselves are not charged: at most MAX_DEPTH of them (~160 KiB).
         frames.push(Frame::new(kind, children, copying));
         Ok(None)
     }

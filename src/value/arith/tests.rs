@@ -139,7 +139,7 @@ fn timedeltas_shift_dates() {
         seconds: 3600,
         microseconds: 0,
     });
-    let dt = Value::DateTime(DateTime {
+    let dt = Value::DateTime(Box::new(DateTime {
         date: Date {
             year: 2024,
             month: 12,
@@ -153,7 +153,7 @@ fn timedeltas_shift_dates() {
             tz: None,
             fold: 0,
         },
-    });
+    }));
     assert_eq!(add(dt, td.clone()), "datetime.datetime(2025, 1, 2, 0, 0)");
     assert_eq!(
         mul(td, Value::Int(2)),

@@ -262,7 +262,7 @@ mod tests {
 
     fn repr(text: &str) -> String {
         match DateTime::parse_iso(text) {
-            Ok(dt) => crate::value::py_repr(&crate::value::Value::DateTime(dt)),
+            Ok(dt) => crate::value::py_repr(&crate::value::Value::DateTime(Box::new(dt))),
             Err(e) => e.to_string(),
         }
     }
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn time_fromisoformat_matches_python() {
         let t = |s: &str| {
-            Time::parse_iso(s).map(|t| crate::value::py_repr(&crate::value::Value::Time(t)))
+            Time::parse_iso(s).map(|t| crate::value::py_repr(&crate::value::Value::Time(Box::new(t))))
         };
         assert_eq!(t("03:04").as_deref(), Ok("datetime.time(3, 4)"));
         assert_eq!(t("T03:04:05").as_deref(), Ok("datetime.time(3, 4, 5)"));
