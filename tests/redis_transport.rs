@@ -389,3 +389,28 @@ async fn renewing_keeps_held_messages_from_being_restored() {
     assert!(broker.renew_interval().is_some());
     f.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_byte_budget_splits_batches_and_keeps_the_order() {
+    let mut f = Fixture::new().await;
+    // Each message ~40 kB; a budget of 100 kB takes at most 3 per fetch and gives the rest back.
+    let padding = "x".repeat(40_000);
+    for i in 0..8 {
+        let env = envelope(&format!("big{i}"), 0).replace("\"lang\": \"py\"", &format!("\"lang\": \"py\", \"pad\": \"{padding}\""));
+        f.push("q", &env).await;
+    }
+    let options = RedisTransportOptions { rcelery_max_message_bytes: 100_000, ..f.options() };
+    let broker = Arc::new(RedisBroker::connect(&url(), options).await.expect("broker connects"));
+    let mut rx = Arc::clone(&broker)
+        .consume(vec![QueueSpec::direct("q")], PrefetchWindow::new(16))
+        .await
+        .expect("consume starts");
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let d = next(&mut rx).await;
+        seen.push(d.raw.properties.correlation_id.clone().unwrap_or_default());
+    }
+    let want: Vec<String> = (0..8).map(|i| format!("big{i}")).collect();
+    assert_eq!(seen, want, "messages given back over budget must keep their place");
+    f.cleanup().await;
+}

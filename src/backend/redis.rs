@@ -87,6 +87,10 @@ static STORE_AND_CHORD_PART: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+/// Results at least this large make the connection be made anew after their write (see
+/// [`Link::recycle`]).
+const RECYCLE_AFTER: usize = 8 * 1024 * 1024;
+
 /// Most batches being written at once.
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -460,6 +464,10 @@ async fn writer(link: Arc<Link>, mut rx: mpsc::Receiver<Write>, expires: u64, ma
                     async move { write_batch(&mut c, script, batch, expires, marker).await }
                 })
                 .await;
+            if batch.iter().any(|w| w.payload.len() >= RECYCLE_AFTER) {
+                // A fresh connection gives back the buffer this write grew.
+                link.recycle();
+            }
             let failed = outcome.err().map(|e| e.to_string());
             for w in batch {
                 let outcome = match &failed {

@@ -277,6 +277,14 @@ impl Link {
         class
     }
 
+    /// Drops the current connection without counting a failure, so the next use opens a
+    /// fresh one. The redis crate keeps a connection's read and write buffers as large as the
+    /// largest reply or command it carried; after a message of many megabytes, a fresh
+    /// connection gives that memory back. Commands in flight finish on the old one.
+    pub fn recycle(&self) {
+        lock(&self.state).conn = None;
+    }
+
     /// The wait before retrying after the failures recorded so far.
     pub fn backoff(&self) -> Duration {
         let failures = lock(&self.state).failures.max(1);

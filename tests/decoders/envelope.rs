@@ -163,6 +163,7 @@ fn reference(raw: &[u8]) -> Result<(RawMessage, Option<String>), Refusal> {
             routing_key: text(info, "routing_key").unwrap_or_default(),
             redelivered,
         },
+        too_large: None,
     };
     Ok((message, tag))
 }

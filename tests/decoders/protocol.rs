@@ -99,6 +99,7 @@ pub fn message_from(data: &[u8]) -> Option<(RawMessage, AcceptContent, bool)> {
             routing_key: text("routing_key").unwrap_or_default(),
             redelivered: props.get("redelivered").is_some_and(Value::truthy),
         },
+        too_large: None,
     };
     let accept = AcceptContent::from_names(ACCEPT[usize::from(flags >> 3 & 3)]).ok()?;
     Some((raw, accept, flags & UNREGISTERED == 0))
@@ -151,6 +152,7 @@ enum Kind {
     UnknownFormat,
     Invalid,
     UnknownTask,
+    TooLarge,
 }
 
 fn kind(e: &DecodeError) -> Kind {
@@ -160,6 +162,7 @@ fn kind(e: &DecodeError) -> Kind {
         DecodeError::UnknownFormat(_) => Kind::UnknownFormat,
         DecodeError::Invalid(_) => Kind::Invalid,
         DecodeError::UnknownTask { .. } => Kind::UnknownTask,
+        DecodeError::TooLarge { .. } => Kind::TooLarge,
     }
 }
 
@@ -262,6 +265,7 @@ fn sent_again_reads_the_same(task: &TaskMessage, serializer: Serializer) {
             routing_key: out.routing_key,
             redelivered: false,
         },
+        too_large: None,
     };
     let both = AcceptContent::from_names(&["json", "pickle"]).expect("known serializers");
     let again = match decode_task(&mut raw, &both, |_| true) {

@@ -19,6 +19,10 @@ use crate::redis_client::spin::Spinner;
 /// Most messages taken in one round trip.
 const MAX_BATCH: usize = 256;
 
+/// Messages at least this large make the connections that carried them be made anew after
+/// (see [`Link::recycle`]).
+const RECYCLE_AFTER: usize = 8 * 1024 * 1024;
+
 /// How often a fetch that keeps failing for the same non-connection reason is logged.
 const PERMANENT_REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -129,6 +133,9 @@ impl Fetcher {
         let reply = self.call.invoke(&mut conn, &cmd);
         match self.spinner.wait(reply).await {
             Ok(flat) => {
+                if taken.writes.iter().any(|w| w.payload.len() >= RECYCLE_AFTER) {
+                    link.recycle();
+                }
                 taken.sent();
                 link.succeeded();
                 Ok(pairs(flat))
@@ -177,6 +184,11 @@ impl Fetcher {
 
     /// Hands the messages to the worker, one permit each; returns false if the worker is gone.
     async fn deliver(&mut self, items: Vec<(usize, Vec<u8>)>, mut permits: Vec<PrefetchPermit>) -> bool {
+        if items.iter().any(|(_, raw)| raw.len() >= RECYCLE_AFTER) {
+            // Both connections carried this message: fresh ones give their buffers back.
+            self.link.recycle();
+            self.blocking.recycle();
+        }
         for (queue_index, raw) in items {
             let permit = permits.pop();
             let queue = self.queues.get(queue_index).cloned().unwrap_or_default();

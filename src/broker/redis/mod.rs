@@ -196,6 +196,7 @@ impl RedisBroker {
             scripts: scripts.clone(),
             db: redis_client::db_number(url),
             counted_pop: server_version(&mut first).await >= (6, 2),
+            batch_bytes: batch_budget(options.rcelery_max_message_bytes),
         };
         tokio::spawn(settle::run(Arc::clone(&link), call.clone(), Arc::clone(&lane), settle_rx));
         let (stop, _) = watch::channel(false);
@@ -246,6 +247,16 @@ impl RedisBroker {
 /// Seconds as a duration; negative or non-finite values count as zero.
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)
+}
+
+/// A fetch's byte budget: the largest message allowed (64 MiB when there is no limit), so that
+/// one batch never holds more than about one such message.
+fn batch_budget(max_message_bytes: usize) -> usize {
+    if max_message_bytes == 0 {
+        64 * 1024 * 1024
+    } else {
+        max_message_bytes
+    }
 }
 
 /// Key names from the transport options.

@@ -7,7 +7,10 @@
 /// KEYS: `unacked`, `unacked_index`, the poll keys (step-major, `ARGV[3]` queues per step),
 /// then the result keys to write.
 /// ARGV: max count (0: settle only), now (epoch seconds), queues per step, `1` if the server
-/// has `RPOP key count` (Redis 6.2+), the number of acks, the number of result writes; when
+/// has `RPOP key count` (Redis 6.2+), the number of acks, the number of result writes, the
+/// batch's byte budget (no more messages are taken once the batch holds this many bytes;
+/// popped ones beyond it go back where they were, so one fetch never brings many huge
+/// messages at once; 0: none); when
 /// there are writes: their database, the broker's database, expiry, SUCCESS marker and the
 /// offset it must start within; then the acked delivery tags, then the result payloads.
 /// Returns a flat list `[queue_index, message, ...]`. The `unacked` value is
@@ -25,12 +28,13 @@ local nq = tonumber(ARGV[3])
 local counted = ARGV[4] == '1'
 local nacks = tonumber(ARGV[5])
 local nw = tonumber(ARGV[6])
-local a = 7
+local budget = tonumber(ARGV[7])
+local a = 8
 if nw > 0 then
-  local wdb, bdb = ARGV[7], ARGV[8]
-  a = 12
+  local wdb, bdb = ARGV[8], ARGV[9]
+  a = 13
   if wdb ~= bdb then redis.call('SELECT', wdb) end
-  store_results(#KEYS - nw + 1, nw, tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), a + nacks)
+  store_results(#KEYS - nw + 1, nw, tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12]), a + nacks)
   if wdb ~= bdb then redis.call('SELECT', bdb) end
 end
 if nacks > 0 then
@@ -39,6 +43,7 @@ if nacks > 0 then
 end
 local out, zargs, hargs = {}, {}, {}
 local got = 0
+local bytes, full = 0, false
 local nkeys = #KEYS - 2 - nw
 local base = 0
 -- kombu's envelope ends with its properties: delivery_info, priority, body_encoding, then
@@ -101,18 +106,27 @@ local function take(m, q)
   end
   out[#out + 1] = q - 1
   out[#out + 1] = m
+  bytes = bytes + #m
+  if budget > 0 and bytes >= budget then full = true end
 end
-while base < nkeys and got < max do
+while base < nkeys and got < max and not full do
   for q = 1, nq do
-    if got >= max then break end
+    if got >= max or full then break end
     local key = KEYS[2 + base + q]
     if counted then
       local items = redis.call('RPOP', key, max - got)
       if items then
-        for _, m in ipairs(items) do take(m, q) end
+        for i, m in ipairs(items) do
+          if full then
+            -- Over budget: the rest go back to the tail, last first, as they were.
+            for j = #items, i, -1 do redis.call('RPUSH', key, items[j]) end
+            break
+          end
+          take(m, q)
+        end
       end
     else
-      while got < max do
+      while got < max and not full do
         local m = redis.call('RPOP', key)
         if not m then break end
         take(m, q)

@@ -38,6 +38,8 @@ pub(super) struct ScriptCall {
     pub db: i64,
     /// The server has `RPOP key count` (Redis 6.2+).
     pub counted_pop: bool,
+    /// Bytes after which a fetch takes no more messages (0: no budget).
+    pub batch_bytes: usize,
 }
 
 impl ScriptCall {
@@ -69,7 +71,8 @@ impl ScriptCall {
             .arg(queues_per_step)
             .arg(if self.counted_pop { "1" } else { "0" })
             .arg(taken.acks.len())
-            .arg(nw);
+            .arg(nw)
+            .arg(self.batch_bytes);
         if let Some(t) = writes {
             cmd.arg(t.db).arg(self.db).arg(t.expires).arg(&t.success_marker).arg(t.marker_within);
         }
