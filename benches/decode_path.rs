@@ -18,7 +18,10 @@ use rcelery::Value;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python-fixtures/golden/messages/add_pickle.json");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/python-fixtures/golden/messages/add_pickle.json"
+);
 
 /// Runs `f` in five rounds of ~200 ms (after a warm-up) and prints the best round's mean time
 /// per call: the minimum is the figure least disturbed by other load on the machine.
@@ -43,11 +46,20 @@ fn measure(label: &str, mut f: impl FnMut()) {
 
 fn main() {
     let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(FIXTURE).expect("fixture readable")).expect("fixture is JSON");
-    let raw = fixture["raw"].as_str().expect("fixture has the raw envelope").as_bytes().to_vec();
+        serde_json::from_str(&std::fs::read_to_string(FIXTURE).expect("fixture readable"))
+            .expect("fixture is JSON");
+    let raw = fixture["raw"]
+        .as_str()
+        .expect("fixture has the raw envelope")
+        .as_bytes()
+        .to_vec();
     let accept = AcceptContent::from_names(&["json", "pickle"]).expect("known serializers");
     let registered = |name: &str| name == "tasks.add";
-    let encoder = MetaEncoder { serializer: Serializer::Json, extended: false, timezone: chrono_tz::UTC };
+    let encoder = MetaEncoder {
+        serializer: Serializer::Json,
+        extended: false,
+        timezone: chrono_tz::UTC,
+    };
 
     measure("envelope parse", || {
         black_box(parse_envelope(black_box(&raw)).ok());
@@ -59,14 +71,21 @@ fn main() {
         black_box(rcelery::codec::json::decode(black_box(&headers_json)).ok());
     });
     measure("pickle body alone", || {
-        black_box(accept.decode(black_box(&m.content_type), black_box(&m.body)).ok());
+        black_box(
+            accept
+                .decode(black_box(&m.content_type), black_box(&m.body))
+                .ok(),
+        );
     });
     measure("envelope parse + task decode", || {
-        let Ok(mut envelope) = parse_envelope(black_box(&raw)) else { return };
+        let Ok(mut envelope) = parse_envelope(black_box(&raw)) else {
+            return;
+        };
         black_box(decode_task(&mut envelope.message, &accept, registered).ok());
     });
     let mut first = parse_envelope(&raw).expect("the fixture is a kombu envelope");
-    let message = decode_task(&mut first.message, &accept, registered).expect("the fixture decodes");
+    let message =
+        decode_task(&mut first.message, &accept, registered).expect("the fixture decodes");
     let record = |m: &rcelery::protocol::TaskMessage| ResultRecord {
         task_id: m.id.clone(),
         state: State::Success,
@@ -81,8 +100,12 @@ fn main() {
         black_box(encoder.encode(black_box(&record(&message))));
     });
     measure("all of the above", || {
-        let Ok(mut envelope) = parse_envelope(black_box(&raw)) else { return };
-        let Ok(message) = decode_task(&mut envelope.message, &accept, registered) else { return };
+        let Ok(mut envelope) = parse_envelope(black_box(&raw)) else {
+            return;
+        };
+        let Ok(message) = decode_task(&mut envelope.message, &accept, registered) else {
+            return;
+        };
         black_box(encoder.encode(&record(&message)));
     });
 }

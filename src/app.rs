@@ -20,7 +20,10 @@ pub struct App {
 impl App {
     /// An app with no tasks. `name` is what `-A` selects (like Celery's app module).
     pub fn new(name: &str) -> App {
-        App { name: name.to_owned(), registry: Registry::default() }
+        App {
+            name: name.to_owned(),
+            registry: Registry::default(),
+        }
     }
 
     /// Registers a task (see [`crate::task`]).

@@ -41,8 +41,14 @@ impl QueueConfig {
         QueueSpec {
             name: self.name.clone(),
             exchange: self.exchange.clone().unwrap_or_else(|| self.name.clone()),
-            exchange_type: self.exchange_type.clone().unwrap_or_else(|| "direct".to_owned()),
-            routing_key: self.routing_key.clone().unwrap_or_else(|| self.name.clone()),
+            exchange_type: self
+                .exchange_type
+                .clone()
+                .unwrap_or_else(|| "direct".to_owned()),
+            routing_key: self
+                .routing_key
+                .clone()
+                .unwrap_or_else(|| self.name.clone()),
             max_priority: self.max_priority,
         }
     }
@@ -82,7 +88,10 @@ pub struct ResultTransportOptions {
 
 impl Default for ResultTransportOptions {
     fn default() -> Self {
-        ResultTransportOptions { global_keyprefix: String::new(), result_chord_ordered: true }
+        ResultTransportOptions {
+            global_keyprefix: String::new(),
+            result_chord_ordered: true,
+        }
     }
 }
 
@@ -238,7 +247,11 @@ impl Config {
     pub fn wedge_warn_after(&self) -> Duration {
         let secs = self.rcelery_wedge_warn_after;
         let valid = secs.is_finite() && secs > 0.0;
-        Duration::from_secs_f64(if valid { secs.min(1e9) } else { DEFAULT_WEDGE_WARN_AFTER })
+        Duration::from_secs_f64(if valid {
+            secs.min(1e9)
+        } else {
+            DEFAULT_WEDGE_WARN_AFTER
+        })
     }
 
     /// `task_routes`, read (empty when unset).
@@ -314,15 +327,21 @@ impl Config {
 
     /// Reads one TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Config, String> {
         // The parser's message quotes the offending line, which may hold a password.
-        toml::from_str(text).map_err(|e| crate::redis_client::mask::mask_secrets_in_text(&e.to_string()))
+        toml::from_str(text)
+            .map_err(|e| crate::redis_client::mask::mask_secrets_in_text(&e.to_string()))
     }
 
     /// Settings present in the file that rcelery does not know.
@@ -336,12 +355,24 @@ impl Config {
 
     /// The queues to consume: the `-Q` names (each from `task_queues`, or created as a direct
     /// queue), else all of `task_queues`, else the default queue.
-    pub fn select_queues(&self, names: &[String], exclude: &[String]) -> Result<Vec<QueueSpec>, String> {
-        let declared = |n: &str| self.task_queues.iter().find(|q| q.name == n).map(QueueConfig::to_spec);
+    pub fn select_queues(
+        &self,
+        names: &[String],
+        exclude: &[String],
+    ) -> Result<Vec<QueueSpec>, String> {
+        let declared = |n: &str| {
+            self.task_queues
+                .iter()
+                .find(|q| q.name == n)
+                .map(QueueConfig::to_spec)
+        };
         let mut queues = Vec::new();
         if names.is_empty() {
             if self.task_queues.is_empty() {
-                queues.push(declared(&self.task_default_queue).unwrap_or_else(|| QueueSpec::direct(&self.task_default_queue)));
+                queues.push(
+                    declared(&self.task_default_queue)
+                        .unwrap_or_else(|| QueueSpec::direct(&self.task_default_queue)),
+                );
             } else {
                 queues.extend(self.task_queues.iter().map(QueueConfig::to_spec));
             }
@@ -365,10 +396,14 @@ impl Config {
     pub fn broker_connection(&self) -> crate::broker::ConnectionSettings {
         crate::broker::ConnectionSettings {
             retry: self.broker_connection_retry,
-            retry_on_startup: self.broker_connection_retry_on_startup.unwrap_or(self.broker_connection_retry),
+            retry_on_startup: self
+                .broker_connection_retry_on_startup
+                .unwrap_or(self.broker_connection_retry),
             max_retries: Some(self.broker_connection_max_retries).filter(|n| *n > 0),
-            timeout: std::time::Duration::try_from_secs_f64(self.broker_connection_timeout.max(0.1))
-                .unwrap_or(std::time::Duration::from_secs(4)),
+            timeout: std::time::Duration::try_from_secs_f64(
+                self.broker_connection_timeout.max(0.1),
+            )
+            .unwrap_or(std::time::Duration::from_secs(4)),
         }
     }
 
@@ -376,8 +411,12 @@ impl Config {
     /// results are retried until they are stored.
     pub fn backend_retry(&self) -> crate::redis_client::link::RetryPolicy {
         crate::redis_client::link::RetryPolicy {
-            base: std::time::Duration::from_millis(self.result_backend_base_sleep_between_retries_ms.max(1)),
-            max_delay: std::time::Duration::from_millis(self.result_backend_max_sleep_between_retries_ms.max(1)),
+            base: std::time::Duration::from_millis(
+                self.result_backend_base_sleep_between_retries_ms.max(1),
+            ),
+            max_delay: std::time::Duration::from_millis(
+                self.result_backend_max_sleep_between_retries_ms.max(1),
+            ),
             max_retries: None,
         }
     }
@@ -385,7 +424,9 @@ impl Config {
     /// The app timezone (`timezone`, else UTC).
     pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
         match &self.timezone {
-            Some(name) => name.parse().map_err(|_| format!("unknown timezone {name:?}")),
+            Some(name) => name
+                .parse()
+                .map_err(|_| format!("unknown timezone {name:?}")),
             None => Ok(chrono_tz::UTC),
         }
     }
@@ -427,7 +468,9 @@ visibility_timeout = 2
     #[test]
     fn selects_queues_like_celery() {
         let c = Config::from_toml(DEPLOYMENT).unwrap();
-        let q = c.select_queues(&["default".into(), "other".into()], &[]).unwrap();
+        let q = c
+            .select_queues(&["default".into(), "other".into()], &[])
+            .unwrap();
         assert_eq!(q[0].max_priority, Some(10));
         assert_eq!(q[1], QueueSpec::direct("other"));
         let d = Config::default().select_queues(&[], &[]).unwrap();
@@ -439,10 +482,19 @@ visibility_timeout = 2
         let c = Config::from_toml("task_time_limit = 10\ntask_soft_time_limit = 2.5\ntask_default_rate_limit = \"10/m\"\nworker_disable_rate_limits = true").unwrap();
         assert_eq!(c.task_time_limit, Some(Seconds::Int(10)));
         assert_eq!(c.task_soft_time_limit, Some(Seconds::Float(2.5)));
-        assert_eq!(c.task_default_rate_limit.as_ref().map(|r| r.to_text()).as_deref(), Some("10/m"));
+        assert_eq!(
+            c.task_default_rate_limit
+                .as_ref()
+                .map(|r| r.to_text())
+                .as_deref(),
+            Some("10/m")
+        );
         assert!(c.worker_disable_rate_limits && c.unknown_settings().is_empty());
         let c = Config::from_toml("task_default_rate_limit = 5").unwrap();
-        assert_eq!(c.task_default_rate_limit, Some(RateLimitSetting::Number(5.0)));
+        assert_eq!(
+            c.task_default_rate_limit,
+            Some(RateLimitSetting::Number(5.0))
+        );
     }
 
     #[test]

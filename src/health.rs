@@ -101,7 +101,10 @@ impl Health {
 
     /// How long `link` has been down, `None` if it is up.
     pub fn down_for(&self, link: LinkKind) -> Option<Duration> {
-        self.lock().get(&link).and_then(|l| l.down_since).map(|s| s.elapsed())
+        self.lock()
+            .get(&link)
+            .and_then(|l| l.down_since)
+            .map(|s| s.elapsed())
     }
 
     /// Records whether every task slot is stuck.
@@ -111,11 +114,16 @@ impl Health {
 
     /// A copy of the current state.
     pub fn snapshot(&self) -> HealthSnapshot {
-        HealthSnapshot { links: self.lock().clone(), slots_wedged: self.wedged.load(Ordering::Relaxed) }
+        HealthSnapshot {
+            links: self.lock().clone(),
+            slots_wedged: self.wedged.load(Ordering::Relaxed),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<LinkKind, LinkHealth>> {
-        self.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -128,15 +136,27 @@ mod tests {
         let h = Health::new();
         assert!(h.snapshot().is_healthy());
         assert!(h.link_down(LinkKind::Broker, "broken pipe"));
-        assert!(!h.link_down(LinkKind::Broker, "connection refused"), "already down");
+        assert!(
+            !h.link_down(LinkKind::Broker, "connection refused"),
+            "already down"
+        );
         assert!(!h.snapshot().is_healthy());
         assert!(h.down_for(LinkKind::Broker).is_some());
-        assert_eq!(h.snapshot().links[&LinkKind::Broker].last_error.as_deref(), Some("broken pipe"));
+        assert_eq!(
+            h.snapshot().links[&LinkKind::Broker].last_error.as_deref(),
+            Some("broken pipe")
+        );
         assert!(h.link_up(LinkKind::Broker).is_some());
         assert!(h.link_up(LinkKind::Broker).is_none(), "already up");
         let snap = h.snapshot();
         assert!(snap.is_healthy());
-        assert_eq!((snap.links[&LinkKind::Broker].outages, snap.links[&LinkKind::Broker].reconnects), (1, 1));
+        assert_eq!(
+            (
+                snap.links[&LinkKind::Broker].outages,
+                snap.links[&LinkKind::Broker].reconnects
+            ),
+            (1, 1)
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use rcelery::protocol::decode_task;
 use rcelery::Value;
 
 fn golden(dir: &str) -> Vec<(PathBuf, serde_json::Value)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("python-fixtures/golden").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python-fixtures/golden")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("golden fixtures missing at {}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -35,10 +37,22 @@ fn every_captured_message_decodes() {
     let accept = AcceptContent::from_names(&["json", "pickle"]).expect("known serializers");
     for (path, g) in golden("messages") {
         let raw = g["raw"].as_str().expect("raw envelope");
-        let mut env = parse_envelope(raw.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let msg = decode_task(&mut env.message, &accept, |_| true).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(msg.id, g["task_id"].as_str().expect("task_id"), "{}", path.display());
-        assert_eq!(msg.name, g["task"].as_str().expect("task"), "{}", path.display());
+        let mut env =
+            parse_envelope(raw.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let msg = decode_task(&mut env.message, &accept, |_| true)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            msg.id,
+            g["task_id"].as_str().expect("task_id"),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            msg.name,
+            g["task"].as_str().expect("task"),
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -50,16 +64,24 @@ fn opt_str(d: &rcelery::Dict, k: &str) -> Option<String> {
 fn every_stored_result_is_reproduced_byte_for_byte() {
     let mut checked = 0;
     for (path, g) in golden("results") {
-        let Some(raw) = g["raw"].as_str() else { continue };
-        let meta = json::decode(raw.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let Some(raw) = g["raw"].as_str() else {
+            continue;
+        };
+        let meta =
+            json::decode(raw.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let d = meta.as_dict().expect("meta is a dict");
         let extended = d.get("name").is_some();
         let record = ResultRecord {
             task_id: opt_str(d, "task_id").expect("task_id"),
-            state: State::from_name(d.get("status").and_then(Value::as_str).expect("status")).expect("known state"),
+            state: State::from_name(d.get("status").and_then(Value::as_str).expect("status"))
+                .expect("known state"),
             result: d.get("result").cloned().unwrap_or(Value::None),
             traceback: opt_str(d, "traceback"),
-            children: d.get("children").and_then(Value::as_seq).map(<[Value]>::to_vec).unwrap_or_default(),
+            children: d
+                .get("children")
+                .and_then(Value::as_seq)
+                .map(<[Value]>::to_vec)
+                .unwrap_or_default(),
             group_id: opt_str(d, "group_id"),
             parent_id: opt_str(d, "parent_id"),
             extended: extended.then(|| ExtendedMeta {
@@ -71,7 +93,11 @@ fn every_stored_result_is_reproduced_byte_for_byte() {
                 queue: opt_str(d, "queue"),
             }),
         };
-        let enc = MetaEncoder { serializer: Serializer::Json, extended, timezone: chrono_tz::Asia::Shanghai };
+        let enc = MetaEncoder {
+            serializer: Serializer::Json,
+            extended,
+            timezone: chrono_tz::Asia::Shanghai,
+        };
         let ours = json::encode(&enc.meta_at(&record, opt_str(d, "date_done")));
         assert_eq!(String::from_utf8_lossy(&ours), raw, "{}", path.display());
         checked += 1;

@@ -10,7 +10,10 @@ use serde_json::Value as Json;
 const GOLDEN: &str = include_str!("../python-fixtures/golden/pickle_values.json");
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn int(j: &Json) -> i64 {
@@ -34,13 +37,22 @@ fn tz(j: &Json) -> Option<TzInfo> {
 fn expected(j: &Json) -> Value {
     let a = j.as_array().unwrap();
     let body = a.get(1);
-    let items = || body.unwrap().as_array().unwrap().iter().map(expected).collect::<Vec<_>>();
+    let items = || {
+        body.unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(expected)
+            .collect::<Vec<_>>()
+    };
     let fields = || body.unwrap().as_array().unwrap().clone();
     match a[0].as_str().unwrap() {
         "none" => Value::None,
         "bool" => Value::Bool(body.unwrap().as_bool().unwrap()),
         "int" => Value::int(body.unwrap().as_str().unwrap().parse().unwrap()),
-        "float" => Value::Float(f64::from_bits(body.unwrap().as_str().unwrap().parse().unwrap())),
+        "float" => Value::Float(f64::from_bits(
+            body.unwrap().as_str().unwrap().parse().unwrap(),
+        )),
         "str" => Value::Str(body.unwrap().as_str().unwrap().to_owned()),
         "bytes" => Value::Bytes(unhex(body.unwrap().as_str().unwrap())),
         "bytearray" => Value::ByteArray(unhex(body.unwrap().as_str().unwrap())),
@@ -59,7 +71,11 @@ fn expected(j: &Json) -> Value {
         "datetime" => {
             let f = fields();
             Value::DateTime(Box::new(DateTime {
-                date: Date { year: int(&f[0]) as i32, month: int(&f[1]) as u8, day: int(&f[2]) as u8 },
+                date: Date {
+                    year: int(&f[0]) as i32,
+                    month: int(&f[1]) as u8,
+                    day: int(&f[2]) as u8,
+                },
                 time: Time {
                     hour: int(&f[3]) as u8,
                     minute: int(&f[4]) as u8,
@@ -72,7 +88,11 @@ fn expected(j: &Json) -> Value {
         }
         "date" => {
             let f = fields();
-            Value::Date(Date { year: int(&f[0]) as i32, month: int(&f[1]) as u8, day: int(&f[2]) as u8 })
+            Value::Date(Date {
+                year: int(&f[0]) as i32,
+                month: int(&f[1]) as u8,
+                day: int(&f[2]) as u8,
+            })
         }
         "time" => {
             let f = fields();
@@ -87,7 +107,11 @@ fn expected(j: &Json) -> Value {
         }
         "timedelta" => {
             let f = fields();
-            Value::TimeDelta(TimeDelta { days: int(&f[0]), seconds: int(&f[1]) as i32, microseconds: int(&f[2]) as i32 })
+            Value::TimeDelta(TimeDelta {
+                days: int(&f[0]),
+                seconds: int(&f[1]) as i32,
+                microseconds: int(&f[2]) as i32,
+            })
         }
         "decimal" => Value::Decimal(body.unwrap().as_str().unwrap().to_owned()),
         "uuid" => Value::Uuid(uuid::Uuid::parse_str(body.unwrap().as_str().unwrap()).unwrap()),
@@ -101,7 +125,10 @@ fn golden() -> Json {
 
 fn short(s: String) -> String {
     if s.len() > 400 {
-        format!("{}...", &s[..s.char_indices().nth(400).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(400).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }
@@ -113,18 +140,32 @@ fn golden_values_decode_like_cpython() {
     let cases = doc["values"].as_array().unwrap();
     let mut failures = Vec::new();
     for case in cases {
-        let name = format!("{} (protocol {})", case["name"].as_str().unwrap(), case["protocol"]);
+        let name = format!(
+            "{} (protocol {})",
+            case["name"].as_str().unwrap(),
+            case["protocol"]
+        );
         let data = unhex(case["hex"].as_str().unwrap());
         let want = expected(&case["expect"]);
         match decode(&data) {
             // Debug strings tell -0.0 from 0.0, which `==` does not.
             Ok(got) if format!("{got:?}") == format!("{want:?}") => {}
-            Ok(got) => failures.push(format!("{name}: decoded {}\n   expected {}", short(format!("{got:?}")), short(format!("{want:?}")))),
+            Ok(got) => failures.push(format!(
+                "{name}: decoded {}\n   expected {}",
+                short(format!("{got:?}")),
+                short(format!("{want:?}"))
+            )),
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
     assert!(cases.len() > 500);
-    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -141,7 +182,11 @@ fn golden_values_encode_byte_identical() {
         let ours = encode(&value, proto);
         checked += 1;
         if ours != data {
-            let at = ours.iter().zip(&data).position(|(a, b)| a != b).unwrap_or(ours.len().min(data.len()));
+            let at = ours
+                .iter()
+                .zip(&data)
+                .position(|(a, b)| a != b)
+                .unwrap_or(ours.len().min(data.len()));
             failures.push(format!(
                 "{name}: differs at byte {at} (ours {} bytes, CPython {})\n   ours    {}\n   cpython {}",
                 ours.len(),
@@ -152,7 +197,12 @@ fn golden_values_encode_byte_identical() {
         }
     }
     assert!(checked > 300);
-    assert!(failures.is_empty(), "{} of {checked} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn hex(b: &[u8]) -> String {
@@ -165,9 +215,16 @@ fn forbidden_globals_are_refused_by_name() {
     let cases = doc["forbidden"].as_array().unwrap();
     assert!(cases.len() >= 30);
     for case in cases {
-        let name = format!("{} (protocol {})", case["name"].as_str().unwrap(), case["protocol"]);
+        let name = format!(
+            "{} (protocol {})",
+            case["name"].as_str().unwrap(),
+            case["protocol"]
+        );
         let data = unhex(case["hex"].as_str().unwrap());
-        let (module, global) = (case["module"].as_str().unwrap(), case["global"].as_str().unwrap());
+        let (module, global) = (
+            case["module"].as_str().unwrap(),
+            case["global"].as_str().unwrap(),
+        );
         match decode(&data) {
             Err(PickleError::ForbiddenGlobal { module: m, name: n }) => {
                 assert_eq!((m.as_str(), n.as_str()), (module, global), "{name}");

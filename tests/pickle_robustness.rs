@@ -24,7 +24,10 @@ impl Rng {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn seeds() -> Vec<Vec<u8>> {
@@ -96,7 +99,11 @@ fn mutated_pickles_never_panic() {
                 for proto in [2, 5] {
                     let again = decode(&encode(&v, proto)).expect("our own pickle must decode");
                     if proto == 5 {
-                        assert_eq!(format!("{again:?}"), format!("{v:?}"), "round trip of {data:02x?}");
+                        assert_eq!(
+                            format!("{again:?}"),
+                            format!("{v:?}"),
+                            "round trip of {data:02x?}"
+                        );
                     }
                 }
             }
@@ -108,7 +115,13 @@ fn mutated_pickles_never_panic() {
 }
 
 fn too_large_or_invalid(r: Result<Value, PickleError>) {
-    assert!(matches!(r, Err(PickleError::TooLarge { .. } | PickleError::Invalid { .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(PickleError::TooLarge { .. } | PickleError::Invalid { .. })
+        ),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -198,8 +211,16 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
 
 #[test]
 fn refuses_persistent_ids_extensions_and_buffers() {
-    for data in [&b"Pabc\n."[..], b"N\x51.", b"\x80\x02\x82\x01.", b"\x80\x05\x97."] {
-        assert!(matches!(decode(data), Err(PickleError::Refused { .. })), "{data:?}");
+    for data in [
+        &b"Pabc\n."[..],
+        b"N\x51.",
+        b"\x80\x02\x82\x01.",
+        b"\x80\x05\x97.",
+    ] {
+        assert!(
+            matches!(decode(data), Err(PickleError::Refused { .. })),
+            "{data:?}"
+        );
     }
 }
 
@@ -209,7 +230,10 @@ fn misused_allowed_globals_are_invalid() {
     let p = b"\x80\x04\x8c\x08builtins\x94\x8c\x07getattr\x94\x93\x94\x8c\x08datetime\x94\x8c\x08datetime\x94\x93\x94\x8c\x03now\x94\x86\x94R\x94).";
     assert!(matches!(decode(p), Err(PickleError::Invalid { .. })));
     // A bare class is not a value.
-    assert!(matches!(decode(b"cdatetime\ndatetime\n."), Err(PickleError::Invalid { .. })));
+    assert!(matches!(
+        decode(b"cdatetime\ndatetime\n."),
+        Err(PickleError::Invalid { .. })
+    ));
     // Text ints beyond CPython's 4300-digit limit.
     let mut p = b"L".to_vec();
     p.extend(std::iter::repeat_n(b'9', 5000));
@@ -222,10 +246,16 @@ fn duplicate_keys_follow_python_equality() {
     // {1: 'a', True: 'b', 1.0: 'c'} is {1: 'c'} in Python: first key kept, last value wins.
     let p = b"\x80\x02}(K\x01X\x01\x00\x00\x00a\x88X\x01\x00\x00\x00bG?\xf0\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00cu.";
     let v = decode(p).unwrap();
-    assert_eq!(v, Value::Dict(rcelery::value::Dict(vec![(Value::Int(1), Value::str("c"))])));
+    assert_eq!(
+        v,
+        Value::Dict(rcelery::value::Dict(vec![(Value::Int(1), Value::str("c"))]))
+    );
     // A set built from a list with repeats.
     let p = b"\x80\x02c__builtin__\nset\n](K\x01K\x02K\x01e\x85R.";
-    assert_eq!(decode(p).unwrap(), Value::Set(vec![Value::Int(1), Value::Int(2)]));
+    assert_eq!(
+        decode(p).unwrap(),
+        Value::Set(vec![Value::Int(1), Value::Int(2)])
+    );
     // A list as a dict key is unhashable, as in Python.
     assert!(decode(b"\x80\x02}]K\x01s.").is_err());
 }
@@ -245,7 +275,15 @@ fn duplicate_keys_are_found_in_big_dicts_too() {
     }
     p.extend(b"u.");
     let expected: Vec<(Value, Value)> = (0..40i64)
-        .map(|i| (Value::Int(i), Value::Int(if i % 3 == 0 { 100 + i } else { i })))
+        .map(|i| {
+            (
+                Value::Int(i),
+                Value::Int(if i % 3 == 0 { 100 + i } else { i }),
+            )
+        })
         .collect();
-    assert_eq!(decode(&p).unwrap(), Value::Dict(rcelery::value::Dict(expected)));
+    assert_eq!(
+        decode(&p).unwrap(),
+        Value::Dict(rcelery::value::Dict(expected))
+    );
 }

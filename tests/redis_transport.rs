@@ -39,7 +39,11 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -60,11 +64,17 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Fixture {
         let prefix = format!("rcelery-test-{}:", uuid::Uuid::new_v4());
-        Fixture { prefix, conn: conn().await }
+        Fixture {
+            prefix,
+            conn: conn().await,
+        }
     }
 
     fn options(&self) -> RedisTransportOptions {
-        RedisTransportOptions { global_keyprefix: self.prefix.clone(), ..RedisTransportOptions::default() }
+        RedisTransportOptions {
+            global_keyprefix: self.prefix.clone(),
+            ..RedisTransportOptions::default()
+        }
     }
 
     fn key(&self, k: &str) -> String {
@@ -77,15 +87,26 @@ impl Fixture {
     }
 
     async fn cleanup(mut self) {
-        let keys: Vec<String> = self.conn.keys(format!("{}*", self.prefix)).await.unwrap_or_default();
+        let keys: Vec<String> = self
+            .conn
+            .keys(format!("{}*", self.prefix))
+            .await
+            .unwrap_or_default();
         if !keys.is_empty() {
             let _: () = self.conn.del(keys).await.unwrap_or(());
         }
     }
 }
 
-async fn start(f: &Fixture, window: usize) -> (Arc<RedisBroker>, tokio::sync::mpsc::Receiver<Delivery>) {
-    let broker = Arc::new(RedisBroker::connect(&url(), f.options()).await.expect("broker connects"));
+async fn start(
+    f: &Fixture,
+    window: usize,
+) -> (Arc<RedisBroker>, tokio::sync::mpsc::Receiver<Delivery>) {
+    let broker = Arc::new(
+        RedisBroker::connect(&url(), f.options())
+            .await
+            .expect("broker connects"),
+    );
     let rx = Arc::clone(&broker)
         .consume(vec![QueueSpec::direct("q")], PrefetchWindow::new(window))
         .await
@@ -110,7 +131,14 @@ async fn priorities_come_first_and_fifo_within_a_priority() {
     let (_broker, mut rx) = start(&f, 10).await;
     let mut order = Vec::new();
     for _ in 0..4 {
-        order.push(next(&mut rx).await.raw.properties.correlation_id.unwrap_or_default());
+        order.push(
+            next(&mut rx)
+                .await
+                .raw
+                .properties
+                .correlation_id
+                .unwrap_or_default(),
+        );
     }
     assert_eq!(order, ["low-1", "low-2", "p5", "p7"]);
     f.cleanup().await;
@@ -127,7 +155,11 @@ async fn delivered_messages_are_unacked_until_acked() {
     let stored = stored.expect("recorded in unacked");
     assert!(stored.starts_with("[{\"body\""), "{stored}");
     assert!(stored.ends_with("}, \"\", \"q\"]"), "{stored}");
-    let score: Option<f64> = f.conn.zscore(f.key("unacked_index"), "tag-a").await.expect("ZSCORE");
+    let score: Option<f64> = f
+        .conn
+        .zscore(f.key("unacked_index"), "tag-a")
+        .await
+        .expect("ZSCORE");
     assert!(score.is_some());
     broker.ack(&d.tag);
     broker.flush().await;
@@ -144,9 +176,18 @@ async fn envelopes_in_another_shape_are_still_recorded_with_their_route() {
     let mut f = Fixture::new().await;
     let shuffled = envelope("s", 0)
         .replace("\"routing_key\": \"q\"", "\"routing_key\": \"q\\u00e9\"")
-        .replace(", \"body_encoding\": \"base64\", \"delivery_tag\": \"tag-s\"}}", "}}")
-        .replace("\"properties\": {", "\"properties\": {\"delivery_tag\": \"tag-s\", \"body_encoding\": \"base64\", ");
-    assert!(shuffled.contains("\"properties\": {\"delivery_tag\""), "{shuffled}");
+        .replace(
+            ", \"body_encoding\": \"base64\", \"delivery_tag\": \"tag-s\"}}",
+            "}}",
+        )
+        .replace(
+            "\"properties\": {",
+            "\"properties\": {\"delivery_tag\": \"tag-s\", \"body_encoding\": \"base64\", ",
+        );
+    assert!(
+        shuffled.contains("\"properties\": {\"delivery_tag\""),
+        "{shuffled}"
+    );
     f.push("q", &shuffled).await;
     let (broker, mut rx) = start(&f, 4).await;
     let d = next(&mut rx).await;
@@ -182,7 +223,12 @@ async fn each_message_is_recorded_with_its_own_route_and_tag() {
         assert_eq!(tag.len(), 36);
         let stored: Option<String> = f.conn.hget(f.key("unacked"), &tag).await.expect("HGET");
         let stored = stored.unwrap_or_else(|| panic!("{tag} recorded in unacked"));
-        assert!(stored.ends_with(&format!("\"delivery_tag\": \"{tag}\"}}}}, \"{ex}\", \"{rk}\"]")), "{stored}");
+        assert!(
+            stored.ends_with(&format!(
+                "\"delivery_tag\": \"{tag}\"}}}}, \"{ex}\", \"{rk}\"]"
+            )),
+            "{stored}"
+        );
         broker.ack(&tag);
     }
     broker.flush().await;
@@ -205,7 +251,10 @@ async fn restore_puts_messages_back_in_order_flagged_redelivered() {
     assert_eq!(n, 3);
     let items: Vec<String> = f.conn.lrange(f.key("q"), 0, -1).await.expect("LRANGE");
     // RPOP takes from the right: the oldest ("a") must be there.
-    let ids: Vec<bool> = items.iter().map(|i| i.contains("\"redelivered\": true")).collect();
+    let ids: Vec<bool> = items
+        .iter()
+        .map(|i| i.contains("\"redelivered\": true"))
+        .collect();
     assert_eq!(ids, [true, true, true]);
     assert!(items[2].contains("\"id\": \"a\""), "{}", items[2]);
     assert!(items[0].contains("\"id\": \"c\""), "{}", items[0]);
@@ -226,7 +275,10 @@ async fn reject_with_requeue_goes_to_the_back() {
     broker.flush().await;
     let items: Vec<String> = f.conn.lrange(f.key("q"), 0, -1).await.expect("LRANGE");
     assert_eq!(items.len(), 2);
-    assert!(items[0].contains("\"id\": \"a\""), "requeued message is last in line");
+    assert!(
+        items[0].contains("\"id\": \"a\""),
+        "requeued message is last in line"
+    );
     f.cleanup().await;
 }
 
@@ -249,8 +301,16 @@ async fn messages_unacked_past_the_visibility_timeout_are_restored_at_start() {
     let mut f = Fixture::new().await;
     let env = envelope("lost", 0);
     let stale = format!("[{env}, \"\", \"q\"]");
-    let _: () = f.conn.hset(f.key("unacked"), "tag-lost", stale).await.expect("HSET");
-    let _: () = f.conn.zadd(f.key("unacked_index"), "tag-lost", 1.0).await.expect("ZADD");
+    let _: () = f
+        .conn
+        .hset(f.key("unacked"), "tag-lost", stale)
+        .await
+        .expect("HSET");
+    let _: () = f
+        .conn
+        .zadd(f.key("unacked_index"), "tag-lost", 1.0)
+        .await
+        .expect("ZADD");
     let (_broker, mut rx) = start(&f, 1).await;
     let d = next(&mut rx).await;
     assert_eq!(d.tag, "tag-lost");
@@ -267,7 +327,12 @@ async fn the_prefetch_window_bounds_unsettled_deliveries() {
     let (broker, mut rx) = start(&f, 2).await;
     let a = next(&mut rx).await;
     let _b = next(&mut rx).await;
-    assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err(), "window of 2 is full");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "window of 2 is full"
+    );
     broker.ack(&a.tag);
     drop(a);
     let c = next(&mut rx).await;
@@ -299,11 +364,20 @@ async fn a_backend_on_the_same_server_stores_with_the_acks_in_order() {
         f.push("q", &envelope(id, 0)).await;
     }
     let (broker, mut rx) = start(&f, 1).await;
-    let encoder = MetaEncoder { serializer: Serializer::Json, extended: false, timezone: chrono_tz::UTC };
+    let encoder = MetaEncoder {
+        serializer: Serializer::Json,
+        extended: false,
+        timezone: chrono_tz::UTC,
+    };
     let results_prefix = format!("{}results:", f.prefix);
-    let mut backend = RedisBackend::connect(&other_db_url(), encoder, Some(Duration::from_secs(60)), &results_prefix)
-        .await
-        .expect("backend connects");
+    let mut backend = RedisBackend::connect(
+        &other_db_url(),
+        encoder,
+        Some(Duration::from_secs(60)),
+        &results_prefix,
+    )
+    .await
+    .expect("backend connects");
     assert!(rcelery::redis_client::same_server(&url(), &other_db_url()));
     assert!(backend.share_lane(broker.settle_lane()));
     assert!(backend.orders_writes_before_acks());
@@ -328,17 +402,27 @@ async fn a_backend_on_the_same_server_stores_with_the_acks_in_order() {
     let b = next(&mut rx).await;
     assert_eq!(b.tag, "tag-b");
 
-    let mut results = redis::Client::open(other_db_url()).expect("url").get_multiplexed_async_connection().await.expect("conn");
+    let mut results = redis::Client::open(other_db_url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let key_a = format!("{results_prefix}celery-task-meta-a");
     let meta: String = results.get(&key_a).await.expect("GET meta");
-    assert!(meta.starts_with(r#"{"status": "SUCCESS", "result": 1,"#), "{meta}");
+    assert!(
+        meta.starts_with(r#"{"status": "SUCCESS", "result": 1,"#),
+        "{meta}"
+    );
     let ttl: i64 = results.ttl(&key_a).await.expect("TTL");
     assert!(ttl > 0 && ttl <= 60, "ttl {ttl}");
     let in_broker_db: bool = f.conn.exists(&key_a).await.expect("EXISTS");
     assert!(!in_broker_db, "the write must go to the backend's database");
 
     // A stored SUCCESS is never overwritten, also through the lane.
-    let again = backend.store(ResultRecord { state: State::Failure, ..record("a", 2) });
+    let again = backend.store(ResultRecord {
+        state: State::Failure,
+        ..record("a", 2)
+    });
     broker.ack(&b.tag);
     again.await.expect("queued write answered");
     broker.flush().await;
@@ -356,7 +440,10 @@ async fn garbage_with_a_kombu_tail_leaves_nothing_in_unacked() {
     // Not JSON, but its tail looks like kombu's: the fetch script records it under its tag.
     let good = envelope("after", 0);
     let tail = &good[good.find("\"properties\"").expect("properties")..];
-    let garbage = format!("{{\"body\": not json, {}", tail.replace("tag-after", "tag-garbage"));
+    let garbage = format!(
+        "{{\"body\": not json, {}",
+        tail.replace("tag-after", "tag-garbage")
+    );
     f.push("q", &garbage).await;
     f.push("q", &good).await;
     let (broker, mut rx) = start(&f, 4).await;
@@ -365,7 +452,10 @@ async fn garbage_with_a_kombu_tail_leaves_nothing_in_unacked() {
     broker.ack(&d.tag);
     broker.flush().await;
     let unacked: i64 = f.conn.hlen(f.key("unacked")).await.expect("HLEN");
-    assert_eq!(unacked, 0, "the garbage must be removed from unacked at once");
+    assert_eq!(
+        unacked, 0,
+        "the garbage must be removed from unacked at once"
+    );
     f.cleanup().await;
 }
 
@@ -375,16 +465,37 @@ async fn renewing_keeps_held_messages_from_being_restored() {
     f.push("q", &envelope("held", 0)).await;
     let (broker, mut rx) = start(&f, 4).await;
     let d = next(&mut rx).await;
-    let before: f64 = f.conn.zscore(f.key("unacked_index"), &d.tag).await.expect("ZSCORE");
+    let before: f64 = f
+        .conn
+        .zscore(f.key("unacked_index"), &d.tag)
+        .await
+        .expect("ZSCORE");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    broker.renew(std::slice::from_ref(&d.tag)).await.expect("renew");
-    let after: f64 = f.conn.zscore(f.key("unacked_index"), &d.tag).await.expect("ZSCORE");
-    assert!(after > before, "the hold was not renewed: {before} -> {after}");
+    broker
+        .renew(std::slice::from_ref(&d.tag))
+        .await
+        .expect("renew");
+    let after: f64 = f
+        .conn
+        .zscore(f.key("unacked_index"), &d.tag)
+        .await
+        .expect("ZSCORE");
+    assert!(
+        after > before,
+        "the hold was not renewed: {before} -> {after}"
+    );
     // A tag no longer held (acked) is not brought back into the index by a late renewal.
     broker.ack(&d.tag);
     broker.flush().await;
-    broker.renew(std::slice::from_ref(&d.tag)).await.expect("renew");
-    let gone: Option<f64> = f.conn.zscore(f.key("unacked_index"), &d.tag).await.expect("ZSCORE");
+    broker
+        .renew(std::slice::from_ref(&d.tag))
+        .await
+        .expect("renew");
+    let gone: Option<f64> = f
+        .conn
+        .zscore(f.key("unacked_index"), &d.tag)
+        .await
+        .expect("ZSCORE");
     assert_eq!(gone, None);
     assert!(broker.renew_interval().is_some());
     f.cleanup().await;
@@ -396,11 +507,21 @@ async fn a_byte_budget_splits_batches_and_keeps_the_order() {
     // Each message ~40 kB; a budget of 100 kB takes at most 3 per fetch and gives the rest back.
     let padding = "x".repeat(40_000);
     for i in 0..8 {
-        let env = envelope(&format!("big{i}"), 0).replace("\"lang\": \"py\"", &format!("\"lang\": \"py\", \"pad\": \"{padding}\""));
+        let env = envelope(&format!("big{i}"), 0).replace(
+            "\"lang\": \"py\"",
+            &format!("\"lang\": \"py\", \"pad\": \"{padding}\""),
+        );
         f.push("q", &env).await;
     }
-    let options = RedisTransportOptions { rcelery_max_message_bytes: 100_000, ..f.options() };
-    let broker = Arc::new(RedisBroker::connect(&url(), options).await.expect("broker connects"));
+    let options = RedisTransportOptions {
+        rcelery_max_message_bytes: 100_000,
+        ..f.options()
+    };
+    let broker = Arc::new(
+        RedisBroker::connect(&url(), options)
+            .await
+            .expect("broker connects"),
+    );
     let mut rx = Arc::clone(&broker)
         .consume(vec![QueueSpec::direct("q")], PrefetchWindow::new(16))
         .await
@@ -411,6 +532,9 @@ async fn a_byte_budget_splits_batches_and_keeps_the_order() {
         seen.push(d.raw.properties.correlation_id.clone().unwrap_or_default());
     }
     let want: Vec<String> = (0..8).map(|i| format!("big{i}")).collect();
-    assert_eq!(seen, want, "messages given back over budget must keep their place");
+    assert_eq!(
+        seen, want,
+        "messages given back over budget must keep their place"
+    );
     f.cleanup().await;
 }

@@ -3,7 +3,12 @@
 use rcelery::task::{Seconds, TaskResult};
 use rcelery::Value;
 
-#[rcelery::task(name = "t.limited", time_limit = 10, soft_time_limit = 2.5, rate_limit = "10/m")]
+#[rcelery::task(
+    name = "t.limited",
+    time_limit = 10,
+    soft_time_limit = 2.5,
+    rate_limit = "10/m"
+)]
 async fn limited() -> TaskResult<Value> {
     Ok(Value::None)
 }

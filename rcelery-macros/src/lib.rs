@@ -82,7 +82,11 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     let mut o = Options::default();
     for meta in metas {
-        let key = meta.path().get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let key = meta
+            .path()
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         match (&meta, key.as_str()) {
             (Meta::NameValue(nv), "name") => o.name = Some(lit_str(&nv.value)?),
             (Meta::Path(_), "ignore_result") => o.ignore_result = Some(true),
@@ -91,14 +95,24 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             (Meta::NameValue(nv), "acks_late") => o.acks_late = Some(lit_bool(&nv.value)?),
             (Meta::NameValue(nv), "track_started") => o.track_started = Some(lit_bool(&nv.value)?),
             (Meta::NameValue(nv), "max_retries") => o.max_retries = Some(lit_opt_int(&nv.value)?),
-            (Meta::NameValue(nv), "default_retry_delay") => o.default_retry_delay = Some(lit_number(&nv.value)?),
+            (Meta::NameValue(nv), "default_retry_delay") => {
+                o.default_retry_delay = Some(lit_number(&nv.value)?)
+            }
             (Meta::NameValue(nv), "autoretry_for") => o.autoretry_for = lit_str_list(&nv.value)?,
-            (Meta::NameValue(nv), "dont_autoretry_for") => o.dont_autoretry_for = lit_str_list(&nv.value)?,
-            (Meta::NameValue(nv), "retry_backoff") => o.retry_backoff = Some(lit_backoff(&nv.value)?),
-            (Meta::NameValue(nv), "retry_backoff_max") => o.retry_backoff_max = Some(lit_number(&nv.value)? as i64),
+            (Meta::NameValue(nv), "dont_autoretry_for") => {
+                o.dont_autoretry_for = lit_str_list(&nv.value)?
+            }
+            (Meta::NameValue(nv), "retry_backoff") => {
+                o.retry_backoff = Some(lit_backoff(&nv.value)?)
+            }
+            (Meta::NameValue(nv), "retry_backoff_max") => {
+                o.retry_backoff_max = Some(lit_number(&nv.value)? as i64)
+            }
             (Meta::NameValue(nv), "retry_jitter") => o.retry_jitter = Some(lit_bool(&nv.value)?),
             (Meta::NameValue(nv), "time_limit") => o.time_limit = Some(lit_seconds(&nv.value)?),
-            (Meta::NameValue(nv), "soft_time_limit") => o.soft_time_limit = Some(lit_seconds(&nv.value)?),
+            (Meta::NameValue(nv), "soft_time_limit") => {
+                o.soft_time_limit = Some(lit_seconds(&nv.value)?)
+            }
             (Meta::NameValue(nv), "rate_limit") => o.rate_limit = Some(lit_rate(&nv.value)?),
             _ => return Err(syn::Error::new_spanned(meta, "unknown task option")),
         }
@@ -131,7 +145,10 @@ fn lit_opt_int(e: &Expr) -> syn::Result<Option<i64>> {
 fn lit_str_list(e: &Expr) -> syn::Result<Vec<String>> {
     match e {
         Expr::Array(a) => a.elems.iter().map(lit_str).collect(),
-        _ => Err(syn::Error::new_spanned(e, "expected a list of exception names, e.g. [\"ValueError\"]")),
+        _ => Err(syn::Error::new_spanned(
+            e,
+            "expected a list of exception names, e.g. [\"ValueError\"]",
+        )),
     }
 }
 
@@ -173,14 +190,24 @@ fn lit_rate(e: &Expr) -> syn::Result<String> {
             Lit::Str(s) => s.value(),
             Lit::Int(i) => i.base10_digits().to_owned(),
             Lit::Float(f) => f.base10_digits().to_owned(),
-            _ => return Err(syn::Error::new_spanned(e, "expected a rate such as \"10/s\"")),
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    e,
+                    "expected a rate such as \"10/s\"",
+                ))
+            }
         },
-        _ => return Err(syn::Error::new_spanned(e, "expected a rate such as \"10/s\"")),
+        _ => {
+            return Err(syn::Error::new_spanned(
+                e,
+                "expected a rate such as \"10/s\"",
+            ))
+        }
     };
     let trimmed = text.trim();
     let (ops, unit) = trimmed.split_once('/').unwrap_or((trimmed, ""));
-    let valid = matches!(unit, "" | "s" | "m" | "h")
-        && ops.trim().parse::<f64>().is_ok_and(|n| n >= 0.0);
+    let valid =
+        matches!(unit, "" | "s" | "m" | "h") && ops.trim().parse::<f64>().is_ok_and(|n| n >= 0.0);
     if trimmed.is_empty() || valid {
         Ok(text)
     } else {
@@ -204,7 +231,9 @@ fn is_context(ty: &Type) -> Option<bool> {
         other => (other, false),
     };
     match inner {
-        Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Context") => Some(by_ref),
+        Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Context") => {
+            Some(by_ref)
+        }
         _ => None,
     }
 }
@@ -213,16 +242,24 @@ fn parse_params(func: &mut ItemFn) -> syn::Result<Vec<Param>> {
     let mut params = Vec::new();
     for arg in func.sig.inputs.iter_mut() {
         let FnArg::Typed(pt) = arg else {
-            return Err(syn::Error::new_spanned(arg, "tasks are free functions; `self` is not allowed"));
+            return Err(syn::Error::new_spanned(
+                arg,
+                "tasks are free functions; `self` is not allowed",
+            ));
         };
         let Pat::Ident(pi) = &*pt.pat else {
-            return Err(syn::Error::new_spanned(&pt.pat, "task parameters must be plain names"));
+            return Err(syn::Error::new_spanned(
+                &pt.pat,
+                "task parameters must be plain names",
+            ));
         };
         let mut kind = ParamKind::Named { default: None };
         let mut kept = Vec::new();
         for a in pt.attrs.drain(..) {
             if a.path().is_ident("default") {
-                kind = ParamKind::Named { default: Some(a.parse_args::<Expr>()?) };
+                kind = ParamKind::Named {
+                    default: Some(a.parse_args::<Expr>()?),
+                };
             } else if a.path().is_ident("args") {
                 kind = ParamKind::VarArgs;
             } else if a.path().is_ident("kwargs") {
@@ -235,7 +272,11 @@ fn parse_params(func: &mut ItemFn) -> syn::Result<Vec<Param>> {
         if let Some(by_ref) = is_context(&pt.ty) {
             kind = ParamKind::Context { by_ref };
         }
-        params.push(Param { ident: pi.ident.clone(), ty: (*pt.ty).clone(), kind });
+        params.push(Param {
+            ident: pi.ident.clone(),
+            ty: (*pt.ty).clone(),
+            kind,
+        });
     }
     Ok(params)
 }
@@ -250,7 +291,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let task_name = opts.name.clone().unwrap_or_else(|| fn_ident.to_string());
     let func_str = fn_ident.to_string();
 
-    let named: Vec<&Param> = params.iter().filter(|p| matches!(p.kind, ParamKind::Named { .. })).collect();
+    let named: Vec<&Param> = params
+        .iter()
+        .filter(|p| matches!(p.kind, ParamKind::Named { .. }))
+        .collect();
     let names: Vec<String> = named.iter().map(|p| p.ident.to_string()).collect();
     let optional = named
         .iter()
@@ -276,7 +320,9 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 named_index += 1;
                 let name = ident.to_string();
                 let default = match default {
-                    Some(expr) => quote!(::core::option::Option::Some(|| -> #ty { ::core::convert::Into::into(#expr) })),
+                    Some(expr) => {
+                        quote!(::core::option::Option::Some(|| -> #ty { ::core::convert::Into::into(#expr) }))
+                    }
                     None => quote!(::core::option::Option::None::<fn() -> #ty>),
                 };
                 extracts.push(quote! {
@@ -300,7 +346,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 call_args.push(quote!(#local));
             }
             ParamKind::Context { by_ref } => {
-                call_args.push(if *by_ref { quote!(&__ctx) } else { quote!(__ctx.clone()) });
+                call_args.push(if *by_ref {
+                    quote!(&__ctx)
+                } else {
+                    quote!(__ctx.clone())
+                });
             }
         }
     }
@@ -332,7 +382,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             ))
         }
     } else {
-        let variant = if opts.inline { quote!(Inline) } else { quote!(Blocking) };
+        let variant = if opts.inline {
+            quote!(Inline)
+        } else {
+            quote!(Blocking)
+        };
         quote! {
             #rc::task::Handler::#variant(::std::sync::Arc::new(
                 |__ctx: #rc::task::Context, __args: ::std::vec::Vec<#rc::Value>, __kwargs: #rc::Dict| {
@@ -346,8 +400,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
     };
-    let (ignore_result, acks_late, track_started) =
-        (opt(opts.ignore_result), opt(opts.acks_late), opt(opts.track_started));
+    let (ignore_result, acks_late, track_started) = (
+        opt(opts.ignore_result),
+        opt(opts.acks_late),
+        opt(opts.track_started),
+    );
     let max_retries = match opts.max_retries {
         Some(Some(n)) => quote!(::core::option::Option::Some(::core::option::Option::Some(#n))),
         Some(None) => quote!(::core::option::Option::Some(::core::option::Option::None)),
@@ -359,7 +416,9 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     };
     let seconds = |o: Option<Seconds>| match o {
         Some(Seconds::Int(i)) => quote!(::core::option::Option::Some(#rc::task::Seconds::Int(#i))),
-        Some(Seconds::Float(f)) => quote!(::core::option::Option::Some(#rc::task::Seconds::Float(#f))),
+        Some(Seconds::Float(f)) => {
+            quote!(::core::option::Option::Some(#rc::task::Seconds::Float(#f)))
+        }
         None => quote!(::core::option::Option::None),
     };
     let (time_limit, soft_time_limit) = (seconds(opts.time_limit), seconds(opts.soft_time_limit));

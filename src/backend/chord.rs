@@ -59,18 +59,32 @@ mod tests {
     use crate::value::Dict;
 
     fn part(tid: &str, state: &str, result: Value) -> Value {
-        Value::List(vec![Value::Int(1), Value::str(tid), Value::str(state), result])
+        Value::List(vec![
+            Value::Int(1),
+            Value::str(tid),
+            Value::str(state),
+            result,
+        ])
     }
 
     #[test]
     fn unpacks_results_or_the_first_failure() {
-        let ok = [part("a", "SUCCESS", Value::Int(2)), part("b", "SUCCESS", Value::Int(4))];
+        let ok = [
+            part("a", "SUCCESS", Value::Int(2)),
+            part("b", "SUCCESS", Value::Int(4)),
+        ];
         assert_eq!(unpack(&ok), Ok(vec![Value::Int(2), Value::Int(4)]));
         let mut exc = Dict::new();
         exc.insert("exc_type", "ValueError");
         exc.insert("exc_message", Value::List(vec![Value::str("boom")]));
         exc.insert("exc_module", "builtins");
-        let bad = [part("a", "SUCCESS", Value::Int(2)), part("b", "FAILURE", Value::Dict(exc))];
-        assert_eq!(unpack(&bad), Err("Dependency b raised ValueError('boom')".to_owned()));
+        let bad = [
+            part("a", "SUCCESS", Value::Int(2)),
+            part("b", "FAILURE", Value::Dict(exc)),
+        ];
+        assert_eq!(
+            unpack(&bad),
+            Err("Dependency b raised ValueError('boom')".to_owned())
+        );
     }
 }

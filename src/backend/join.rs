@@ -20,14 +20,21 @@ impl ResultNode {
     /// Reads `((id, parent), None)` or `((id, parent), [children])`; the first element may
     /// also be a bare id. `None` for anything else.
     pub fn from_tuple(value: &Value) -> Option<ResultNode> {
-        let [head, nodes] = value.as_seq()? else { return None };
+        let [head, nodes] = value.as_seq()? else {
+            return None;
+        };
         let id = match head {
             Value::Str(id) => id.clone(),
             other => other.as_seq()?.first()?.as_str()?.to_owned(),
         };
         match nodes {
             Value::None => Some(ResultNode::Task(id)),
-            other => other.as_seq()?.iter().map(ResultNode::from_tuple).collect::<Option<_>>().map(ResultNode::Group),
+            other => other
+                .as_seq()?
+                .iter()
+                .map(ResultNode::from_tuple)
+                .collect::<Option<_>>()
+                .map(ResultNode::Group),
         }
     }
 
@@ -57,23 +64,36 @@ pub enum Joined {
 
 /// Reads every task's meta in one round trip and joins them. As `join_native` does, a
 /// failure inside a nested group is reported before one among the top-level tasks.
-pub async fn join(backend: &dyn ResultBackend, results: &[ResultNode]) -> Result<Joined, BackendError> {
+pub async fn join(
+    backend: &dyn ResultBackend,
+    results: &[ResultNode],
+) -> Result<Joined, BackendError> {
     let mut ids = Vec::new();
     results.iter().for_each(|r| r.task_ids(&mut ids));
     let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
     let metas = backend.get_many_meta(&owned).await?;
-    let by_id: HashMap<&str, &Value> = ids.iter().zip(&metas).filter_map(|(id, m)| Some((*id, m.as_ref()?))).collect();
+    let by_id: HashMap<&str, &Value> = ids
+        .iter()
+        .zip(&metas)
+        .filter_map(|(id, m)| Some((*id, m.as_ref()?)))
+        .collect();
     Ok(evaluate(results, &by_id))
 }
 
 const READY: [&str; 3] = ["SUCCESS", "FAILURE", "REVOKED"];
 
 fn status(meta: &Value) -> &str {
-    meta.as_dict().and_then(|d| d.get("status")).and_then(Value::as_str).unwrap_or("PENDING")
+    meta.as_dict()
+        .and_then(|d| d.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("PENDING")
 }
 
 fn result_of(meta: &Value) -> Value {
-    meta.as_dict().and_then(|d| d.get("result")).cloned().unwrap_or(Value::None)
+    meta.as_dict()
+        .and_then(|d| d.get("result"))
+        .cloned()
+        .unwrap_or(Value::None)
 }
 
 fn evaluate(results: &[ResultNode], metas: &HashMap<&str, &Value>) -> Joined {
@@ -88,7 +108,9 @@ fn evaluate(results: &[ResultNode], metas: &HashMap<&str, &Value>) -> Joined {
 
 fn all_ready(results: &[ResultNode], metas: &HashMap<&str, &Value>) -> bool {
     results.iter().all(|r| match r {
-        ResultNode::Task(id) => metas.get(id.as_str()).is_some_and(|m| READY.contains(&status(m))),
+        ResultNode::Task(id) => metas
+            .get(id.as_str())
+            .is_some_and(|m| READY.contains(&status(m))),
         ResultNode::Group(children) => all_ready(children, metas),
     })
 }
@@ -150,39 +172,85 @@ mod tests {
 
     #[test]
     fn reads_tasks_and_nested_groups() {
-        let header = Value::List(vec![tuple("a", None), tuple("g", Some(vec![tuple("b", None), tuple("c", None)]))]);
+        let header = Value::List(vec![
+            tuple("a", None),
+            tuple("g", Some(vec![tuple("b", None), tuple("c", None)])),
+        ]);
         let nodes = ResultNode::list_from_tuples(&header).expect("tuples");
         let expected = vec![
             ResultNode::Task("a".into()),
-            ResultNode::Group(vec![ResultNode::Task("b".into()), ResultNode::Task("c".into())]),
+            ResultNode::Group(vec![
+                ResultNode::Task("b".into()),
+                ResultNode::Task("c".into()),
+            ]),
         ];
         assert_eq!(nodes, expected);
-        assert_eq!(ResultNode::from_tuple(&Value::List(vec![Value::str("x"), Value::None])), Some(ResultNode::Task("x".into())));
+        assert_eq!(
+            ResultNode::from_tuple(&Value::List(vec![Value::str("x"), Value::None])),
+            Some(ResultNode::Task("x".into()))
+        );
         assert_eq!(ResultNode::from_tuple(&Value::str("x")), None);
     }
 
     #[test]
     fn joins_values_with_groups_as_lists() {
-        let nodes = vec![ResultNode::Task("a".into()), ResultNode::Group(vec![ResultNode::Task("b".into()), ResultNode::Task("c".into())])];
-        let metas = [("a", meta("SUCCESS", Value::Int(2))), ("b", meta("SUCCESS", Value::Int(3))), ("c", meta("SUCCESS", Value::Int(4)))];
+        let nodes = vec![
+            ResultNode::Task("a".into()),
+            ResultNode::Group(vec![
+                ResultNode::Task("b".into()),
+                ResultNode::Task("c".into()),
+            ]),
+        ];
+        let metas = [
+            ("a", meta("SUCCESS", Value::Int(2))),
+            ("b", meta("SUCCESS", Value::Int(3))),
+            ("c", meta("SUCCESS", Value::Int(4))),
+        ];
         let joined = run(&nodes, &metas);
-        assert_eq!(joined, Joined::Ready(vec![Value::Int(2), Value::List(vec![Value::Int(3), Value::Int(4)])]));
+        assert_eq!(
+            joined,
+            Joined::Ready(vec![
+                Value::Int(2),
+                Value::List(vec![Value::Int(3), Value::Int(4)])
+            ])
+        );
     }
 
     #[test]
     fn is_not_ready_while_any_result_is_missing_or_running() {
-        let nodes = vec![ResultNode::Task("a".into()), ResultNode::Group(vec![ResultNode::Task("b".into())])];
-        assert_eq!(run(&nodes, &[("a", meta("SUCCESS", Value::Int(1)))]), Joined::NotReady);
-        let started = [("a", meta("FAILURE", failure("ValueError", "x"))), ("b", meta("STARTED", Value::None))];
+        let nodes = vec![
+            ResultNode::Task("a".into()),
+            ResultNode::Group(vec![ResultNode::Task("b".into())]),
+        ];
+        assert_eq!(
+            run(&nodes, &[("a", meta("SUCCESS", Value::Int(1)))]),
+            Joined::NotReady
+        );
+        let started = [
+            ("a", meta("FAILURE", failure("ValueError", "x"))),
+            ("b", meta("STARTED", Value::None)),
+        ];
         assert_eq!(run(&nodes, &started), Joined::NotReady);
     }
 
     #[test]
     fn reports_a_nested_failure_before_a_top_level_one() {
-        let nodes = vec![ResultNode::Task("a".into()), ResultNode::Group(vec![ResultNode::Task("b".into())])];
-        let metas = [("a", meta("FAILURE", failure("KeyError", "k"))), ("b", meta("REVOKED", failure("TaskRevokedError", "expired")))];
-        assert_eq!(run(&nodes, &metas), Joined::Failed("TaskRevokedError('expired')".into()));
-        let metas = [("a", meta("FAILURE", failure("KeyError", "k"))), ("b", meta("SUCCESS", Value::Int(1)))];
+        let nodes = vec![
+            ResultNode::Task("a".into()),
+            ResultNode::Group(vec![ResultNode::Task("b".into())]),
+        ];
+        let metas = [
+            ("a", meta("FAILURE", failure("KeyError", "k"))),
+            ("b", meta("REVOKED", failure("TaskRevokedError", "expired"))),
+        ];
+        assert_eq!(
+            run(&nodes, &metas),
+            Joined::Failed("TaskRevokedError('expired')".into())
+        );
+        let metas = [
+            ("a", meta("FAILURE", failure("KeyError", "k"))),
+            ("b", meta("SUCCESS", Value::Int(1))),
+        ];
         assert_eq!(run(&nodes, &metas), Joined::Failed("KeyError('k')".into()));
     }
 }

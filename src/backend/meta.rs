@@ -115,7 +115,10 @@ impl MetaEncoder {
         let mut m = Dict::with_capacity(14);
         m.insert("status", r.state.as_str());
         m.insert("result", r.result.clone());
-        m.insert("traceback", r.traceback.clone().map_or(Value::None, Value::Str));
+        m.insert(
+            "traceback",
+            r.traceback.clone().map_or(Value::None, Value::Str),
+        );
         m.insert("children", Value::List(r.children.clone()));
         m.insert("date_done", date_done.map_or(Value::None, Value::Str));
         if let Some(g) = &r.group_id {
@@ -199,7 +202,12 @@ impl Second {
         if abs % 60 != 0 {
             text.push_str(&format!(":{:02}", abs % 60));
         }
-        Second { utc: now.timestamp(), timezone, date_time, offset: text }
+        Second {
+            utc: now.timestamp(),
+            timezone,
+            date_time,
+            offset: text,
+        }
     }
 }
 
@@ -212,11 +220,17 @@ thread_local! {
 /// (`("ValueError", "'boom'")`), as `exception_to_python` would rebuild it.
 pub fn exception_parts(meta: &Value) -> (String, String) {
     let d = meta.as_dict();
-    let exc_type = d.and_then(|d| d.get("exc_type")).and_then(Value::as_str).unwrap_or("Exception").to_owned();
+    let exc_type = d
+        .and_then(|d| d.get("exc_type"))
+        .and_then(Value::as_str)
+        .unwrap_or("Exception")
+        .to_owned();
     let args = match d.and_then(|d| d.get("exc_message")) {
-        Some(Value::List(items)) | Some(Value::Tuple(items)) => {
-            items.iter().map(crate::value::py_repr).collect::<Vec<_>>().join(", ")
-        }
+        Some(Value::List(items)) | Some(Value::Tuple(items)) => items
+            .iter()
+            .map(crate::value::py_repr)
+            .collect::<Vec<_>>()
+            .join(", "),
         Some(other) => crate::value::py_repr(other),
         None => String::new(),
     };
@@ -239,11 +253,21 @@ mod tests {
 
     #[test]
     fn date_done_is_in_the_app_timezone() {
-        let enc = MetaEncoder { serializer: Serializer::Json, extended: false, timezone: chrono_tz::Asia::Shanghai };
+        let enc = MetaEncoder {
+            serializer: Serializer::Json,
+            extended: false,
+            timezone: chrono_tz::Asia::Shanghai,
+        };
         assert!(enc.date_done().ends_with("+08:00"));
-        let enc = MetaEncoder { timezone: chrono_tz::UTC, ..enc };
+        let enc = MetaEncoder {
+            timezone: chrono_tz::UTC,
+            ..enc
+        };
         assert!(enc.date_done().ends_with("+00:00"));
-        let enc = MetaEncoder { timezone: chrono_tz::America::St_Johns, ..enc };
+        let enc = MetaEncoder {
+            timezone: chrono_tz::America::St_Johns,
+            ..enc
+        };
         let d = enc.date_done();
         assert!(d.ends_with("-03:30") || d.ends_with("-02:30"), "{d}");
         let parsed = chrono::DateTime::parse_from_rfc3339(&d).expect("RFC 3339");
@@ -252,7 +276,11 @@ mod tests {
 
     #[test]
     fn keys_follow_celerys_order() {
-        let enc = MetaEncoder { serializer: Serializer::Json, extended: false, timezone: chrono_tz::UTC };
+        let enc = MetaEncoder {
+            serializer: Serializer::Json,
+            extended: false,
+            timezone: chrono_tz::UTC,
+        };
         let r = ResultRecord {
             task_id: "t".into(),
             state: State::Started,
@@ -263,8 +291,24 @@ mod tests {
             parent_id: Some("p".into()),
             extended: None,
         };
-        let Value::Dict(d) = enc.meta(&r) else { panic!("meta is a dict") };
-        let keys: Vec<_> = d.iter().map(|(k, _)| k.as_str().unwrap_or("").to_owned()).collect();
-        assert_eq!(keys, ["status", "result", "traceback", "children", "date_done", "parent_id", "task_id"]);
+        let Value::Dict(d) = enc.meta(&r) else {
+            panic!("meta is a dict")
+        };
+        let keys: Vec<_> = d
+            .iter()
+            .map(|(k, _)| k.as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "status",
+                "result",
+                "traceback",
+                "children",
+                "date_done",
+                "parent_id",
+                "task_id"
+            ]
+        );
     }
 }

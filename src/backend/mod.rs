@@ -44,10 +44,16 @@ pub trait ResultBackend: Send + Sync + 'static {
 
     /// Reads a task's stored meta dict (`status`, `result`, `traceback`, ...); `None` while
     /// nothing is stored (Celery's PENDING).
-    fn get_meta<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>>;
+    fn get_meta<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>>;
 
     /// Reads several tasks' metas at once, in the order of `task_ids` (`None` for PENDING).
-    fn get_many_meta<'a>(&'a self, task_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<crate::value::Value>>, BackendError>> {
+    fn get_many_meta<'a>(
+        &'a self,
+        task_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<crate::value::Value>>, BackendError>> {
         Box::pin(async move {
             let mut metas = Vec::with_capacity(task_ids.len());
             for id in task_ids {
@@ -59,7 +65,10 @@ pub trait ResultBackend: Send + Sync + 'static {
 
     /// Reads a saved `GroupResult` (Celery's `GroupResult.restore`): the `result` of its
     /// stored meta, the group's `as_tuple()`; `None` if the group was not saved.
-    fn restore_group<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+    fn restore_group<'a>(
+        &'a self,
+        group_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
         let _ = group_id;
         Box::pin(async { Ok(None) })
     }
@@ -67,16 +76,32 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// Records a finished chord header part (Celery's `on_chord_part_return`) and says
     /// whether it completed the chord. `record`, the part's own result, is stored first, as
     /// Celery stores it before `on_chord_part_return` (`None` when results are ignored).
-    fn chord_part_return(&self, part: ChordPart, record: Option<ResultRecord>) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
+    fn chord_part_return(
+        &self,
+        part: ChordPart,
+        record: Option<ResultRecord>,
+    ) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
         let _ = (part, record);
-        Box::pin(async { Err(BackendError::Unsupported("chords need the redis result backend".into())) })
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "chords need the redis result backend".into(),
+            ))
+        })
     }
 
     /// Records how many parts a chord's header has, before they are sent (Celery's
     /// `set_chord_size`).
-    fn set_chord_size<'a>(&'a self, group_id: &'a str, size: usize) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn set_chord_size<'a>(
+        &'a self,
+        group_id: &'a str,
+        size: usize,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         let _ = (group_id, size);
-        Box::pin(async { Err(BackendError::Unsupported("chords need the redis result backend".into())) })
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "chords need the redis result backend".into(),
+            ))
+        })
     }
 
     /// Deletes a fired chord's counters (`.j`, `.t`, `.s`).
@@ -120,8 +145,15 @@ impl ResultBackend for DisabledBackend {
         Box::pin(async { Ok(()) })
     }
 
-    fn get_meta<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
-        Box::pin(async { Err(BackendError::Unsupported("disabled://: no results are stored".into())) })
+    fn get_meta<'a>(
+        &'a self,
+        _task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "disabled://: no results are stored".into(),
+            ))
+        })
     }
 
     fn display_url(&self) -> String {

@@ -123,7 +123,11 @@ pub struct BackendLinkSettings {
 impl Default for BackendLinkSettings {
     fn default() -> Self {
         BackendLinkSettings {
-            retry: RetryPolicy { base: Duration::from_millis(10), max_delay: Duration::from_secs(10), max_retries: None },
+            retry: RetryPolicy {
+                base: Duration::from_millis(10),
+                max_delay: Duration::from_secs(10),
+                max_retries: None,
+            },
             connect_timeout: Duration::from_secs(4),
             response_timeout: Duration::from_secs(30),
             buffer: 10_000,
@@ -161,8 +165,18 @@ impl RedisBackend {
         expires: Option<Duration>,
         global_keyprefix: &str,
     ) -> Result<RedisBackend, BackendError> {
-        let backend = Self::new(url, encoder, expires, global_keyprefix, BackendLinkSettings::default())?;
-        backend.link.connect(Some(0)).await.map_err(|e| BackendError::Store(e.to_string()))?;
+        let backend = Self::new(
+            url,
+            encoder,
+            expires,
+            global_keyprefix,
+            BackendLinkSettings::default(),
+        )?;
+        backend
+            .link
+            .connect(Some(0))
+            .await
+            .map_err(|e| BackendError::Store(e.to_string()))?;
         Ok(backend)
     }
 
@@ -175,7 +189,8 @@ impl RedisBackend {
         global_keyprefix: &str,
         settings: BackendLinkSettings,
     ) -> Result<RedisBackend, BackendError> {
-        let parsed = redis_client::RedisUrl::parse(url).map_err(|e| BackendError::Url(e.to_string()))?;
+        let parsed =
+            redis_client::RedisUrl::parse(url).map_err(|e| BackendError::Url(e.to_string()))?;
         let client = redis_client::client(&parsed).map_err(|e| BackendError::Url(e.to_string()))?;
         let options = LinkOptions {
             kind: LinkKind::Backend,
@@ -184,9 +199,22 @@ impl RedisBackend {
             response_timeout: Some(settings.response_timeout),
             retry: settings.retry,
         };
-        let link = Arc::new(Link::new(client, parsed.to_string(), "result backend", options, settings.health));
+        let link = Arc::new(Link::new(
+            client,
+            parsed.to_string(),
+            "result backend",
+            options,
+            settings.health,
+        ));
         link.set_on_connect(Arc::new(|mut conn| {
-            async move { store_script().prepare_invoke().load_async(&mut conn).await.map(|_: String| ()) }.boxed()
+            async move {
+                store_script()
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map(|_: String| ())
+            }
+            .boxed()
         }));
         let (tx, rx) = mpsc::channel(MAX_BATCH * MAX_IN_FLIGHT);
         let marker = match encoder.serializer {
@@ -249,7 +277,10 @@ impl RedisBackend {
 
     /// Runs one command, reconnecting and retrying through outages.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BackendError> {
-        Ok(self.link.run(|mut c| async move { cmd.query_async(&mut c).await }).await?)
+        Ok(self
+            .link
+            .run(|mut c| async move { cmd.query_async(&mut c).await })
+            .await?)
     }
 }
 
@@ -290,21 +321,39 @@ impl ResultBackend for RedisBackend {
             .boxed();
         }
         async move {
-            let room = Arc::clone(&self.room).acquire_owned().await.map_err(|_| BackendError::Closed)?;
+            let room = Arc::clone(&self.room)
+                .acquire_owned()
+                .await
+                .map_err(|_| BackendError::Closed)?;
             let payload = self.encoder.encode(&record);
             let key = format!("{}celery-task-meta-{}", self.prefix, record.task_id);
             let (done, wait) = oneshot::channel();
-            self.tx.send(Write { key, payload, done, _room: room }).await.map_err(|_| BackendError::Closed)?;
+            self.tx
+                .send(Write {
+                    key,
+                    payload,
+                    done,
+                    _room: room,
+                })
+                .await
+                .map_err(|_| BackendError::Closed)?;
             wait.await.map_err(|_| BackendError::Closed)?
         }
         .boxed()
     }
 
-    fn get_meta<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
-        self.get_decoded(format!("{}celery-task-meta-{task_id}", self.prefix)).boxed()
+    fn get_meta<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+        self.get_decoded(format!("{}celery-task-meta-{task_id}", self.prefix))
+            .boxed()
     }
 
-    fn get_many_meta<'a>(&'a self, task_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<crate::value::Value>>, BackendError>> {
+    fn get_many_meta<'a>(
+        &'a self,
+        task_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<crate::value::Value>>, BackendError>> {
         async move {
             if task_ids.is_empty() {
                 return Ok(Vec::new());
@@ -314,20 +363,35 @@ impl ResultBackend for RedisBackend {
                 cmd.arg(format!("{}celery-task-meta-{id}", self.prefix));
             }
             let raw: Vec<Option<Vec<u8>>> = self.query(&cmd).await?;
-            raw.iter().map(|r| r.as_deref().map(decode_stored).transpose()).collect()
+            raw.iter()
+                .map(|r| r.as_deref().map(decode_stored).transpose())
+                .collect()
         }
         .boxed()
     }
 
-    fn restore_group<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
+    fn restore_group<'a>(
+        &'a self,
+        group_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::value::Value>, BackendError>> {
         async move {
-            let meta = self.get_decoded(format!("{}celery-taskset-meta-{group_id}", self.prefix)).await?;
-            Ok(meta.as_ref().and_then(Value::as_dict).and_then(|d| d.get("result")).cloned())
+            let meta = self
+                .get_decoded(format!("{}celery-taskset-meta-{group_id}", self.prefix))
+                .await?;
+            Ok(meta
+                .as_ref()
+                .and_then(Value::as_dict)
+                .and_then(|d| d.get("result"))
+                .cloned())
         }
         .boxed()
     }
 
-    fn chord_part_return(&self, part: ChordPart, record: Option<ResultRecord>) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
+    fn chord_part_return(
+        &self,
+        part: ChordPart,
+        record: Option<ResultRecord>,
+    ) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
         async move {
             let group = format!("{}celery-taskset-meta-{}", self.prefix, part.group_id);
             let entry = Value::List(vec![
@@ -337,8 +401,14 @@ impl ResultBackend for RedisBackend {
                 part.result,
             ]);
             let encoded = self.encoder.serializer.encode(&entry);
-            let score = part.group_index.map_or_else(|| "+inf".to_owned(), |i| i.to_string());
-            let script: &Script = if record.is_some() { &STORE_AND_CHORD_PART } else { &CHORD_PART };
+            let score = part
+                .group_index
+                .map_or_else(|| "+inf".to_owned(), |i| i.to_string());
+            let script: &Script = if record.is_some() {
+                &STORE_AND_CHORD_PART
+            } else {
+                &CHORD_PART
+            };
             let mut invocation = script.prepare_invoke();
             invocation
                 .key(format!("{group}.j"))
@@ -351,15 +421,20 @@ impl ResultBackend for RedisBackend {
                 .arg(if self.chord_ordered { "1" } else { "0" });
             if let Some(record) = &record {
                 invocation
-                    .key(format!("{}celery-task-meta-{}", self.prefix, record.task_id))
+                    .key(format!(
+                        "{}celery-task-meta-{}",
+                        self.prefix, record.task_id
+                    ))
                     .arg(self.expires)
                     .arg(&self.marker.0)
                     .arg(self.marker.1)
                     .arg(self.encoder.encode(record));
             }
             let invocation = &invocation;
-            let reply: Vec<redis::Value> =
-                self.link.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+            let reply: Vec<redis::Value> = self
+                .link
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
             let code = match reply.first() {
                 Some(redis::Value::Int(c)) => *c,
                 _ => return Err(BackendError::Decode("unexpected chord script reply".into())),
@@ -386,19 +461,29 @@ impl ResultBackend for RedisBackend {
         .boxed()
     }
 
-    fn set_chord_size<'a>(&'a self, group_id: &'a str, size: usize) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn set_chord_size<'a>(
+        &'a self,
+        group_id: &'a str,
+        size: usize,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
             // Celery's `RedisBackend.set`: SETEX (SET without expiry) and PUBLISH the value.
             let key = format!("{}celery-taskset-meta-{group_id}.s", self.prefix);
             let mut pipe = redis::pipe();
             if self.expires > 0 {
-                pipe.cmd("SETEX").arg(&key).arg(self.expires).arg(size).ignore();
+                pipe.cmd("SETEX")
+                    .arg(&key)
+                    .arg(self.expires)
+                    .arg(size)
+                    .ignore();
             } else {
                 pipe.cmd("SET").arg(&key).arg(size).ignore();
             }
             pipe.cmd("PUBLISH").arg(&key).arg(size).ignore();
             let pipe = &pipe;
-            self.link.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await?;
+            self.link
+                .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+                .await?;
             Ok(())
         }
         .boxed()
@@ -408,7 +493,9 @@ impl ResultBackend for RedisBackend {
         async move {
             let group = format!("{}celery-taskset-meta-{group_id}", self.prefix);
             let mut del = redis::cmd("DEL");
-            del.arg(format!("{group}.j")).arg(format!("{group}.t")).arg(format!("{group}.s"));
+            del.arg(format!("{group}.j"))
+                .arg(format!("{group}.t"))
+                .arg(format!("{group}.s"));
             self.query::<()>(&del).await
         }
         .boxed()
@@ -440,7 +527,12 @@ impl ResultBackend for RedisBackend {
     }
 }
 
-async fn writer(link: Arc<Link>, mut rx: mpsc::Receiver<Write>, expires: u64, marker: (Vec<u8>, usize)) {
+async fn writer(
+    link: Arc<Link>,
+    mut rx: mpsc::Receiver<Write>,
+    expires: u64,
+    marker: (Vec<u8>, usize),
+) {
     let script = store_script();
     let marker = Arc::new(marker);
     // Several batches in flight at once on the multiplexed connection: a result never waits
@@ -451,7 +543,9 @@ async fn writer(link: Arc<Link>, mut rx: mpsc::Receiver<Write>, expires: u64, ma
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             break;
         }
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
         let link = Arc::clone(&link);
         let script = script.clone();
         let marker = Arc::clone(&marker);

@@ -55,8 +55,14 @@ pub type PrefetchPermit = OwnedSemaphorePermit;
 impl PrefetchWindow {
     /// A window of `count` messages; 0 means unlimited, as in Celery.
     pub fn new(count: usize) -> Self {
-        let count = if count == 0 { Semaphore::MAX_PERMITS } else { count };
-        PrefetchWindow { sem: Arc::new(Semaphore::new(count)) }
+        let count = if count == 0 {
+            Semaphore::MAX_PERMITS
+        } else {
+            count
+        };
+        PrefetchWindow {
+            sem: Arc::new(Semaphore::new(count)),
+        }
     }
 
     /// Waits for at least one free slot, then takes up to `max` slots at once.
@@ -129,7 +135,12 @@ pub struct ConnectionSettings {
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
-        ConnectionSettings { retry: true, retry_on_startup: true, max_retries: Some(100), timeout: Duration::from_secs(4) }
+        ConnectionSettings {
+            retry: true,
+            retry_on_startup: true,
+            max_retries: Some(100),
+            timeout: Duration::from_secs(4),
+        }
     }
 }
 
@@ -162,7 +173,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Publishes a task message (routing it as kombu would: the anonymous exchange goes
     /// straight to the queue named by the routing key).
-    fn publish<'a>(&'a self, message: &'a OutgoingMessage) -> BoxFuture<'a, Result<(), BrokerError>>;
+    fn publish<'a>(
+        &'a self,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Renews this worker's hold on messages it still has (an ETA wait, a rate-limit wait, a
     /// long task), so that no restore gives them to another consumer while it is alive.

@@ -216,14 +216,53 @@ mod tests {
     #[test]
     fn accepts_every_celery_worker_flag() {
         let cli = parse(&[
-            "rcelery", "-A", "tasks.task", "worker", "-Q", "default,other", "-c", "2", "-l", "info",
-            "-n", "w1@%h", "-P", "solo", "-E", "-b", "redis://localhost", "--result-backend",
-            "redis://localhost/1", "--prefetch-multiplier", "4", "--max-tasks-per-child", "100",
-            "--time-limit", "10", "--soft-time-limit", "5", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-O", "fair", "--loglevel=debug", "--pool=eventlet", "--events",
-            "--autoscale", "10,3", "-X", "x", "--heartbeat-interval", "5", "--purge", "-B",
+            "rcelery",
+            "-A",
+            "tasks.task",
+            "worker",
+            "-Q",
+            "default,other",
+            "-c",
+            "2",
+            "-l",
+            "info",
+            "-n",
+            "w1@%h",
+            "-P",
+            "solo",
+            "-E",
+            "-b",
+            "redis://localhost",
+            "--result-backend",
+            "redis://localhost/1",
+            "--prefetch-multiplier",
+            "4",
+            "--max-tasks-per-child",
+            "100",
+            "--time-limit",
+            "10",
+            "--soft-time-limit",
+            "5",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-O",
+            "fair",
+            "--loglevel=debug",
+            "--pool=eventlet",
+            "--events",
+            "--autoscale",
+            "10,3",
+            "-X",
+            "x",
+            "--heartbeat-interval",
+            "5",
+            "--purge",
+            "-B",
         ]);
-        let Command::Worker(w) = cli.command else { panic!("not the worker command") };
+        let Command::Worker(w) = cli.command else {
+            panic!("not the worker command")
+        };
         assert_eq!(w.queues, vec!["default", "other"]);
         assert_eq!(w.concurrency, Some(2));
         assert_eq!(w.pool.as_deref(), Some("eventlet"));
@@ -231,8 +270,32 @@ mod tests {
 
     #[test]
     fn call_takes_celerys_flags() {
-        let cli = Cli::parse_from(["rcelery", "-A", "tasks", "call", "tasks.add", "--args", "[2, 3]", "--queue", "q", "--countdown", "5", "--wait"]);
-        let Command::Call(c) = cli.command else { panic!("not the call command") };
-        assert_eq!((c.name.as_str(), c.args.as_str(), c.queue.as_deref(), c.countdown, c.wait), ("tasks.add", "[2, 3]", Some("q"), Some(5.0), true));
+        let cli = Cli::parse_from([
+            "rcelery",
+            "-A",
+            "tasks",
+            "call",
+            "tasks.add",
+            "--args",
+            "[2, 3]",
+            "--queue",
+            "q",
+            "--countdown",
+            "5",
+            "--wait",
+        ]);
+        let Command::Call(c) = cli.command else {
+            panic!("not the call command")
+        };
+        assert_eq!(
+            (
+                c.name.as_str(),
+                c.args.as_str(),
+                c.queue.as_deref(),
+                c.countdown,
+                c.wait
+            ),
+            ("tasks.add", "[2, 3]", Some("q"), Some(5.0), true)
+        );
     }
 }

@@ -47,7 +47,10 @@ pub fn render(i: &Info<'_>) -> String {
         pool = i.pool,
     );
     for q in &i.settings.queues {
-        let prio = q.max_priority.map(|p| format!(" max_priority={p}")).unwrap_or_default();
+        let prio = q
+            .max_priority
+            .map(|p| format!(" max_priority={p}"))
+            .unwrap_or_default();
         s.push_str(&format!(
             "                .> {:<16} exchange={}({}) key={}{}\n",
             q.name, q.exchange, q.exchange_type, q.routing_key, prio

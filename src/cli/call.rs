@@ -29,17 +29,28 @@ pub async fn run(cli: &Cli, args: &CallArgs) -> ExitCode {
 async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
     let config_path = cli.config.as_deref().filter(|c| looks_like_file(c));
     let config = Config::load(config_path.map(Path::new)).map_err(|e| e.to_string())?;
-    let broker_url = cli.broker.clone().or(config.broker_url.clone()).unwrap_or_else(|| DEFAULT_BROKER_URL.to_owned());
+    let broker_url = cli
+        .broker
+        .clone()
+        .or(config.broker_url.clone())
+        .unwrap_or_else(|| DEFAULT_BROKER_URL.to_owned());
     let backend_url = cli.result_backend.clone().or(config.result_backend.clone());
     let tz = config.tz()?;
-    let serializer_name = args.serializer.clone().unwrap_or_else(|| config.task_serializer.clone());
-    let serializer = Serializer::from_name(&serializer_name).ok_or_else(|| format!("unsupported serializer {serializer_name:?}"))?;
+    let serializer_name = args
+        .serializer
+        .clone()
+        .unwrap_or_else(|| config.task_serializer.clone());
+    let serializer = Serializer::from_name(&serializer_name)
+        .ok_or_else(|| format!("unsupported serializer {serializer_name:?}"))?;
 
-    let positional = match json::decode(args.args.as_bytes()).map_err(|e| format!("--args is not JSON: {e}"))? {
-        Value::List(items) | Value::Tuple(items) => items,
-        other => return Err(format!("--args must be a JSON list, got {other:?}")),
-    };
-    let keywords = match json::decode(args.kwargs.as_bytes()).map_err(|e| format!("--kwargs is not JSON: {e}"))? {
+    let positional =
+        match json::decode(args.args.as_bytes()).map_err(|e| format!("--args is not JSON: {e}"))? {
+            Value::List(items) | Value::Tuple(items) => items,
+            other => return Err(format!("--args must be a JSON list, got {other:?}")),
+        };
+    let keywords = match json::decode(args.kwargs.as_bytes())
+        .map_err(|e| format!("--kwargs is not JSON: {e}"))?
+    {
         Value::Dict(d) => d,
         other => return Err(format!("--kwargs must be a JSON object, got {other:?}")),
     };
@@ -60,12 +71,24 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
     }
 
     let health = Arc::new(crate::health::Health::new());
-    let broker = connect_broker(&broker_url, &config, Arc::clone(&health)).await?.broker;
-    let mut producer =
-        Producer::new(Arc::clone(&broker), serializer, tz.name(), &config.task_default_queue).with_routes(config.routes()?);
+    let broker = connect_broker(&broker_url, &config, Arc::clone(&health))
+        .await?
+        .broker;
+    let mut producer = Producer::new(
+        Arc::clone(&broker),
+        serializer,
+        tz.name(),
+        &config.task_default_queue,
+    )
+    .with_routes(config.routes()?);
     if args.wait {
-        let encoder = MetaEncoder { serializer, extended: false, timezone: tz };
-        let backend = connect_backend(backend_url.as_deref(), encoder, &config, None, health).await?;
+        let encoder = MetaEncoder {
+            serializer,
+            extended: false,
+            timezone: tz,
+        };
+        let backend =
+            connect_backend(backend_url.as_deref(), encoder, &config, None, health).await?;
         producer = producer.with_backend(backend);
     }
     let result = producer
@@ -76,12 +99,19 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
         println!("{}", result.id());
         return Ok(ExitCode::SUCCESS);
     }
-    match result.get(Some(Duration::from_secs_f64(args.timeout.max(0.0)))).await {
+    match result
+        .get(Some(Duration::from_secs_f64(args.timeout.max(0.0))))
+        .await
+    {
         Ok(value) => {
             println!("{}", String::from_utf8_lossy(&json::encode(&value)));
             Ok(ExitCode::SUCCESS)
         }
-        Err(WaitError::Failed { state, exc_type, message }) => {
+        Err(WaitError::Failed {
+            state,
+            exc_type,
+            message,
+        }) => {
             eprintln!("{} {state}: {exc_type}({message})", result.id());
             Ok(ExitCode::FAILURE)
         }

@@ -11,13 +11,22 @@ use crate::redis_client::mask_password;
 /// fails, with the error.
 pub fn exec_self() -> std::io::Error {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let shown: Vec<String> = args.iter().map(|a| mask_password(&a.to_string_lossy())).collect();
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| mask_password(&a.to_string_lossy()))
+        .collect();
     tracing::warn!("Restarting celery worker ({})", shown.join(" "));
     crate::cli::logging::flush();
     // A binary replaced on disk since the start shows as "... (deleted)": use argv[0] then.
-    let program = std::env::current_exe().ok().filter(|p| p.exists()).or_else(|| args.first().cloned().map(Into::into));
+    let program = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .or_else(|| args.first().cloned().map(Into::into));
     let Some(program) = program else {
-        return std::io::Error::new(std::io::ErrorKind::NotFound, "cannot find this program to start it again");
+        return std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "cannot find this program to start it again",
+        );
     };
     Command::new(program).args(args.iter().skip(1)).exec()
 }

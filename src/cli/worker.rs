@@ -11,14 +11,14 @@ use crate::backend::redis::{BackendLinkSettings, RedisBackend};
 use crate::backend::{DisabledBackend, MetaEncoder, ResultBackend};
 use crate::broker::redis::RedisBroker;
 use crate::broker::Broker;
-use crate::redis_client;
-use crate::redis_client::lane::SettleLane;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::health::Health;
 use crate::producer::Producer;
-use crate::redis_client::{mask_password, RedisUrl};
+use crate::redis_client;
+use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
+use crate::redis_client::{mask_password, RedisUrl};
 use crate::task::Seconds;
 use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerSettings};
 use crate::App;
@@ -42,7 +42,9 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     }
     let config_path = cli.config.as_deref().filter(|c| looks_like_file(c));
     if let Some(c) = cli.config.as_deref().filter(|c| !looks_like_file(c)) {
-        tracing::warn!("--config {c:?} is a Python module name; rcelery reads a TOML file (ignored)");
+        tracing::warn!(
+            "--config {c:?} is a Python module name; rcelery reads a TOML file (ignored)"
+        );
     }
     let config = Config::load(config_path.map(Path::new)).map_err(|e| e.to_string())?;
     let routes = config.routes()?;
@@ -61,32 +63,56 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
             .map_err(|e| format!("cannot write pidfile {pidfile}: {e}"))?;
     }
 
-    let broker_url = cli.broker.clone().or(config.broker_url.clone()).unwrap_or_else(|| DEFAULT_BROKER_URL.to_owned());
+    let broker_url = cli
+        .broker
+        .clone()
+        .or(config.broker_url.clone())
+        .unwrap_or_else(|| DEFAULT_BROKER_URL.to_owned());
     let backend_url = cli.result_backend.clone().or(config.result_backend.clone());
     let tz = config.tz()?;
     let accept = AcceptContent::from_names(&config.accept_content)?;
-    let result_serializer = Serializer::from_name(&config.result_serializer)
-        .ok_or_else(|| format!("unsupported result_serializer {:?}", config.result_serializer))?;
+    let result_serializer = Serializer::from_name(&config.result_serializer).ok_or_else(|| {
+        format!(
+            "unsupported result_serializer {:?}",
+            config.result_serializer
+        )
+    })?;
     let queues = config.select_queues(&args.queues, &args.exclude_queues)?;
     let pool = args.pool.as_deref().unwrap_or("prefork");
     let concurrency = if pool == "solo" {
         1
     } else {
-        args.concurrency.or(config.worker_concurrency).filter(|c| *c > 0).unwrap_or_else(num_cpus)
+        args.concurrency
+            .or(config.worker_concurrency)
+            .filter(|c| *c > 0)
+            .unwrap_or_else(num_cpus)
     };
     let hostname = node_name(args.hostname.as_deref());
 
     let health = Arc::new(Health::new());
     let connected = connect_broker(&broker_url, &config, Arc::clone(&health)).await?;
-    let encoder = MetaEncoder { serializer: result_serializer, extended: config.result_extended, timezone: tz };
-    let backend = connect_backend(backend_url.as_deref(), encoder, &config, connected.lane.as_ref(), Arc::clone(&health)).await?;
+    let encoder = MetaEncoder {
+        serializer: result_serializer,
+        extended: config.result_extended,
+        timezone: tz,
+    };
+    let backend = connect_backend(
+        backend_url.as_deref(),
+        encoder,
+        &config,
+        connected.lane.as_ref(),
+        Arc::clone(&health),
+    )
+    .await?;
     let broker = connected.broker;
 
     let settings = WorkerSettings {
         hostname: hostname.clone(),
         queues,
         concurrency,
-        prefetch_multiplier: args.prefetch_multiplier.unwrap_or(config.worker_prefetch_multiplier),
+        prefetch_multiplier: args
+            .prefetch_multiplier
+            .unwrap_or(config.worker_prefetch_multiplier),
         acks_late: config.task_acks_late,
         track_started: config.task_track_started,
         ignore_result: config.task_ignore_result,
@@ -95,12 +121,22 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         shutdown_timeout: Duration::from_secs_f64(config.worker_shutdown_timeout.max(0.0)),
         // Celery: the flag, else the setting (its pool's default limits).
         time_limits: TimeLimits {
-            hard: args.time_limit.map(Seconds::Float).or(config.task_time_limit),
-            soft: args.soft_time_limit.map(Seconds::Float).or(config.task_soft_time_limit),
+            hard: args
+                .time_limit
+                .map(Seconds::Float)
+                .or(config.task_time_limit),
+            soft: args
+                .soft_time_limit
+                .map(Seconds::Float)
+                .or(config.task_soft_time_limit),
         },
         default_rate_limit: config.task_default_rate_limit.as_ref().map(|r| r.to_text()),
         disable_rate_limits: config.worker_disable_rate_limits,
-        forward_unknown: args.forward_unknown_tasks.clone().or(config.rcelery_forward_unknown_tasks.clone()).filter(|q| !q.is_empty()),
+        forward_unknown: args
+            .forward_unknown_tasks
+            .clone()
+            .or(config.rcelery_forward_unknown_tasks.clone())
+            .filter(|q| !q.is_empty()),
         chord: ChordSettings {
             retry_interval: config.result_chord_retry_interval.max(0.0),
             join_timeout: Duration::from_secs_f64(config.result_chord_join_timeout.max(0.0)),
@@ -121,10 +157,23 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     eprintln!("{}", banner::render(&info));
     let task_serializer = Serializer::from_name(&config.task_serializer)
         .ok_or_else(|| format!("unsupported task_serializer {:?}", config.task_serializer))?;
-    let producer = Producer::new(Arc::clone(&broker), task_serializer, tz.name(), &config.task_default_queue)
-        .with_backend(Arc::clone(&backend))
-        .with_routes(routes);
-    let worker = Worker::new(app.registry().clone(), broker, backend, producer, settings, health).map_err(|e| e.to_string())?;
+    let producer = Producer::new(
+        Arc::clone(&broker),
+        task_serializer,
+        tz.name(),
+        &config.task_default_queue,
+    )
+    .with_backend(Arc::clone(&backend))
+    .with_routes(routes);
+    let worker = Worker::new(
+        app.registry().clone(),
+        broker,
+        backend,
+        producer,
+        settings,
+        health,
+    )
+    .map_err(|e| e.to_string())?;
     let exit = worker.run().await.map_err(|e| e.to_string())?;
     if let Some(pidfile) = args.pidfile.as_ref().filter(|_| exit == Exit::Stopped) {
         let _ = std::fs::remove_file(pidfile);
@@ -143,26 +192,48 @@ pub(super) struct ConnectedBroker {
     pub lane: Option<(String, Arc<SettleLane>)>,
 }
 
-pub(super) async fn connect_broker(url: &str, config: &Config, health: Arc<Health>) -> Result<ConnectedBroker, String> {
+pub(super) async fn connect_broker(
+    url: &str,
+    config: &Config,
+    health: Arc<Health>,
+) -> Result<ConnectedBroker, String> {
     let parsed = parse_redis_url("broker", url)?;
-    let broker = RedisBroker::connect_with(url, config.broker_transport_options.clone(), config.broker_connection(), health)
-        .await
-        .map_err(|e| format!("cannot connect to broker {parsed}: {e}"))?;
+    let broker = RedisBroker::connect_with(
+        url,
+        config.broker_transport_options.clone(),
+        config.broker_connection(),
+        health,
+    )
+    .await
+    .map_err(|e| format!("cannot connect to broker {parsed}: {e}"))?;
     let lane = Some((url.to_owned(), broker.settle_lane()));
-    Ok(ConnectedBroker { broker: Arc::new(broker), lane })
+    Ok(ConnectedBroker {
+        broker: Arc::new(broker),
+        lane,
+    })
 }
 
 /// Reads a broker or backend URL once, up front: a URL rcelery cannot use is reported with
 /// its password masked (whatever its shape), and its warnings are logged once.
 fn parse_redis_url(role: &str, url: &str) -> Result<RedisUrl, String> {
     if !redis_client::is_redis_url(url) {
-        let scheme = url.split_once("://").map(|(s, _)| s).filter(|s| redis_client::url::is_scheme(s));
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s)
+            .filter(|s| redis_client::url::is_scheme(s));
         return Err(match scheme {
-            Some(s) => format!("{role} transport {s:?} is not supported yet (use redis://); URL {}", mask_password(url)),
-            None => format!("invalid {role} URL {}: not a URL (use redis://)", mask_password(url)),
+            Some(s) => format!(
+                "{role} transport {s:?} is not supported yet (use redis://); URL {}",
+                mask_password(url)
+            ),
+            None => format!(
+                "invalid {role} URL {}: not a URL (use redis://)",
+                mask_password(url)
+            ),
         });
     }
-    let parsed = RedisUrl::parse(url).map_err(|e| format!("invalid {role} URL {}: {e}", mask_password(url)))?;
+    let parsed = RedisUrl::parse(url)
+        .map_err(|e| format!("invalid {role} URL {}: {e}", mask_password(url)))?;
     for warning in parsed.warnings() {
         tracing::warn!("{role} URL {parsed}: {warning}");
     }
@@ -182,8 +253,11 @@ pub(super) async fn connect_backend(
         return Ok(Arc::new(DisabledBackend));
     };
     let parsed = parse_redis_url("result backend", url)?;
-    parsed.check_backend_rules().map_err(|e| format!("invalid result backend URL {parsed}: {e}"))?;
-    let expires = (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
+    parsed
+        .check_backend_rules()
+        .map_err(|e| format!("invalid result backend URL {parsed}: {e}"))?;
+    let expires =
+        (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
     let link = BackendLinkSettings {
         retry: config.backend_retry(),
         connect_timeout: config.broker_connection().timeout,
@@ -193,8 +267,14 @@ pub(super) async fn connect_backend(
     };
     // Connected on first use, as Celery's backend: a backend that is down at start is
     // retried like one that goes down later.
-    let mut backend = RedisBackend::new(url, encoder, expires, &config.result_backend_transport_options.global_keyprefix, link)
-        .map_err(|e| format!("cannot use result backend {parsed}: {e}"))?;
+    let mut backend = RedisBackend::new(
+        url,
+        encoder,
+        expires,
+        &config.result_backend_transport_options.global_keyprefix,
+        link,
+    )
+    .map_err(|e| format!("cannot use result backend {parsed}: {e}"))?;
     backend.set_chord_ordered(config.result_backend_transport_options.result_chord_ordered);
     if let Some((broker_url, lane)) = lane {
         if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
@@ -207,11 +287,20 @@ pub(super) async fn connect_backend(
 /// Expands Celery's node-name template (`%h` host, `%n` name, `%d` domain); default
 /// `celery@<host>`.
 fn node_name(template: Option<&str>) -> String {
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into());
     let (name, domain) = host.split_once('.').unwrap_or((&host, ""));
     let t = template.unwrap_or("celery@%h");
-    let t = if t.contains('@') { t.to_owned() } else { format!("celery@{t}") };
-    t.replace("%h", &host).replace("%n", name).replace("%d", domain).replace("%%", "%")
+    let t = if t.contains('@') {
+        t.to_owned()
+    } else {
+        format!("celery@{t}")
+    };
+    t.replace("%h", &host)
+        .replace("%n", name)
+        .replace("%d", domain)
+        .replace("%%", "%")
 }
 
 fn num_cpus() -> usize {
@@ -224,17 +313,41 @@ fn warn_ignored(args: &WorkerArgs) {
     let flags: [(bool, &str); 13] = [
         (args.detach, "--detach (running in the foreground)"),
         (args.statedb.is_some(), "--statedb"),
-        (args.task_events, "-E/--task-events (events are not sent yet)"),
-        (args.max_tasks_per_child.is_some(), "--max-tasks-per-child (no child processes)"),
-        (args.max_memory_per_child.is_some(), "--max-memory-per-child (no child processes)"),
+        (
+            args.task_events,
+            "-E/--task-events (events are not sent yet)",
+        ),
+        (
+            args.max_tasks_per_child.is_some(),
+            "--max-tasks-per-child (no child processes)",
+        ),
+        (
+            args.max_memory_per_child.is_some(),
+            "--max-memory-per-child (no child processes)",
+        ),
         (args.purge, "--purge"),
         (args.autoscale.is_some(), "--autoscale (use -c)"),
         (args.beat, "-B/--beat (run celery beat separately)"),
-        (args.uid.is_some() || args.gid.is_some() || args.umask.is_some(), "--uid/--gid/--umask"),
-        (args.without_gossip || args.without_mingle || args.without_heartbeat, "--without-gossip/mingle/heartbeat (none are sent yet)"),
-        (!args.include.is_empty(), "-I/--include (tasks are compiled in)"),
-        (args.scheduler.is_some() || args.schedule_filename.is_some(), "--scheduler/--schedule"),
-        (args.heartbeat_interval.is_some() || args.executable.is_some(), "--heartbeat-interval/--executable"),
+        (
+            args.uid.is_some() || args.gid.is_some() || args.umask.is_some(),
+            "--uid/--gid/--umask",
+        ),
+        (
+            args.without_gossip || args.without_mingle || args.without_heartbeat,
+            "--without-gossip/mingle/heartbeat (none are sent yet)",
+        ),
+        (
+            !args.include.is_empty(),
+            "-I/--include (tasks are compiled in)",
+        ),
+        (
+            args.scheduler.is_some() || args.schedule_filename.is_some(),
+            "--scheduler/--schedule",
+        ),
+        (
+            args.heartbeat_interval.is_some() || args.executable.is_some(),
+            "--heartbeat-interval/--executable",
+        ),
     ];
     for (set, name) in flags {
         if set {
@@ -242,7 +355,10 @@ fn warn_ignored(args: &WorkerArgs) {
         }
     }
     if let Some(p) = args.pool.as_deref() {
-        if !matches!(p, "prefork" | "solo" | "threads" | "processes" | "eventlet" | "gevent" | "custom") {
+        if !matches!(
+            p,
+            "prefork" | "solo" | "threads" | "processes" | "eventlet" | "gevent" | "custom"
+        ) {
             tracing::warn!("unknown pool {p:?}; using rcelery's runtime");
         }
     }

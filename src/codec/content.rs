@@ -85,7 +85,9 @@ pub struct AcceptContent {
 impl Default for AcceptContent {
     /// Celery's default: `["json"]`.
     fn default() -> Self {
-        AcceptContent { allowed: vec![Serializer::Json] }
+        AcceptContent {
+            allowed: vec![Serializer::Json],
+        }
     }
 }
 
@@ -94,8 +96,9 @@ impl AcceptContent {
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<AcceptContent, String> {
         let mut allowed = Vec::new();
         for name in names {
-            let s = Serializer::from_name(name.as_ref())
-                .ok_or_else(|| format!("unknown serializer {:?} in accept_content", name.as_ref()))?;
+            let s = Serializer::from_name(name.as_ref()).ok_or_else(|| {
+                format!("unknown serializer {:?} in accept_content", name.as_ref())
+            })?;
             if !allowed.contains(&s) {
                 allowed.push(s);
             }
@@ -159,7 +162,9 @@ mod tests {
     #[test]
     fn pickle_is_refused_unless_accepted() {
         let accept = AcceptContent::default();
-        let err = accept.decode("application/x-python-serialize", b"\x80\x04K\x01.").unwrap_err();
+        let err = accept
+            .decode("application/x-python-serialize", b"\x80\x04K\x01.")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "Refusing to deserialize untrusted content of type pickle (application/x-python-serialize)"
@@ -169,6 +174,9 @@ mod tests {
     #[test]
     fn raw_data_is_always_trusted() {
         let accept = AcceptContent::default();
-        assert_eq!(accept.decode("application/data", b"ab").unwrap(), Value::Bytes(b"ab".to_vec()));
+        assert_eq!(
+            accept.decode("application/data", b"ab").unwrap(),
+            Value::Bytes(b"ab".to_vec())
+        );
     }
 }

@@ -8,7 +8,9 @@ use rcelery::task::TaskResult;
 #[rcelery::task(name = "tasks.async_tasks.send_mail")]
 pub async fn send_mail(email: String) -> TaskResult<String> {
     tracing::info!(email = %email, "sending mail");
-    let delay = std::env::var("SEND_MAIL_SLEEP_SECONDS").ok().and_then(|s| s.parse::<f64>().ok());
+    let delay = std::env::var("SEND_MAIL_SLEEP_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok());
     if let Some(secs) = delay.filter(|s| s.is_finite() && *s > 0.0) {
         tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
     }

@@ -35,18 +35,62 @@ pub fn echo(#[args] args: Vec<Value>, #[kwargs] kwargs: Dict) -> TaskResult<Valu
 
 /// Python's builtin exception classes `tasks.fail` can raise by name.
 const BUILTIN_EXCEPTIONS: &[&str] = &[
-    "Exception", "ArithmeticError", "AssertionError", "AttributeError", "BufferError", "EOFError",
-    "FileExistsError", "FileNotFoundError", "FloatingPointError", "ImportError", "IndexError",
-    "KeyError", "LookupError", "MemoryError", "ModuleNotFoundError", "NameError",
-    "NotImplementedError", "OSError", "OverflowError", "PermissionError", "RecursionError",
-    "ReferenceError", "RuntimeError", "StopIteration", "TimeoutError", "TypeError",
-    "UnboundLocalError", "UnicodeError", "ValueError", "ZeroDivisionError", "ConnectionError",
-    "BaseException", "BlockingIOError", "BrokenPipeError", "ChildProcessError",
-    "ConnectionAbortedError", "ConnectionRefusedError", "ConnectionResetError", "EnvironmentError",
-    "GeneratorExit", "IOError", "InterruptedError", "IsADirectoryError", "KeyboardInterrupt",
-    "NotADirectoryError", "ProcessLookupError", "StopAsyncIteration", "SyntaxError",
-    "SystemError", "SystemExit", "TabError", "IndentationError", "Warning", "UserWarning",
-    "DeprecationWarning", "RuntimeWarning",
+    "Exception",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BufferError",
+    "EOFError",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "ImportError",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PermissionError",
+    "RecursionError",
+    "ReferenceError",
+    "RuntimeError",
+    "StopIteration",
+    "TimeoutError",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeError",
+    "ValueError",
+    "ZeroDivisionError",
+    "ConnectionError",
+    "BaseException",
+    "BlockingIOError",
+    "BrokenPipeError",
+    "ChildProcessError",
+    "ConnectionAbortedError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "EnvironmentError",
+    "GeneratorExit",
+    "IOError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyboardInterrupt",
+    "NotADirectoryError",
+    "ProcessLookupError",
+    "StopAsyncIteration",
+    "SyntaxError",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "IndentationError",
+    "Warning",
+    "UserWarning",
+    "DeprecationWarning",
+    "RuntimeWarning",
 ];
 
 /// `tasks.fail(message="boom", exc_type="ValueError")`: raises that builtin exception; a name
@@ -59,7 +103,9 @@ pub fn fail(
     if BUILTIN_EXCEPTIONS.contains(&exc_type.as_str()) {
         Err(TaskError::new(&exc_type, message))
     } else {
-        Err(TaskError::type_error(format!("not a builtin exception type: '{exc_type}'")))
+        Err(TaskError::type_error(format!(
+            "not a builtin exception type: '{exc_type}'"
+        )))
     }
 }
 
@@ -114,7 +160,10 @@ pub fn block_soft(ctx: &Context, seconds: Value) -> TaskResult<Value> {
         if ctx.is_soft_time_limit_exceeded() {
             return Ok(Value::str("soft"));
         }
-        std::thread::sleep(Duration::from_millis(10).min(until.saturating_duration_since(std::time::Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(10)
+                .min(until.saturating_duration_since(std::time::Instant::now())),
+        );
     }
     Ok(seconds)
 }

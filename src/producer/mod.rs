@@ -34,13 +34,24 @@ pub struct Producer {
 impl Producer {
     /// A producer publishing with `serializer` (`task_serializer`), stamping ETAs in
     /// `timezone` (the app timezone), routing unrouted tasks to `default_queue`.
-    pub fn new(broker: Arc<dyn Broker>, serializer: Serializer, timezone: &str, default_queue: &str) -> Producer {
-        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        serializer: Serializer,
+        timezone: &str,
+        default_queue: &str,
+    ) -> Producer {
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
         Producer {
             broker,
             backend: None,
             serializer,
-            timezone: if timezone == "UTC" { TzInfo::Utc } else { TzInfo::Zone(timezone.to_owned()) },
+            timezone: if timezone == "UTC" {
+                TzInfo::Utc
+            } else {
+                TzInfo::Zone(timezone.to_owned())
+            },
             origin: format!("gen{}@{host}", std::process::id()),
             reply_to: uuid::Uuid::new_v4().to_string(),
             default_queue: default_queue.to_owned(),
@@ -99,16 +110,27 @@ impl Producer {
 
     /// Builds the message `send_task` would publish.
     pub fn build(&self, name: &str, args: Vec<Value>, kwargs: Dict, o: SendOptions) -> NewTask {
-        let id = o.task_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = o
+            .task_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let now = chrono::Utc::now();
         let at = |secs: f64| {
             let micros = (secs * 1e6).round() as i64;
-            DateTime::from_utc_in(&(now + chrono::Duration::microseconds(micros)), &self.timezone)
+            DateTime::from_utc_in(
+                &(now + chrono::Duration::microseconds(micros)),
+                &self.timezone,
+            )
         };
-        let eta = o.eta.clone().or_else(|| o.countdown.filter(|c| *c != 0.0).map(at));
+        let eta = o
+            .eta
+            .clone()
+            .or_else(|| o.countdown.filter(|c| *c != 0.0).map(at));
         let (expires, expires_in) = match (&o.expires_at, o.expires_in) {
             (Some(at_time), _) => {
-                let left = at_time.to_utc_assuming_utc().map(|t| (t - now).num_microseconds().unwrap_or(0) as f64 / 1e6);
+                let left = at_time
+                    .to_utc_assuming_utc()
+                    .map(|t| (t - now).num_microseconds().unwrap_or(0) as f64 / 1e6);
                 (Some(at_time.clone()), left)
             }
             (None, Some(secs)) => (Some(at(secs)), Some(secs)),
@@ -119,7 +141,10 @@ impl Producer {
         let from_route = |f: fn(&Route) -> &Option<String>| route.and_then(|r| f(r).clone());
         let queue = o.queue.clone().or_else(|| from_route(|r| &r.queue));
         let exchange = o.exchange.clone().or_else(|| from_route(|r| &r.exchange));
-        let routing_key = o.routing_key.clone().or_else(|| from_route(|r| &r.routing_key));
+        let routing_key = o
+            .routing_key
+            .clone()
+            .or_else(|| from_route(|r| &r.routing_key));
         let priority = o.priority.or_else(|| route.and_then(|r| r.priority));
         let (exchange, routing_key) = match (&exchange, &routing_key, &queue) {
             (Some(ex), Some(rk), _) => (ex.clone(), rk.clone()),
@@ -128,7 +153,9 @@ impl Producer {
             (None, Some(rk), None) => (String::new(), rk.clone()),
             (None, None, None) => (String::new(), self.default_queue.clone()),
         };
-        let sigs = |list: &[Signature]| (!list.is_empty()).then(|| Value::List(list.iter().map(Signature::to_value).collect()));
+        let sigs = |list: &[Signature]| {
+            (!list.is_empty()).then(|| Value::List(list.iter().map(Signature::to_value).collect()))
+        };
         NewTask {
             root_id: o.root_id.clone().or_else(|| Some(id.clone())),
             id,
@@ -148,7 +175,10 @@ impl Producer {
             group: o.group_id.clone(),
             group_index: o.group_index,
             parent_id: o.parent_id.clone(),
-            timelimit: TimeLimits { hard: o.time_limit, soft: o.soft_time_limit },
+            timelimit: TimeLimits {
+                hard: o.time_limit,
+                soft: o.soft_time_limit,
+            },
             ignore_result: o.ignore_result,
             shadow: o.shadow.clone(),
             origin: o.origin.clone().unwrap_or_else(|| self.origin.clone()),

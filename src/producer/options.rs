@@ -63,7 +63,12 @@ pub struct SendOptions {
 impl SendOptions {
     /// Reads a signature's `options` dict.
     pub fn from_signature_options(d: &Dict) -> SendOptions {
-        let s = |k: &str| d.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
+        let s = |k: &str| {
+            d.get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
         let f = |k: &str| match d.get(k) {
             Some(Value::Int(i)) => Some(*i as f64),
             Some(Value::Float(x)) => Some(*x),
@@ -82,7 +87,10 @@ impl SendOptions {
             queue: s("queue"),
             exchange: s("exchange"),
             routing_key: s("routing_key"),
-            priority: d.get("priority").and_then(Value::as_i64).map(|p| p.clamp(0, 255) as u8),
+            priority: d
+                .get("priority")
+                .and_then(Value::as_i64)
+                .map(|p| p.clamp(0, 255) as u8),
             countdown: f("countdown"),
             eta: match d.get("eta") {
                 Some(Value::Str(t)) => DateTime::parse_iso(t).ok(),
@@ -91,7 +99,11 @@ impl SendOptions {
             },
             expires_in,
             expires_at,
-            headers: d.get("headers").and_then(Value::as_dict).cloned().unwrap_or_default(),
+            headers: d
+                .get("headers")
+                .and_then(Value::as_dict)
+                .cloned()
+                .unwrap_or_default(),
             time_limit: f("time_limit"),
             soft_time_limit: f("soft_time_limit"),
             link: sigs("link"),
@@ -107,7 +119,10 @@ impl SendOptions {
             retries: d.get("retries").and_then(Value::as_i64).unwrap_or(0),
             reply_to: s("reply_to"),
             origin: s("origin"),
-            replaced_task_nesting: d.get("replaced_task_nesting").and_then(Value::as_i64).unwrap_or(0),
+            replaced_task_nesting: d
+                .get("replaced_task_nesting")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
         }
     }
 
@@ -117,9 +132,28 @@ impl SendOptions {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(task_id, queue, exchange, routing_key, priority, countdown, eta, expires_in, expires_at,
-              time_limit, soft_time_limit, parent_id, root_id, group_id, group_index, chain, chord,
-              shadow, reply_to, origin);
+        take!(
+            task_id,
+            queue,
+            exchange,
+            routing_key,
+            priority,
+            countdown,
+            eta,
+            expires_in,
+            expires_at,
+            time_limit,
+            soft_time_limit,
+            parent_id,
+            root_id,
+            group_id,
+            group_index,
+            chain,
+            chord,
+            shadow,
+            reply_to,
+            origin
+        );
         if !other.headers.is_empty() {
             self.headers = other.headers;
         }

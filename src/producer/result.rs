@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{BackendError, ResultBackend};
 use crate::backend::meta::exception_parts;
+use crate::backend::{BackendError, ResultBackend};
 use crate::value::Value;
 
 /// Why waiting for a result did not give a value.
@@ -47,7 +47,10 @@ impl std::fmt::Debug for AsyncResult {
 impl AsyncResult {
     /// A handle on task `id`'s result in `backend`.
     pub fn new(id: &str, backend: Option<Arc<dyn ResultBackend>>) -> AsyncResult {
-        AsyncResult { id: id.to_owned(), backend }
+        AsyncResult {
+            id: id.to_owned(),
+            backend,
+        }
     }
 
     /// The task id.
@@ -66,7 +69,12 @@ impl AsyncResult {
         Ok(self
             .meta()
             .await?
-            .and_then(|m| m.as_dict().and_then(|d| d.get("status")).and_then(Value::as_str).map(str::to_owned))
+            .and_then(|m| {
+                m.as_dict()
+                    .and_then(|d| d.get("status"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| "PENDING".to_owned()))
     }
 
@@ -98,5 +106,9 @@ impl AsyncResult {
 
 fn failed(state: &str, result: &Value) -> WaitError {
     let (exc_type, message) = exception_parts(result);
-    WaitError::Failed { state: state.to_owned(), exc_type, message }
+    WaitError::Failed {
+        state: state.to_owned(),
+        exc_type,
+        message,
+    }
 }

@@ -34,7 +34,10 @@ enum RouteSetting {
 impl From<RouteSetting> for Route {
     fn from(s: RouteSetting) -> Route {
         match s {
-            RouteSetting::Queue(queue) => Route { queue: Some(queue), ..Route::default() },
+            RouteSetting::Queue(queue) => Route {
+                queue: Some(queue),
+                ..Route::default()
+            },
             RouteSetting::Options(route) => route,
         }
     }
@@ -76,7 +79,11 @@ impl Routes {
             .map(|m| {
                 let mut map = RouteMap::default();
                 for (key, setting) in m {
-                    let list = if key.contains('*') { &mut map.patterns } else { &mut map.exact };
+                    let list = if key.contains('*') {
+                        &mut map.patterns
+                    } else {
+                        &mut map.exact
+                    };
                     list.push((key, setting.into()));
                 }
                 map
@@ -87,7 +94,9 @@ impl Routes {
 
     /// True when no route is configured.
     pub fn is_empty(&self) -> bool {
-        self.maps.iter().all(|m| m.exact.is_empty() && m.patterns.is_empty())
+        self.maps
+            .iter()
+            .all(|m| m.exact.is_empty() && m.patterns.is_empty())
     }
 
     /// The route for task `name`, if one matches.
@@ -106,12 +115,18 @@ impl Routes {
 /// literal, and only the start of `name` has to match.
 fn glob_matches(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else { return false };
-    let Some(mut rest) = name.strip_prefix(first) else { return false };
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
     for literal in parts {
         // The star takes at least one character; the leftmost place for the literal after it
         // is never worse than a later one.
-        let Some(skip) = rest.chars().next().map(char::len_utf8) else { return false };
+        let Some(skip) = rest.chars().next().map(char::len_utf8) else {
+            return false;
+        };
         let after = &rest[skip..];
         match after.find(literal) {
             Some(at) => rest = &after[at + literal.len()..],
@@ -134,10 +149,16 @@ mod tests {
     fn globs_follow_celerys_rules() {
         assert!(glob_matches("tasks.*", "tasks.add"));
         assert!(glob_matches("tasks.*", "tasks.async_tasks.send_mail"));
-        assert!(!glob_matches("tasks.*", "tasks."), "a star is at least one character");
+        assert!(
+            !glob_matches("tasks.*", "tasks."),
+            "a star is at least one character"
+        );
         assert!(glob_matches("*.add", "tasks.add"));
         assert!(glob_matches("tasks.a*", "tasks.add"));
-        assert!(glob_matches("tasks.*d", "tasks.add"), "only the start must match");
+        assert!(
+            glob_matches("tasks.*d", "tasks.add"),
+            "only the start must match"
+        );
         assert!(!glob_matches("tasks.*d", "tasks.dx"));
         assert!(!glob_matches("other.*", "tasks.add"));
         assert!(glob_matches("t*s*a*", "tasks.add"));
@@ -153,17 +174,33 @@ mod tests {
             "tasks.a*" = "later-glob"
             "#,
         );
-        assert_eq!(r.lookup("tasks.add"), Some(&Route { queue: Some("math".into()), priority: Some(3), ..Route::default() }));
-        assert_eq!(r.lookup("tasks.mul").and_then(|r| r.queue.as_deref()), Some("by-glob"));
+        assert_eq!(
+            r.lookup("tasks.add"),
+            Some(&Route {
+                queue: Some("math".into()),
+                priority: Some(3),
+                ..Route::default()
+            })
+        );
+        assert_eq!(
+            r.lookup("tasks.mul").and_then(|r| r.queue.as_deref()),
+            Some("by-glob")
+        );
         assert_eq!(r.lookup("other.add"), None);
         let r = routes(
             r#"
             task_routes = [{ "tasks.mul" = "first" }, { "tasks.mul" = "second", "tasks.xsum" = { routing_key = "rk", exchange = "ex" } }]
             "#,
         );
-        assert_eq!(r.lookup("tasks.mul").and_then(|r| r.queue.as_deref()), Some("first"));
+        assert_eq!(
+            r.lookup("tasks.mul").and_then(|r| r.queue.as_deref()),
+            Some("first")
+        );
         let xsum = r.lookup("tasks.xsum").unwrap();
-        assert_eq!((xsum.exchange.as_deref(), xsum.routing_key.as_deref()), (Some("ex"), Some("rk")));
+        assert_eq!(
+            (xsum.exchange.as_deref(), xsum.routing_key.as_deref()),
+            (Some("ex"), Some("rk"))
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub enum DecodeError {
     #[error("Received invalid task message: {0}")]
     Disallowed(ContentError),
     /// The body could not be deserialized.
-    #[error("Can't decode message body: {error} (type:{content_type:?} encoding:{content_encoding:?})")]
+    #[error(
+        "Can't decode message body: {error} (type:{content_type:?} encoding:{content_encoding:?})"
+    )]
     Undecodable {
         /// The codec's error.
         error: ContentError,
@@ -54,7 +56,9 @@ pub enum DecodeError {
         name: String,
     },
     /// The message is larger than `rcelery_max_message_bytes`: it was not decoded.
-    #[error("message of {size} bytes exceeds rcelery_max_message_bytes ({limit} bytes); not decoded")]
+    #[error(
+        "message of {size} bytes exceeds rcelery_max_message_bytes ({limit} bytes); not decoded"
+    )]
     TooLarge {
         /// Task id, if the headers named one.
         id: Option<String>,
@@ -103,8 +107,18 @@ fn decode_kept(
     is_registered: impl Fn(&str) -> bool,
 ) -> Result<TaskMessage, DecodeError> {
     if let Some(t) = raw.too_large {
-        let text = |key: &str| raw.headers.get(key).and_then(Value::as_str).map(str::to_owned);
-        return Err(DecodeError::TooLarge { id: text("id"), name: text("task"), size: t.size, limit: t.limit });
+        let text = |key: &str| {
+            raw.headers
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        return Err(DecodeError::TooLarge {
+            id: text("id"),
+            name: text("task"),
+            size: t.size,
+            limit: t.limit,
+        });
     }
     if let Some(name) = raw.headers.get("task") {
         let name = name
@@ -113,16 +127,24 @@ fn decode_kept(
         if !is_registered(name) {
             return Err(unknown_task(name, raw.headers.get("id")));
         }
-        let body = accept.decode(&raw.content_type, &raw.body).map_err(|e| match e {
-            ContentError::Disallowed { .. } => DecodeError::Disallowed(e),
-            other => undecodable(raw, other),
-        })?;
+        let body = accept
+            .decode(&raw.content_type, &raw.body)
+            .map_err(|e| match e {
+                ContentError::Disallowed { .. } => DecodeError::Disallowed(e),
+                other => undecodable(raw, other),
+            })?;
         let name = name.to_owned();
         return v2::from_parts(raw, name, body);
     }
     // Protocol v1: everything is in the body, and any decode failure is acked.
-    let body = accept.decode(&raw.content_type, &raw.body).map_err(|e| undecodable(raw, e))?;
-    let name = match body.as_dict().and_then(|d| d.get("task")).and_then(Value::as_str) {
+    let body = accept
+        .decode(&raw.content_type, &raw.body)
+        .map_err(|e| undecodable(raw, e))?;
+    let name = match body
+        .as_dict()
+        .and_then(|d| d.get("task"))
+        .and_then(Value::as_str)
+    {
         Some(name) => name.to_owned(),
         None => return Err(DecodeError::UnknownFormat("body has no task name".into())),
     };
@@ -142,7 +164,10 @@ fn undecodable(raw: &RawMessage, error: ContentError) -> DecodeError {
 }
 
 fn unknown_task(name: &str, id: Option<&Value>) -> DecodeError {
-    DecodeError::UnknownTask { id: id.and_then(Value::as_str).map(str::to_owned), name: name.to_owned() }
+    DecodeError::UnknownTask {
+        id: id.and_then(Value::as_str).map(str::to_owned),
+        name: name.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -156,21 +181,51 @@ mod tests {
 
     #[test]
     fn a_message_too_large_is_refused_unread_and_acked() {
-        let mut raw = RawMessage { too_large: Some(TooLarge { size: 100, limit: 10 }), ..RawMessage::default() };
+        let mut raw = RawMessage {
+            too_large: Some(TooLarge {
+                size: 100,
+                limit: 10,
+            }),
+            ..RawMessage::default()
+        };
         raw.headers.insert("id", "t-1");
         raw.headers.insert("task", "tasks.add");
         let e = decode_task(&mut raw, &accept(), |_| true).unwrap_err();
         match &e {
-            DecodeError::TooLarge { id, name, size, limit } => {
-                assert_eq!((id.as_deref(), name.as_deref(), *size, *limit), (Some("t-1"), Some("tasks.add"), 100, 10));
+            DecodeError::TooLarge {
+                id,
+                name,
+                size,
+                limit,
+            } => {
+                assert_eq!(
+                    (id.as_deref(), name.as_deref(), *size, *limit),
+                    (Some("t-1"), Some("tasks.add"), 100, 10)
+                );
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(e.disposition(), Disposition::Ack);
-        assert_eq!(e.to_string(), "message of 100 bytes exceeds rcelery_max_message_bytes (10 bytes); not decoded");
+        assert_eq!(
+            e.to_string(),
+            "message of 100 bytes exceeds rcelery_max_message_bytes (10 bytes); not decoded"
+        );
         // Nothing readable: still refused.
-        let mut raw = RawMessage { too_large: Some(TooLarge { size: 100, limit: 10 }), ..RawMessage::default() };
-        assert!(matches!(decode_task(&mut raw, &accept(), |_| true), Err(DecodeError::TooLarge { id: None, name: None, .. })));
+        let mut raw = RawMessage {
+            too_large: Some(TooLarge {
+                size: 100,
+                limit: 10,
+            }),
+            ..RawMessage::default()
+        };
+        assert!(matches!(
+            decode_task(&mut raw, &accept(), |_| true),
+            Err(DecodeError::TooLarge {
+                id: None,
+                name: None,
+                ..
+            })
+        ));
     }
 
     #[test]

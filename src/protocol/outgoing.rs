@@ -84,7 +84,10 @@ impl NewTask {
     /// The v2 headers, in `as_task_v2`'s key order, then the extra headers.
     pub fn headers(&self) -> Dict {
         let opt = |s: &Option<String>| s.clone().map_or(Value::None, Value::Str);
-        let iso = |d: &Option<DateTime>| d.as_ref().map_or(Value::None, |d| Value::Str(d.isoformat()));
+        let iso = |d: &Option<DateTime>| {
+            d.as_ref()
+                .map_or(Value::None, |d| Value::Str(d.isoformat()))
+        };
         let limit = |l: Option<f64>| l.map_or(Value::None, number);
         let mut h = Dict::with_capacity(20 + self.extra_headers.len());
         h.insert("lang", "py");
@@ -94,13 +97,28 @@ impl NewTask {
         h.insert("eta", iso(&self.eta));
         h.insert("expires", iso(&self.expires));
         h.insert("group", opt(&self.group));
-        h.insert("group_index", self.group_index.map_or(Value::None, Value::Int));
+        h.insert(
+            "group_index",
+            self.group_index.map_or(Value::None, Value::Int),
+        );
         h.insert("retries", self.retries);
-        h.insert("timelimit", Value::List(vec![limit(self.timelimit.hard), limit(self.timelimit.soft)]));
-        h.insert("root_id", Value::Str(self.root_id.clone().unwrap_or_else(|| self.id.clone())));
+        h.insert(
+            "timelimit",
+            Value::List(vec![limit(self.timelimit.hard), limit(self.timelimit.soft)]),
+        );
+        h.insert(
+            "root_id",
+            Value::Str(self.root_id.clone().unwrap_or_else(|| self.id.clone())),
+        );
         h.insert("parent_id", opt(&self.parent_id));
-        h.insert("argsrepr", saferepr(&Value::Tuple(self.args.clone()), REPR_MAXSIZE));
-        h.insert("kwargsrepr", saferepr(&Value::Dict(self.kwargs.clone()), REPR_MAXSIZE));
+        h.insert(
+            "argsrepr",
+            saferepr(&Value::Tuple(self.args.clone()), REPR_MAXSIZE),
+        );
+        h.insert(
+            "kwargsrepr",
+            saferepr(&Value::Dict(self.kwargs.clone()), REPR_MAXSIZE),
+        );
         h.insert("origin", self.origin.as_str());
         h.insert("ignore_result", self.ignore_result);
         h.insert("replaced_task_nesting", self.replaced_task_nesting);
@@ -120,7 +138,11 @@ impl NewTask {
         embed.insert("errbacks", opt(&self.embed.errbacks));
         embed.insert("chain", opt(&self.embed.chain));
         embed.insert("chord", opt(&self.embed.chord));
-        Value::Tuple(vec![Value::Tuple(self.args.clone()), Value::Dict(self.kwargs.clone()), Value::Dict(embed)])
+        Value::Tuple(vec![
+            Value::Tuple(self.args.clone()),
+            Value::Dict(self.kwargs.clone()),
+            Value::Dict(embed),
+        ])
     }
 
     /// Serializes the message.
@@ -135,7 +157,9 @@ impl NewTask {
                 reply_to: Some(self.reply_to.clone()),
                 delivery_mode: Some(2),
                 priority: self.priority,
-                expiration: self.expires_in.map(|s| (s.max(0.0) * 1000.0).trunc().to_string()),
+                expiration: self
+                    .expires_in
+                    .map(|s| (s.max(0.0) * 1000.0).trunc().to_string()),
             },
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
@@ -172,6 +196,9 @@ mod tests {
             r#"{"lang": "py", "task": "tasks.add", "id": "i", "shadow": null, "eta": null, "expires": null, "group": null, "group_index": null, "retries": 0, "timelimit": [null, null], "root_id": "i", "parent_id": null, "argsrepr": "(2, 3)", "kwargsrepr": "{}", "origin": "gen1@h", "ignore_result": false, "replaced_task_nesting": 0, "stamped_headers": null, "stamps": {}}"#
         );
         let body = String::from_utf8(json::encode(&t.body())).expect("utf-8");
-        assert_eq!(body, r#"[[2, 3], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#);
+        assert_eq!(
+            body,
+            r#"[[2, 3], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#
+        );
     }
 }

@@ -61,9 +61,10 @@ impl Signature {
     /// returned as errors so the caller can log them.
     pub fn list_from_value(value: &Value) -> Vec<Result<Signature, Value>> {
         match value {
-            Value::List(items) | Value::Tuple(items) => {
-                items.iter().map(|v| Signature::from_value(v).ok_or_else(|| v.clone())).collect()
-            }
+            Value::List(items) | Value::Tuple(items) => items
+                .iter()
+                .map(|v| Signature::from_value(v).ok_or_else(|| v.clone()))
+                .collect(),
             Value::None => Vec::new(),
             single => vec![Signature::from_value(single).ok_or_else(|| single.clone())],
         }
@@ -72,7 +73,10 @@ impl Signature {
     /// The signatures in `value` (see [`Signature::list_from_value`]), skipping items that
     /// are not signatures.
     pub fn all_in(value: &Value) -> Vec<Signature> {
-        Signature::list_from_value(value).into_iter().filter_map(Result::ok).collect()
+        Signature::list_from_value(value)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect()
     }
 
     /// The dict form, keys in Celery's order.
@@ -82,7 +86,10 @@ impl Signature {
         d.insert("args", Value::List(self.args.clone()));
         d.insert("kwargs", Value::Dict(self.kwargs.clone()));
         d.insert("options", Value::Dict(self.options.clone()));
-        d.insert("subtask_type", self.subtask_type.clone().map_or(Value::None, Value::Str));
+        d.insert(
+            "subtask_type",
+            self.subtask_type.clone().map_or(Value::None, Value::Str),
+        );
         d.insert("immutable", self.immutable);
         for (k, v) in self.extra.iter() {
             d.insert(k.clone(), v.clone());
@@ -92,7 +99,10 @@ impl Signature {
 
     /// A string option (e.g. `task_id`, `queue`), if set and not empty.
     pub fn option_str(&self, key: &str) -> Option<&str> {
-        self.options.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+        self.options
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// Celery's `_merge` for calling a signature with partial arguments: `args` are prepended

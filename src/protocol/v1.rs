@@ -8,7 +8,11 @@ use super::v2::{into_args, into_kwargs, opt_datetime, opt_string, time_limits};
 use crate::value::Value;
 
 /// Builds a task from a decoded v1 body.
-pub(super) fn from_body(raw: &RawMessage, name: String, body: Value) -> Result<TaskMessage, DecodeError> {
+pub(super) fn from_body(
+    raw: &RawMessage,
+    name: String,
+    body: Value,
+) -> Result<TaskMessage, DecodeError> {
     let mut b = match body {
         Value::Dict(d) => d,
         _ => return Err(DecodeError::UnknownFormat("v1 body is not a dict".into())),

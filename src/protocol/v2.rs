@@ -7,7 +7,11 @@ use crate::value::{DateTime, Dict, Value};
 
 /// Builds a task from v2 headers and an already-decoded body. On success the headers,
 /// properties and delivery info move from `raw` into the task; on failure `raw` is unchanged.
-pub(super) fn from_parts(raw: &mut RawMessage, name: String, body: Value) -> Result<TaskMessage, DecodeError> {
+pub(super) fn from_parts(
+    raw: &mut RawMessage,
+    name: String,
+    body: Value,
+) -> Result<TaskMessage, DecodeError> {
     let (args, kwargs, embed) = split_body(body)?;
     let h = &raw.headers;
     let id = opt_string(h.get("id"))
@@ -87,7 +91,9 @@ pub(super) fn into_kwargs(v: Value) -> Result<Dict, DecodeError> {
             if d.iter().all(|(k, _)| matches!(k, Value::Str(_))) {
                 Ok(d)
             } else {
-                Err(DecodeError::Invalid("task kwargs keys must be strings".into()))
+                Err(DecodeError::Invalid(
+                    "task kwargs keys must be strings".into(),
+                ))
             }
         }
         Value::None => Ok(Dict::new()),
@@ -122,13 +128,16 @@ pub(super) fn opt_string(v: Option<&Value>) -> Option<String> {
 }
 
 /// An ISO-8601 string or a datetime value; `None` is absent.
-pub(super) fn opt_datetime(v: Option<&Value>, field: &str) -> Result<Option<DateTime>, DecodeError> {
+pub(super) fn opt_datetime(
+    v: Option<&Value>,
+    field: &str,
+) -> Result<Option<DateTime>, DecodeError> {
     match v {
         None | Some(Value::None) => Ok(None),
         Some(Value::DateTime(dt)) => Ok(Some(DateTime::clone(dt))),
-        Some(Value::Str(s)) => DateTime::parse_iso(s)
-            .map(Some)
-            .map_err(|e| DecodeError::Invalid(format!("Couldn't convert {field} {s:?} to timestamp: {e}"))),
+        Some(Value::Str(s)) => DateTime::parse_iso(s).map(Some).map_err(|e| {
+            DecodeError::Invalid(format!("Couldn't convert {field} {s:?} to timestamp: {e}"))
+        }),
         Some(other) => Err(DecodeError::Invalid(format!(
             "{field} must be an ISO-8601 string, got {}",
             crate::value::py_type_name(other)
@@ -144,7 +153,10 @@ pub(super) fn time_limits(v: Option<&Value>) -> TimeLimits {
         _ => None,
     };
     match v.and_then(Value::as_seq) {
-        Some(items) => TimeLimits { hard: num(items.first()), soft: num(items.get(1)) },
+        Some(items) => TimeLimits {
+            hard: num(items.first()),
+            soft: num(items.get(1)),
+        },
         None => TimeLimits::default(),
     }
 }

@@ -142,7 +142,9 @@ impl SettleLane {
     /// script would have nowhere to write it, so the write is refused at once.
     pub fn push_write(&self, write: ResultWrite) {
         if self.target().is_none() {
-            let _ = write.done.send(Err("no result backend is attached to the settle lane".to_owned()));
+            let _ = write.done.send(Err(
+                "no result backend is attached to the settle lane".to_owned()
+            ));
             return;
         }
         self.lock().writes.push(write);
@@ -189,7 +191,11 @@ impl SettleLane {
         };
         drop(q);
         let guard = (!writes.is_empty() || !acks.is_empty()).then_some(guard);
-        Taken { writes, acks, _guard: guard }
+        Taken {
+            writes,
+            acks,
+            _guard: guard,
+        }
     }
 
     /// Waits until the snapshot on its way to Redis (if any) has been answered.
@@ -198,7 +204,9 @@ impl SettleLane {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -214,12 +222,24 @@ mod tests {
 
     fn write(key: &str) -> (ResultWrite, oneshot::Receiver<Result<(), String>>) {
         let (done, rx) = oneshot::channel();
-        (ResultWrite { key: key.into(), payload: b"{}".to_vec(), done }, rx)
+        (
+            ResultWrite {
+                key: key.into(),
+                payload: b"{}".to_vec(),
+                done,
+            },
+            rx,
+        )
     }
 
     fn attached() -> SettleLane {
         let lane = SettleLane::default();
-        assert!(lane.attach(WriteTarget { db: 1, expires: 0, success_marker: b"S".to_vec(), marker_within: 1 }));
+        assert!(lane.attach(WriteTarget {
+            db: 1,
+            expires: 0,
+            success_marker: b"S".to_vec(),
+            marker_within: 1
+        }));
         lane
     }
 
@@ -245,7 +265,10 @@ mod tests {
         lane.push_write(w2);
         lane.push_ack("t2".into());
         taken.failed(&lane);
-        assert!(rx.try_recv().is_err(), "the waiter hears nothing until the write is stored");
+        assert!(
+            rx.try_recv().is_err(),
+            "the waiter hears nothing until the write is stored"
+        );
         let again = lane.take().await;
         let keys: Vec<&str> = again.writes.iter().map(|w| w.key.as_str()).collect();
         assert_eq!(keys, vec!["k1", "k2"]);
@@ -267,7 +290,10 @@ mod tests {
         lane.push_ack("t".into());
         let first = lane.take().await;
         assert_eq!(first.writes.len(), MAX_WRITES);
-        assert!(first.acks.is_empty(), "an ack must not overtake a write queued before it");
+        assert!(
+            first.acks.is_empty(),
+            "an ack must not overtake a write queued before it"
+        );
         first.sent();
         let second = lane.take().await;
         assert_eq!((second.writes.len(), second.acks.len()), (1, 1));

@@ -96,9 +96,10 @@ pub enum Failure {
 /// Sorts an error into its [`Failure`] class.
 pub fn classify(error: &RedisError) -> Failure {
     match error.code() {
-        Some("OOM" | "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "MISCONF" | "NOREPLICAS") => {
-            return Failure::Transient
-        }
+        Some(
+            "OOM" | "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "MISCONF"
+            | "NOREPLICAS",
+        ) => return Failure::Transient,
         // A replica after a fail-over: a new connection may reach the new master.
         Some("READONLY") => return Failure::Connection,
         _ => {}
@@ -107,7 +108,10 @@ pub fn classify(error: &RedisError) -> Failure {
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
-        || matches!(error.kind(), redis::ErrorKind::Parse | redis::ErrorKind::AuthenticationFailed)
+        || matches!(
+            error.kind(),
+            redis::ErrorKind::Parse | redis::ErrorKind::AuthenticationFailed
+        )
     {
         return Failure::Connection;
     }
@@ -137,7 +141,8 @@ pub enum LinkError {
 
 /// Runs after each new connection, before anyone else uses it (loading scripts, recording
 /// bindings that a restarted server lost).
-pub type OnConnect = Arc<dyn Fn(MultiplexedConnection) -> BoxFuture<'static, Result<(), RedisError>> + Send + Sync>;
+pub type OnConnect =
+    Arc<dyn Fn(MultiplexedConnection) -> BoxFuture<'static, Result<(), RedisError>> + Send + Sync>;
 
 struct State {
     conn: Option<MultiplexedConnection>,
@@ -167,7 +172,13 @@ pub struct Link {
 impl Link {
     /// A link to `client`, not connected yet. `display` is the password-free URL for logs,
     /// `role` what the server is to us (`broker`, `result backend`).
-    pub fn new(client: Client, display: String, role: &'static str, options: LinkOptions, health: Arc<Health>) -> Link {
+    pub fn new(
+        client: Client,
+        display: String,
+        role: &'static str,
+        options: LinkOptions,
+        health: Arc<Health>,
+    ) -> Link {
         let (epochs, _) = watch::channel(0);
         Link {
             client,
@@ -220,11 +231,17 @@ impl Link {
 
     /// The first connection (at startup), allowing `max_retries` failed attempts (`None`:
     /// forever, `Some(0)`: one attempt) instead of the policy's.
-    pub async fn connect(&self, max_retries: Option<u32>) -> Result<(u64, MultiplexedConnection), LinkError> {
+    pub async fn connect(
+        &self,
+        max_retries: Option<u32>,
+    ) -> Result<(u64, MultiplexedConnection), LinkError> {
         self.get_within(max_retries).await
     }
 
-    async fn get_within(&self, max_retries: Option<u32>) -> Result<(u64, MultiplexedConnection), LinkError> {
+    async fn get_within(
+        &self,
+        max_retries: Option<u32>,
+    ) -> Result<(u64, MultiplexedConnection), LinkError> {
         if let Some(c) = self.current() {
             return Ok(c);
         }
@@ -248,10 +265,15 @@ impl Link {
                     return Ok((generation, conn));
                 }
                 Err(e) => {
-                    let (attempt, delay) = self.note_failure(&e.to_string(), Failure::Connection, true);
+                    let (attempt, delay) =
+                        self.note_failure(&e.to_string(), Failure::Connection, true);
                     if let Some(max) = max_retries {
                         if attempt > max {
-                            return Err(LinkError::GaveUp { target: self.target(), attempts: attempt, last: e.to_string() });
+                            return Err(LinkError::GaveUp {
+                                target: self.target(),
+                                attempts: attempt,
+                                last: e.to_string(),
+                            });
                         }
                     }
                     tokio::time::sleep(delay).await;
@@ -303,7 +325,12 @@ impl Link {
         }
         if self.options.reports {
             if let Some(outage) = self.health.link_up(self.options.kind) {
-                tracing::warn!(outage_secs = outage.as_secs_f64(), "{} connection restored after {:.1}s", self.role, outage.as_secs_f64());
+                tracing::warn!(
+                    outage_secs = outage.as_secs_f64(),
+                    "{} connection restored after {:.1}s",
+                    self.role,
+                    outage.as_secs_f64()
+                );
             }
         } else {
             tracing::debug!(url = %self.display, "{} connection restored", self.role);
@@ -327,7 +354,9 @@ impl Link {
                 }
                 Err(e) => match self.failed(generation, &e) {
                     Failure::Permanent => return Err(LinkError::Command(e)),
-                    Failure::Connection | Failure::Transient => tokio::time::sleep(self.backoff()).await,
+                    Failure::Connection | Failure::Transient => {
+                        tokio::time::sleep(self.backoff()).await
+                    }
                 },
             }
         }
@@ -342,7 +371,10 @@ impl Link {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.options.connect_timeout))
             .set_response_timeout(self.options.response_timeout);
-        let conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         let hook = lock(&self.on_connect).clone();
         if let Some(hook) = hook {
             hook(conn.clone()).await?;
@@ -376,13 +408,32 @@ impl Link {
             return (attempt, delay);
         }
         let first = self.health.link_down(self.options.kind, &error);
-        let of_max = self.options.retry.max_retries.map_or(String::new(), |m| format!("/{m}"));
-        let state = if class == Failure::Transient { "refuses commands" } else { "unavailable" };
+        let of_max = self
+            .options
+            .retry
+            .max_retries
+            .map_or(String::new(), |m| format!("/{m}"));
+        let state = if class == Failure::Transient {
+            "refuses commands"
+        } else {
+            "unavailable"
+        };
         if first {
-            tracing::warn!("{} {} {state}: {error}; retrying in {:.1}s", self.role, self.display, delay.as_secs_f64());
+            tracing::warn!(
+                "{} {} {state}: {error}; retrying in {:.1}s",
+                self.role,
+                self.display,
+                delay.as_secs_f64()
+            );
         } else if report {
             let down = self.health.down_for(self.options.kind).unwrap_or_default();
-            tracing::warn!(outage_secs = down.as_secs_f64(), "{} {} still {state} after {:.0}s (attempt {attempt}{of_max}): {error}", self.role, self.display, down.as_secs_f64());
+            tracing::warn!(
+                outage_secs = down.as_secs_f64(),
+                "{} {} still {state} after {:.0}s (attempt {attempt}{of_max}): {error}",
+                self.role,
+                self.display,
+                down.as_secs_f64()
+            );
         }
         (attempt, delay)
     }
@@ -402,14 +453,27 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter() {
-        let p = RetryPolicy { base: Duration::from_millis(100), max_delay: Duration::from_secs(1), max_retries: None };
+        let p = RetryPolicy {
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_retries: None,
+        };
         for _ in 0..50 {
             let d1 = p.delay(1);
-            assert!(d1 >= Duration::from_millis(75) && d1 <= Duration::from_millis(100), "{d1:?}");
+            assert!(
+                d1 >= Duration::from_millis(75) && d1 <= Duration::from_millis(100),
+                "{d1:?}"
+            );
             let d3 = p.delay(3);
-            assert!(d3 >= Duration::from_millis(300) && d3 <= Duration::from_millis(400), "{d3:?}");
+            assert!(
+                d3 >= Duration::from_millis(300) && d3 <= Duration::from_millis(400),
+                "{d3:?}"
+            );
             let d30 = p.delay(30);
-            assert!(d30 >= Duration::from_millis(750) && d30 <= Duration::from_secs(1), "{d30:?}");
+            assert!(
+                d30 >= Duration::from_millis(750) && d30 <= Duration::from_secs(1),
+                "{d30:?}"
+            );
         }
     }
 

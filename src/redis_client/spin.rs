@@ -26,7 +26,10 @@ pub struct Spinner {
 impl Spinner {
     /// Spins up to `spin` per wait; `Duration::ZERO` never spins.
     pub fn new(spin: Duration) -> Self {
-        Spinner { spin, paused_for: 0 }
+        Spinner {
+            spin,
+            paused_for: 0,
+        }
     }
 
     /// Awaits `fut`, polling it in a loop for up to the spin time (other tasks and socket
@@ -66,7 +69,10 @@ mod tests {
         assert_eq!(spinner.wait(async { 7 }).await, 7);
         assert_eq!(spinner.paused_for, 0, "a prompt reply keeps spinning on");
         assert_eq!(spinner.wait(late(20)).await, 20);
-        assert_eq!(spinner.paused_for, PAUSE_AFTER_MISS, "a late reply pauses spinning");
+        assert_eq!(
+            spinner.paused_for, PAUSE_AFTER_MISS,
+            "a late reply pauses spinning"
+        );
         assert_eq!(spinner.wait(async { 8 }).await, 8);
         assert_eq!(spinner.paused_for, PAUSE_AFTER_MISS - 1);
         let mut never = Spinner::new(Duration::ZERO);

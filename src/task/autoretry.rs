@@ -25,7 +25,13 @@ pub struct AutoRetry {
 
 impl Default for AutoRetry {
     fn default() -> Self {
-        AutoRetry { on: Vec::new(), not_on: Vec::new(), backoff: None, backoff_max: 600, jitter: true }
+        AutoRetry {
+            on: Vec::new(),
+            not_on: Vec::new(),
+            backoff: None,
+            backoff_max: 600,
+            jitter: true,
+        }
     }
 }
 
@@ -37,7 +43,9 @@ impl AutoRetry {
                 n == "Exception"
                     || n == "BaseException"
                     || *n == err.exc_type
-                    || n.strip_prefix(err.exc_module.as_str()).and_then(|r| r.strip_prefix('.')) == Some(err.exc_type.as_str())
+                    || n.strip_prefix(err.exc_module.as_str())
+                        .and_then(|r| r.strip_prefix('.'))
+                        == Some(err.exc_type.as_str())
             })
         };
         err.retry.is_none() && named(&self.on) && !named(&self.not_on)
@@ -49,13 +57,23 @@ impl AutoRetry {
         let factor = self.backoff.filter(|b| *b != 0.0)?;
         // Celery: int(max(1.0, retry_backoff)).
         let factor = factor.max(1.0) as i64;
-        Some(backoff_interval(factor, retries, self.backoff_max, self.jitter.then_some(rng)) as f64)
+        Some(backoff_interval(
+            factor,
+            retries,
+            self.backoff_max,
+            self.jitter.then_some(rng),
+        ) as f64)
     }
 }
 
 /// Celery's `get_exponential_backoff_interval`: `min(maximum, factor * 2**retries)`, with full
 /// jitter a uniform pick in `0..=countdown`; never negative.
-pub fn backoff_interval(factor: i64, retries: i64, maximum: i64, jitter: Option<&mut impl Rng>) -> i64 {
+pub fn backoff_interval(
+    factor: i64,
+    retries: i64,
+    maximum: i64,
+    jitter: Option<&mut impl Rng>,
+) -> i64 {
     let exp = u32::try_from(retries.clamp(0, 62)).unwrap_or(62);
     let grown = factor.saturating_mul(2i64.saturating_pow(exp));
     let countdown = maximum.min(grown);
@@ -77,7 +95,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_maximum() {
-        let got: Vec<i64> = (0..8).map(|r| backoff_interval(1, r, 600, none())).collect();
+        let got: Vec<i64> = (0..8)
+            .map(|r| backoff_interval(1, r, 600, none()))
+            .collect();
         assert_eq!(got, vec![1, 2, 4, 8, 16, 32, 64, 128]);
         assert_eq!(backoff_interval(3, 10, 600, none()), 600);
         assert_eq!(backoff_interval(0, 5, 600, none()), 0);
@@ -96,21 +116,40 @@ mod tests {
 
     #[test]
     fn factor_is_celerys_int_of_at_least_one() {
-        let a = AutoRetry { backoff: Some(0.5), jitter: false, ..AutoRetry::default() };
+        let a = AutoRetry {
+            backoff: Some(0.5),
+            jitter: false,
+            ..AutoRetry::default()
+        };
         assert_eq!(a.countdown(3, &mut rand::thread_rng()), Some(8.0));
-        let a = AutoRetry { backoff: Some(2.9), jitter: false, ..AutoRetry::default() };
+        let a = AutoRetry {
+            backoff: Some(2.9),
+            jitter: false,
+            ..AutoRetry::default()
+        };
         assert_eq!(a.countdown(1, &mut rand::thread_rng()), Some(4.0));
-        let a = AutoRetry { backoff: None, ..AutoRetry::default() };
+        let a = AutoRetry {
+            backoff: None,
+            ..AutoRetry::default()
+        };
         assert_eq!(a.countdown(1, &mut rand::thread_rng()), None);
     }
 
     #[test]
     fn matching_by_name_module_and_catch_all() {
-        let a = AutoRetry { on: vec!["ValueError".into(), "myapp.Flaky".into()], not_on: vec!["KeyError".into()], ..AutoRetry::default() };
+        let a = AutoRetry {
+            on: vec!["ValueError".into(), "myapp.Flaky".into()],
+            not_on: vec!["KeyError".into()],
+            ..AutoRetry::default()
+        };
         assert!(a.matches(&TaskError::value_error("x")));
         assert!(a.matches(&TaskError::with_args("Flaky", "myapp", vec![])));
         assert!(!a.matches(&TaskError::type_error("x")));
-        let all = AutoRetry { on: vec!["Exception".into()], not_on: vec!["KeyError".into()], ..AutoRetry::default() };
+        let all = AutoRetry {
+            on: vec!["Exception".into()],
+            not_on: vec!["KeyError".into()],
+            ..AutoRetry::default()
+        };
         assert!(all.matches(&TaskError::type_error("x")));
         assert!(!all.matches(&TaskError::key_error("k")));
     }

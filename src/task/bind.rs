@@ -42,9 +42,16 @@ impl Bound {
 pub fn bind(sig: &Signature, args: Vec<Value>, kwargs: Dict) -> Result<Bound, TaskError> {
     let n = sig.params.len();
     if args.len() > n && !sig.varargs {
-        return Err(TaskError::type_error(too_many_positional(sig, args.len(), &kwargs)));
+        return Err(TaskError::type_error(too_many_positional(
+            sig,
+            args.len(),
+            &kwargs,
+        )));
     }
-    let mut bound = Bound { slots: vec![None; n], ..Bound::default() };
+    let mut bound = Bound {
+        slots: vec![None; n],
+        ..Bound::default()
+    };
     for (i, v) in args.into_iter().enumerate() {
         if i < n {
             bound.slots[i] = Some(v);
@@ -54,7 +61,10 @@ pub fn bind(sig: &Signature, args: Vec<Value>, kwargs: Dict) -> Result<Bound, Ta
     }
     for (k, v) in kwargs.0 {
         let Value::Str(key) = k else {
-            return Err(TaskError::type_error(format!("{}() keywords must be strings", sig.func)));
+            return Err(TaskError::type_error(format!(
+                "{}() keywords must be strings",
+                sig.func
+            )));
         };
         match sig.params.iter().position(|p| *p == key) {
             Some(i) if bound.slots[i].is_some() => {
@@ -86,7 +96,10 @@ fn too_many_positional(sig: &Signature, given: usize, kwargs: &Dict) -> String {
     } else {
         format!("{n} positional arguments")
     };
-    let kw_given = kwargs.iter().filter(|(k, _)| matches!(k, Value::Str(s) if sig.params.contains(&s.as_str()))).count();
+    let kw_given = kwargs
+        .iter()
+        .filter(|(k, _)| matches!(k, Value::Str(s) if sig.params.contains(&s.as_str())))
+        .count();
     let was = if given == 1 { "was" } else { "were" };
     if kw_given > 0 {
         let s = if kw_given == 1 { "" } else { "s" };
@@ -110,7 +123,11 @@ pub fn missing_error(func: &str, names: &[&str]) -> TaskError {
         [a, b] => format!("{a} and {b}"),
         [init @ .., last] => format!("{}, and {last}", init.join(", ")),
     };
-    let plural = if names.len() == 1 { "argument" } else { "arguments" };
+    let plural = if names.len() == 1 {
+        "argument"
+    } else {
+        "arguments"
+    };
     TaskError::type_error(format!(
         "{func}() missing {} required positional {plural}: {list}",
         names.len()
@@ -126,10 +143,19 @@ pub fn type_mismatch(func: &str, param: &str, e: crate::value::ValueError) -> Ta
 mod tests {
     use super::*;
 
-    const ADD: Signature = Signature { func: "add", params: &["x", "y"], optional: 0, varargs: false, varkw: false };
+    const ADD: Signature = Signature {
+        func: "add",
+        params: &["x", "y"],
+        optional: 0,
+        varargs: false,
+        varkw: false,
+    };
 
     fn kw(pairs: &[(&str, i64)]) -> Dict {
-        pairs.iter().map(|(k, v)| (Value::str(*k), Value::Int(*v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (Value::str(*k), Value::Int(*v)))
+            .collect()
     }
 
     #[test]
@@ -141,13 +167,24 @@ mod tests {
 
     #[test]
     fn python_messages() {
-        let e = bind(&ADD, vec![Value::Int(1), Value::Int(2), Value::Int(3)], Dict::new()).unwrap_err();
-        assert_eq!(e.message(), "add() takes 2 positional arguments but 3 were given");
+        let e = bind(
+            &ADD,
+            vec![Value::Int(1), Value::Int(2), Value::Int(3)],
+            Dict::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "add() takes 2 positional arguments but 3 were given"
+        );
         let e = bind(&ADD, vec![Value::Int(1)], kw(&[("x", 2)])).unwrap_err();
         assert_eq!(e.message(), "add() got multiple values for argument 'x'");
         let e = bind(&ADD, vec![], kw(&[("z", 2)])).unwrap_err();
         assert_eq!(e.message(), "add() got an unexpected keyword argument 'z'");
-        assert_eq!(missing_error("add", &["y"]).message(), "add() missing 1 required positional argument: 'y'");
+        assert_eq!(
+            missing_error("add", &["y"]).message(),
+            "add() missing 1 required positional argument: 'y'"
+        );
         assert_eq!(
             missing_error("f", &["a", "b", "c"]).message(),
             "f() missing 3 required positional arguments: 'a', 'b', and 'c'"
@@ -156,7 +193,13 @@ mod tests {
 
     #[test]
     fn extras_go_to_star_args() {
-        let sig = Signature { func: "echo", params: &[], optional: 0, varargs: true, varkw: true };
+        let sig = Signature {
+            func: "echo",
+            params: &[],
+            optional: 0,
+            varargs: true,
+            varkw: true,
+        };
         let b = bind(&sig, vec![Value::Int(1)], kw(&[("a", 2)])).unwrap();
         assert_eq!(b.varargs, vec![Value::Int(1)]);
         assert_eq!(b.varkw.get("a"), Some(&Value::Int(2)));

@@ -95,7 +95,12 @@ pub struct Context {
 impl Context {
     /// Wraps a request, with Celery's default retry settings.
     pub fn new(request: Arc<Request>) -> Self {
-        Context { request, max_retries: Some(DEFAULT_MAX_RETRIES), default_retry_delay: DEFAULT_RETRY_DELAY, soft_limit: None }
+        Context {
+            request,
+            max_retries: Some(DEFAULT_MAX_RETRIES),
+            default_retry_delay: DEFAULT_RETRY_DELAY,
+            soft_limit: None,
+        }
     }
 
     /// Wraps a request for a task with these options.
@@ -150,7 +155,9 @@ impl Context {
     /// Like [`Context::soft_time_limit_exceeded`], calling it tells the worker that the task
     /// handles its soft limit itself.
     pub fn is_soft_time_limit_exceeded(&self) -> bool {
-        self.soft_limit.as_ref().is_some_and(|signal| signal.is_exceeded())
+        self.soft_limit
+            .as_ref()
+            .is_some_and(|signal| signal.is_exceeded())
     }
 
     /// The request (Celery's `self.request`).

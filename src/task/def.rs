@@ -8,10 +8,13 @@ use super::{Context, Seconds, TaskError};
 use crate::value::{Dict, IntoValue, Value};
 
 /// An async task body: gets the context and the raw args/kwargs, binds them itself.
-pub type AsyncFn = Arc<dyn Fn(Context, Vec<Value>, Dict) -> BoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
+pub type AsyncFn = Arc<
+    dyn Fn(Context, Vec<Value>, Dict) -> BoxFuture<'static, Result<Value, TaskError>> + Send + Sync,
+>;
 
 /// A synchronous task body.
-pub type BlockingFn = Arc<dyn Fn(Context, Vec<Value>, Dict) -> Result<Value, TaskError> + Send + Sync>;
+pub type BlockingFn =
+    Arc<dyn Fn(Context, Vec<Value>, Dict) -> Result<Value, TaskError> + Send + Sync>;
 
 /// How a task runs.
 #[derive(Clone)]

@@ -89,14 +89,25 @@ impl TaskError {
 
     /// Python's `str(exc)`.
     pub fn message(&self) -> String {
-        if self.exc_module == BILLIARD && matches!(self.exc_type.as_str(), "SoftTimeLimitExceeded" | "TimeLimitExceeded") {
+        if self.exc_module == BILLIARD
+            && matches!(
+                self.exc_type.as_str(),
+                "SoftTimeLimitExceeded" | "TimeLimitExceeded"
+            )
+        {
             // billiard's __str__: "TimeLimitExceeded%s" % (self.args,)
-            return format!("{}{}", self.exc_type, py_repr(&Value::Tuple(self.args.clone())));
+            return format!(
+                "{}{}",
+                self.exc_type,
+                py_repr(&Value::Tuple(self.args.clone()))
+            );
         }
         match self.args.as_slice() {
             [] => String::new(),
             // KeyError (and its subclass NotRegistered) quote a lone message: str(KeyError("k")) == "'k'".
-            [Value::Str(s)] if !matches!(self.exc_type.as_str(), "KeyError" | "NotRegistered") => s.clone(),
+            [Value::Str(s)] if !matches!(self.exc_type.as_str(), "KeyError" | "NotRegistered") => {
+                s.clone()
+            }
             [one] => py_repr(one),
             many => py_repr(&Value::Tuple(many.to_vec())),
         }
@@ -120,8 +131,14 @@ impl TaskError {
             format!("{}.{}", self.exc_module, self.exc_type)
         };
         let message = self.message();
-        let tail = if message.is_empty() { qualified } else { format!("{qualified}: {message}") };
-        format!("Traceback (most recent call last):\n  File \"<rcelery>\", in {task_name}\n{tail}\n")
+        let tail = if message.is_empty() {
+            qualified
+        } else {
+            format!("{qualified}: {message}")
+        };
+        format!(
+            "Traceback (most recent call last):\n  File \"<rcelery>\", in {task_name}\n{tail}\n"
+        )
     }
 }
 
@@ -133,7 +150,11 @@ impl fmt::Display for TaskError {
 
 impl From<crate::value::PyTypeError> for TaskError {
     fn from(e: crate::value::PyTypeError) -> Self {
-        let module = if e.exception.starts_with("decimal.") { "decimal" } else { "builtins" };
+        let module = if e.exception.starts_with("decimal.") {
+            "decimal"
+        } else {
+            "builtins"
+        };
         let name = e.exception.trim_start_matches("decimal.");
         TaskError::with_args(name, module, vec![Value::Str(e.message)])
     }
@@ -168,12 +189,11 @@ mod tests {
     fn time_limit_errors_read_like_billiards() {
         let soft = TaskError::soft_time_limit_exceeded();
         assert_eq!(soft.repr(), "SoftTimeLimitExceeded()");
-        assert!(soft.traceback_text("tasks.sleep").ends_with(
-            "billiard.exceptions.SoftTimeLimitExceeded: SoftTimeLimitExceeded()\n"
-        ));
+        assert!(soft
+            .traceback_text("tasks.sleep")
+            .ends_with("billiard.exceptions.SoftTimeLimitExceeded: SoftTimeLimitExceeded()\n"));
         let hard = TaskError::time_limit_exceeded(Value::Int(1));
         assert_eq!(hard.repr(), "TimeLimitExceeded(1)");
         assert_eq!(hard.message(), "TimeLimitExceeded(1,)");
     }
 }
-

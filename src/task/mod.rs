@@ -31,7 +31,7 @@ mod private;
 pub use autoretry::{backoff_interval, AutoRetry};
 pub use bind::{bind, missing_error, type_mismatch, Bound, Signature};
 pub use context::{Context, Request};
-pub use def::{BlockingFn, AsyncFn, Handler, IntoTaskResult, TaskDef, TaskOptions};
+pub use def::{AsyncFn, BlockingFn, Handler, IntoTaskResult, TaskDef, TaskOptions};
 pub use error::{TaskError, TaskResult};
 pub use registry::Registry;
 pub use retry::{retry_message, Retry, RetryRequest, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};

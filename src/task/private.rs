@@ -14,7 +14,9 @@ pub fn extract<T: FromValue, D: FnOnce() -> T>(
     default: Option<D>,
 ) -> Result<Option<T>, TaskError> {
     match bound.take(i) {
-        Some(v) => T::from_value(v).map(Some).map_err(|e| type_mismatch(func, name, e)),
+        Some(v) => T::from_value(v)
+            .map(Some)
+            .map_err(|e| type_mismatch(func, name, e)),
         None => Ok(default.map(|d| d()).or_else(T::absent)),
     }
 }

@@ -40,7 +40,14 @@ impl<'a> Retry<'a> {
     pub(super) fn new(ctx: &'a Context) -> Retry<'a> {
         Retry {
             ctx,
-            request: RetryRequest { countdown: None, eta: None, exc: None, args: None, kwargs: None, queue: None },
+            request: RetryRequest {
+                countdown: None,
+                eta: None,
+                exc: None,
+                args: None,
+                kwargs: None,
+                queue: None,
+            },
             max_retries: None,
         }
     }
@@ -99,15 +106,39 @@ impl<'a> Retry<'a> {
                 return exc;
             }
             // A signature holds its args as a tuple, whatever the message carried.
-            let args = Value::Tuple(self.request.args.clone().unwrap_or_else(|| request.args().to_vec()));
-            let kwargs = Value::Dict(self.request.kwargs.clone().unwrap_or_else(|| request.kwargs().clone()));
-            let message = format!("Can't retry {}[{}] args:{} kwargs:{}", request.task(), request.id(), py_repr(&args), py_repr(&kwargs));
-            return TaskError::with_args("MaxRetriesExceededError", "celery.exceptions", vec![Value::Str(message)]);
+            let args = Value::Tuple(
+                self.request
+                    .args
+                    .clone()
+                    .unwrap_or_else(|| request.args().to_vec()),
+            );
+            let kwargs = Value::Dict(
+                self.request
+                    .kwargs
+                    .clone()
+                    .unwrap_or_else(|| request.kwargs().clone()),
+            );
+            let message = format!(
+                "Can't retry {}[{}] args:{} kwargs:{}",
+                request.task(),
+                request.id(),
+                py_repr(&args),
+                py_repr(&kwargs)
+            );
+            return TaskError::with_args(
+                "MaxRetriesExceededError",
+                "celery.exceptions",
+                vec![Value::Str(message)],
+            );
         }
         if self.request.eta.is_none() && self.request.countdown.is_none() {
             self.request.countdown = Some(self.ctx.default_retry_delay());
         }
-        let mut error = TaskError::with_args("Retry", "celery.exceptions", vec![Value::Str(retry_message(&self.request))]);
+        let mut error = TaskError::with_args(
+            "Retry",
+            "celery.exceptions",
+            vec![Value::Str(retry_message(&self.request))],
+        );
         error.retry = Some(Box::new(self.request));
         error
     }
@@ -151,7 +182,14 @@ mod tests {
 
     #[test]
     fn messages_read_like_celerys() {
-        let mut r = RetryRequest { countdown: Some(0.0), eta: None, exc: None, args: None, kwargs: None, queue: None };
+        let mut r = RetryRequest {
+            countdown: Some(0.0),
+            eta: None,
+            exc: None,
+            args: None,
+            kwargs: None,
+            queue: None,
+        };
         assert_eq!(retry_message(&r), "Retry in 0s");
         r.countdown = Some(1.5);
         r.exc = Some(TaskError::key_error("k"));

@@ -84,6 +84,9 @@ mod tests {
         assert!(Seconds::Float(-1.0).is_set());
         assert_eq!(Seconds::Float(-1.0).duration(), Some(Duration::ZERO));
         assert_eq!(Seconds::Float(f64::INFINITY).duration(), None);
-        assert_eq!(Seconds::Float(0.25).duration(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            Seconds::Float(0.25).duration(),
+            Some(Duration::from_millis(250))
+        );
     }
 }

@@ -65,6 +65,8 @@ mod tests {
         assert!(s.observed());
         let s2 = std::sync::Arc::clone(&s);
         tokio::spawn(async move { s2.fire() });
-        tokio::time::timeout(std::time::Duration::from_secs(5), wait).await.expect("fired");
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+            .await
+            .expect("fired");
     }
 }

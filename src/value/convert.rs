@@ -19,7 +19,10 @@ pub struct ValueError {
 
 impl ValueError {
     fn new(expected: &'static str, got: &Value) -> Self {
-        ValueError { expected, got: py_type_name(got) }
+        ValueError {
+            expected,
+            got: py_type_name(got),
+        }
     }
 }
 
@@ -243,11 +246,11 @@ impl IntoValue for Dict {
 
 fn string_keyed<T: FromValue>(value: Value) -> Result<Vec<(String, T)>, ValueError> {
     match value {
-        Value::Dict(d) => d
-            .0
-            .into_iter()
-            .map(|(k, v)| Ok((String::from_value(k)?, T::from_value(v)?)))
-            .collect(),
+        Value::Dict(d) => {
+            d.0.into_iter()
+                .map(|(k, v)| Ok((String::from_value(k)?, T::from_value(v)?)))
+                .collect()
+        }
         other => Err(ValueError::new("dict", &other)),
     }
 }
@@ -267,7 +270,9 @@ impl<T: FromValue> FromValue for BTreeMap<String, T> {
 impl<T: IntoValue> IntoValue for BTreeMap<String, T> {
     fn into_value(self) -> Value {
         Value::Dict(Dict(
-            self.into_iter().map(|(k, v)| (Value::Str(k), v.into_value())).collect(),
+            self.into_iter()
+                .map(|(k, v)| (Value::Str(k), v.into_value()))
+                .collect(),
         ))
     }
 }
@@ -275,7 +280,9 @@ impl<T: IntoValue> IntoValue for BTreeMap<String, T> {
 impl<T: IntoValue> IntoValue for HashMap<String, T> {
     fn into_value(self) -> Value {
         Value::Dict(Dict(
-            self.into_iter().map(|(k, v)| (Value::Str(k), v.into_value())).collect(),
+            self.into_iter()
+                .map(|(k, v)| (Value::Str(k), v.into_value()))
+                .collect(),
         ))
     }
 }
@@ -343,7 +350,10 @@ mod tests {
         assert!(u8::from_value(Value::Int(300)).is_err());
         assert_eq!(
             i64::from_value(Value::str("x")),
-            Err(ValueError { expected: "int", got: "str" })
+            Err(ValueError {
+                expected: "int",
+                got: "str"
+            })
         );
     }
 
@@ -356,8 +366,14 @@ mod tests {
 
     #[test]
     fn vec_returns_a_list_and_tuples_return_tuples() {
-        assert_eq!(vec![1i64, 2].into_value(), Value::List(vec![Value::Int(1), Value::Int(2)]));
-        assert_eq!((1i64, "a").into_value(), Value::Tuple(vec![Value::Int(1), Value::str("a")]));
+        assert_eq!(
+            vec![1i64, 2].into_value(),
+            Value::List(vec![Value::Int(1), Value::Int(2)])
+        );
+        assert_eq!(
+            (1i64, "a").into_value(),
+            Value::Tuple(vec![Value::Int(1), Value::str("a")])
+        );
     }
 
     #[test]

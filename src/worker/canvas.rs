@@ -15,25 +15,63 @@ use crate::value::{Dict, Value};
 
 /// Sends the callbacks and the chain's next task with `retval` prepended to their args.
 /// Returns the `children` entries for the stored result (`as_tuple()` of each).
-pub(super) async fn after_success(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, retval: &Value) -> Vec<Value> {
+pub(super) async fn after_success(
+    producer: &Producer,
+    backend: &dyn ResultBackend,
+    m: &TaskMessage,
+    retval: &Value,
+) -> Vec<Value> {
     let mut children = Vec::new();
-    let linked = |extra: SendOptions| SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_of(m)), ..extra };
+    let linked = |extra: SendOptions| SendOptions {
+        parent_id: Some(m.id.clone()),
+        root_id: Some(root_of(m)),
+        ..extra
+    };
     if let Some(callbacks) = &m.embed.callbacks {
         let sigs = signatures(callbacks, m, "callback");
         if sigs.len() == 1 {
-            if let Some(child) = apply_any(producer, backend, &sigs[0], vec![retval.clone()], linked(SendOptions::default()), m).await {
+            if let Some(child) = apply_any(
+                producer,
+                backend,
+                &sigs[0],
+                vec![retval.clone()],
+                linked(SendOptions::default()),
+                m,
+            )
+            .await
+            {
                 children.push(child);
             }
         } else if !sigs.is_empty() {
             // Celery: group callbacks are applied each on its own, the task callbacks as one group.
-            let (groups, tasks): (Vec<_>, Vec<_>) = sigs.into_iter().partition(|s| s.subtask_type.is_some());
+            let (groups, tasks): (Vec<_>, Vec<_>) =
+                sigs.into_iter().partition(|s| s.subtask_type.is_some());
             for g in &groups {
-                if let Some(child) = apply_any(producer, backend, g, vec![retval.clone()], linked(SendOptions::default()), m).await {
+                if let Some(child) = apply_any(
+                    producer,
+                    backend,
+                    g,
+                    vec![retval.clone()],
+                    linked(SendOptions::default()),
+                    m,
+                )
+                .await
+                {
                     children.push(child);
                 }
             }
             if !tasks.is_empty() {
-                children.push(apply_group(producer, &tasks, vec![retval.clone()], linked(SendOptions::default()), m, None).await);
+                children.push(
+                    apply_group(
+                        producer,
+                        &tasks,
+                        vec![retval.clone()],
+                        linked(SendOptions::default()),
+                        m,
+                        None,
+                    )
+                    .await,
+                );
             }
         }
     }
@@ -48,12 +86,19 @@ pub(super) async fn after_success(producer: &Producer, backend: &dyn ResultBacke
                 // as Celery's tracer sends it: every member carries the rest of the chain.
                 Some(sig) => {
                     let chain = (!rest.is_empty()).then_some(Value::List(rest));
-                    let options = linked(SendOptions { chain, ..SendOptions::default() });
-                    if let Some(child) = apply_any(producer, backend, &sig, vec![retval.clone()], options, m).await {
+                    let options = linked(SendOptions {
+                        chain,
+                        ..SendOptions::default()
+                    });
+                    if let Some(child) =
+                        apply_any(producer, backend, &sig, vec![retval.clone()], options, m).await
+                    {
                         children.push(child);
                     }
                 }
-                None => tracing::error!(task_id = %m.id, task_name = %m.name, "chain step is not a signature: {next:?}"),
+                None => {
+                    tracing::error!(task_id = %m.id, task_name = %m.name, "chain step is not a signature: {next:?}")
+                }
             }
         }
     }
@@ -63,28 +108,57 @@ pub(super) async fn after_success(producer: &Producer, backend: &dyn ResultBacke
 /// Sends the errbacks as Celery does for errbacks it does not run in-process: as a group
 /// called with the failed task's id.
 pub(super) async fn after_failure(producer: &Producer, m: &TaskMessage) {
-    let Some(errbacks) = &m.embed.errbacks else { return };
+    let Some(errbacks) = &m.embed.errbacks else {
+        return;
+    };
     let sigs = signatures(errbacks, m, "errback");
     if sigs.is_empty() {
         return;
     }
-    apply_group(producer, &sigs, vec![Value::Str(m.id.clone())], sent_from(m), m, None).await;
+    apply_group(
+        producer,
+        &sigs,
+        vec![Value::Str(m.id.clone())],
+        sent_from(m),
+        m,
+        None,
+    )
+    .await;
 }
 
 fn signatures(value: &Value, m: &TaskMessage, what: &str) -> Vec<Signature> {
     let mut out = Vec::new();
     for item in Signature::list_from_value(value) {
         match item {
-            Ok(sig) if sig.subtask_type.is_none() || (what == "callback" && matches!(sig.subtask_type.as_deref(), Some("group" | "chord"))) => out.push(sig),
-            Ok(sig) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} of type {:?} is not supported yet; not sent", sig.subtask_type),
-            Err(v) => tracing::error!(task_id = %m.id, task_name = %m.name, "{what} is not a signature: {v:?}"),
+            Ok(sig)
+                if sig.subtask_type.is_none()
+                    || (what == "callback"
+                        && matches!(sig.subtask_type.as_deref(), Some("group" | "chord"))) =>
+            {
+                out.push(sig)
+            }
+            Ok(sig) => {
+                tracing::error!(task_id = %m.id, task_name = %m.name, "{what} of type {:?} is not supported yet; not sent", sig.subtask_type)
+            }
+            Err(v) => {
+                tracing::error!(task_id = %m.id, task_name = %m.name, "{what} is not a signature: {v:?}")
+            }
         }
     }
     out
 }
 
-async fn apply(producer: &Producer, sig: &Signature, args: Vec<Value>, options: SendOptions, m: &TaskMessage) -> Option<AsyncResult> {
-    match producer.apply_signature(sig, args, Dict::new(), options).await {
+async fn apply(
+    producer: &Producer,
+    sig: &Signature,
+    args: Vec<Value>,
+    options: SendOptions,
+    m: &TaskMessage,
+) -> Option<AsyncResult> {
+    match producer
+        .apply_signature(sig, args, Dict::new(), options)
+        .await
+    {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "could not send {}", sig.task);
@@ -105,9 +179,15 @@ async fn apply_any(
 ) -> Option<Value> {
     match sig.subtask_type.as_deref() {
         Some("chord") => apply_chord(producer, backend, sig, args, options, m).await,
-        None => apply(producer, sig, args, options, m).await.map(|r| as_tuple(&r)),
+        None => apply(producer, sig, args, options, m)
+            .await
+            .map(|r| as_tuple(&r)),
         Some("group") => {
-            let members = sig.kwargs.get("tasks").map(|v| signatures(v, m, "group member")).unwrap_or_default();
+            let members = sig
+                .kwargs
+                .get("tasks")
+                .map(|v| signatures(v, m, "group member"))
+                .unwrap_or_default();
             let args = if sig.immutable { Vec::new() } else { args };
             let group_id = sig.option_str("task_id").map(str::to_owned);
             Some(apply_group(producer, &members, args, options, m, group_id).await)
@@ -136,7 +216,10 @@ fn apply_chord<'a>(
     Box::pin(async move {
         let header = sig.kwargs.get("header");
         let (listed, header_id) = match header.and_then(Signature::from_value) {
-            Some(g) if g.subtask_type.as_deref() == Some("group") => (g.kwargs.get("tasks").cloned(), g.option_str("task_id").map(str::to_owned)),
+            Some(g) if g.subtask_type.as_deref() == Some("group") => (
+                g.kwargs.get("tasks").cloned(),
+                g.option_str("task_id").map(str::to_owned),
+            ),
             _ => (header.cloned(), None),
         };
         let Some(parts) = flatten_header(&listed.unwrap_or(Value::None)) else {
@@ -167,13 +250,29 @@ fn apply_chord<'a>(
             body.options.insert("root_id", root.as_str());
         }
         if body.subtask_type.is_none() && body.option_str("task_id").is_none() {
-            body.options.insert("task_id", uuid::Uuid::new_v4().to_string());
+            body.options
+                .insert("task_id", uuid::Uuid::new_v4().to_string());
         }
-        let partial = if sig.immutable { sig.args.clone() } else { args.into_iter().chain(sig.args.iter().cloned()).collect() };
+        let partial = if sig.immutable {
+            sig.args.clone()
+        } else {
+            args.into_iter().chain(sig.args.iter().cloned()).collect()
+        };
         if parts.is_empty() {
             // Celery's `chord.run`: no header task will ever fire the body, so it goes now.
-            fire_body(producer, backend, m, &group_id, &body.to_value(), Ok(Vec::new())).await;
-            return Some(Value::List(vec![Value::List(vec![Value::Str(group_id), Value::None]), Value::List(Vec::new())]));
+            fire_body(
+                producer,
+                backend,
+                m,
+                &group_id,
+                &body.to_value(),
+                Ok(Vec::new()),
+            )
+            .await;
+            return Some(Value::List(vec![
+                Value::List(vec![Value::Str(group_id), Value::None]),
+                Value::List(Vec::new()),
+            ]));
         }
         if let Err(e) = backend.set_chord_size(&group_id, parts.len()).await {
             tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");
@@ -192,29 +291,46 @@ fn apply_chord<'a>(
                         group_index: Some(group_index),
                         ..options.clone()
                     };
-                    apply(producer, &part, partial.clone(), o, m).await.map(|r| as_tuple(&r))
+                    apply(producer, &part, partial.clone(), o, m)
+                        .await
+                        .map(|r| as_tuple(&r))
                 }
                 Some("chain") => {
-                    let Some((first, last_id)) = chain_as_part(part, &group_id, group_index, chord) else {
+                    let Some((first, last_id)) = chain_as_part(part, &group_id, group_index, chord)
+                    else {
                         tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: a header chain of other than tasks is not supported yet; not sent");
                         continue;
                     };
-                    let o = SendOptions { chain: None, ..options.clone() };
-                    apply(producer, &first, partial.clone(), o, m).await.map(|_| id_tuple(&last_id))
+                    let o = SendOptions {
+                        chain: None,
+                        ..options.clone()
+                    };
+                    apply(producer, &first, partial.clone(), o, m)
+                        .await
+                        .map(|_| id_tuple(&last_id))
                 }
                 Some("chord") => {
-                    let Some((inner, body_id)) = chord_as_part(part, &group_id, group_index, chord) else {
+                    let Some((inner, body_id)) = chord_as_part(part, &group_id, group_index, chord)
+                    else {
                         tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: a header chord without a task body is not supported yet; not sent");
                         continue;
                     };
-                    let o = SendOptions { chain: None, ..options.clone() };
-                    apply_chord(producer, backend, &inner, partial.clone(), o, m).await.map(|_| id_tuple(&body_id))
+                    let o = SendOptions {
+                        chain: None,
+                        ..options.clone()
+                    };
+                    apply_chord(producer, backend, &inner, partial.clone(), o, m)
+                        .await
+                        .map(|_| id_tuple(&body_id))
                 }
                 Some(_) => None,
             };
             members.extend(member);
         }
-        Some(Value::List(vec![Value::List(vec![Value::Str(group_id), Value::None]), Value::List(members)]))
+        Some(Value::List(vec![
+            Value::List(vec![Value::Str(group_id), Value::None]),
+            Value::List(members),
+        ]))
     })
 }
 
@@ -247,22 +363,45 @@ fn flatten_header(listed: &Value) -> Option<Vec<Signature>> {
 /// A chain as a chord header part: its last task carries the group, index and chord (the
 /// chain's result is its last task's); returns the first task to send, with the rest of the
 /// chain, and the last task's id.
-fn chain_as_part(chain: Signature, group_id: &str, group_index: i64, chord: Value) -> Option<(Signature, String)> {
-    let mut tasks: Vec<Signature> = chain.kwargs.get("tasks").map(Signature::list_from_value)?.into_iter().collect::<Result<_, _>>().ok()?;
+fn chain_as_part(
+    chain: Signature,
+    group_id: &str,
+    group_index: i64,
+    chord: Value,
+) -> Option<(Signature, String)> {
+    let mut tasks: Vec<Signature> = chain
+        .kwargs
+        .get("tasks")
+        .map(Signature::list_from_value)?
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .ok()?;
     let last = tasks.last_mut().filter(|t| t.subtask_type.is_none())?;
     last.options.insert("group_id", group_id);
     last.options.insert("group_index", group_index);
     last.options.insert("chord", chord);
     let last_id = frozen_id(last);
     let mut chain = chain;
-    chain.kwargs.insert("tasks", Value::List(tasks.iter().map(Signature::to_value).collect()));
+    chain.kwargs.insert(
+        "tasks",
+        Value::List(tasks.iter().map(Signature::to_value).collect()),
+    );
     first_step(chain).map(|first| (first, last_id))
 }
 
 /// A chord as a chord header part: its body carries the outer group, index and chord;
 /// returns the inner chord to apply and its body's id.
-fn chord_as_part(mut inner: Signature, group_id: &str, group_index: i64, chord: Value) -> Option<(Signature, String)> {
-    let mut body = inner.kwargs.get("body").and_then(Signature::from_value).filter(|b| b.subtask_type.is_none())?;
+fn chord_as_part(
+    mut inner: Signature,
+    group_id: &str,
+    group_index: i64,
+    chord: Value,
+) -> Option<(Signature, String)> {
+    let mut body = inner
+        .kwargs
+        .get("body")
+        .and_then(Signature::from_value)
+        .filter(|b| b.subtask_type.is_none())?;
     body.options.insert("group_id", group_id);
     body.options.insert("group_index", group_index);
     body.options.insert("chord", chord);
@@ -283,7 +422,10 @@ fn frozen_id(sig: &mut Signature) -> String {
 
 /// `((id, None), None)` for a result known by its id.
 fn id_tuple(id: &str) -> Value {
-    Value::List(vec![Value::List(vec![Value::str(id), Value::None]), Value::None])
+    Value::List(vec![
+        Value::List(vec![Value::str(id), Value::None]),
+        Value::None,
+    ])
 }
 
 /// `group(sigs).apply_async(args, **options)`: one group id (the group's frozen id, or a new
@@ -299,12 +441,19 @@ async fn apply_group(
     let group_id = group_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut members = Vec::with_capacity(sigs.len());
     for (index, sig) in sigs.iter().enumerate() {
-        let o = SendOptions { group_id: Some(group_id.clone()), group_index: Some(index as i64), ..options.clone() };
+        let o = SendOptions {
+            group_id: Some(group_id.clone()),
+            group_index: Some(index as i64),
+            ..options.clone()
+        };
         if let Some(r) = apply(producer, sig, args.clone(), o, m).await {
             members.push(as_tuple(&r));
         }
     }
-    Value::List(vec![Value::List(vec![Value::Str(group_id), Value::None]), Value::List(members)])
+    Value::List(vec![
+        Value::List(vec![Value::Str(group_id), Value::None]),
+        Value::List(members),
+    ])
 }
 
 /// The root of the workflow `m` belongs to (`m` itself if it has none).
@@ -314,7 +463,11 @@ fn root_of(m: &TaskMessage) -> String {
 
 /// Options for a signature applied from inside the task `m`: parent `m`, root `m`'s root.
 fn sent_from(m: &TaskMessage) -> SendOptions {
-    SendOptions { parent_id: Some(m.id.clone()), root_id: Some(root_of(m)), ..SendOptions::default() }
+    SendOptions {
+        parent_id: Some(m.id.clone()),
+        root_id: Some(root_of(m)),
+        ..SendOptions::default()
+    }
 }
 
 /// `AsyncResult.as_tuple()`: `((id, parent), None)`.
@@ -337,8 +490,16 @@ pub(super) async fn chord_part(
     record: Option<ResultRecord>,
     join_timeout: Duration,
 ) {
-    let (Some(body), Some(group_id)) = (&m.embed.chord, &m.group) else { return };
-    let part = ChordPart { group_id: group_id.clone(), task_id: m.id.clone(), group_index: m.group_index, state, result };
+    let (Some(body), Some(group_id)) = (&m.embed.chord, &m.group) else {
+        return;
+    };
+    let part = ChordPart {
+        group_id: group_id.clone(),
+        task_id: m.id.clone(),
+        group_index: m.group_index,
+        state,
+        result,
+    };
     let outcome = match backend.chord_part_return(part, record).await {
         Ok(ChordProgress::Ready(parts)) => chord::unpack(&parts),
         Ok(ChordProgress::Pending | ChordProgress::NoSize) => return,
@@ -358,7 +519,11 @@ pub(super) async fn chord_part(
 
 /// Joins a chord header the client saved as a `GroupResult` (Celery's `join_native` with
 /// `result_chord_join_timeout`); a failure is `Join error: <repr>`.
-async fn join_saved_header(backend: &dyn ResultBackend, group_id: &str, timeout: Duration) -> Result<Vec<Value>, String> {
+async fn join_saved_header(
+    backend: &dyn ResultBackend,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<Vec<Value>, String> {
     let saved = match backend.restore_group(group_id).await {
         Ok(Some(saved)) => saved,
         Ok(None) => return Err("Join error: the header's saved GroupResult is gone".to_owned()),
@@ -372,10 +537,14 @@ async fn join_saved_header(backend: &dyn ResultBackend, group_id: &str, timeout:
         match join::join(backend, &results).await {
             Ok(Joined::Ready(values)) => return Ok(values),
             Ok(Joined::Failed(repr)) => return Err(format!("Join error: {repr}")),
-            Ok(Joined::NotReady) if tokio::time::Instant::now() < deadline => tokio::time::sleep(JOIN_POLL).await,
+            Ok(Joined::NotReady) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(JOIN_POLL).await
+            }
             Ok(Joined::NotReady) => {
                 let seconds = crate::value::py_repr(&Value::Float(timeout.as_secs_f64()));
-                return Err(format!("Join error: TimeoutError('Operation timed out ({seconds})')"));
+                return Err(format!(
+                    "Join error: TimeoutError('Operation timed out ({seconds})')"
+                ));
             }
             Err(e) => return Err(format!("Join error: {e}")),
         }
@@ -389,11 +558,25 @@ const JOIN_POLL: Duration = Duration::from_millis(100);
 /// `callback.delay(results)` from inside the task `m` (a header part, or `chord_unlock`); or,
 /// given the reason the chord failed, stores the body as FAILURE `ChordError(reason)` after
 /// sending its errbacks (Celery's `chord_error_from_stack`).
-pub(super) async fn fire_body(producer: &Producer, backend: &dyn ResultBackend, m: &TaskMessage, group_id: &str, body: &Value, outcome: Result<Vec<Value>, String>) {
+pub(super) async fn fire_body(
+    producer: &Producer,
+    backend: &dyn ResultBackend,
+    m: &TaskMessage,
+    group_id: &str,
+    body: &Value,
+    outcome: Result<Vec<Value>, String>,
+) {
     let parsed = Signature::from_value(body);
     let kind = parsed.as_ref().and_then(|b| b.subtask_type.clone());
-    let (group_body, chord_body) = (kind.as_deref() == Some("group"), kind.as_deref() == Some("chord"));
-    let Some(sig) = (if group_body || chord_body { parsed } else { parsed.and_then(first_step) }) else {
+    let (group_body, chord_body) = (
+        kind.as_deref() == Some("group"),
+        kind.as_deref() == Some("chord"),
+    );
+    let Some(sig) = (if group_body || chord_body {
+        parsed
+    } else {
+        parsed.and_then(first_step)
+    }) else {
         tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body of this kind is not supported yet: {body:?}");
         return;
     };
@@ -401,15 +584,33 @@ pub(super) async fn fire_body(producer: &Producer, backend: &dyn ResultBackend, 
     match outcome {
         Ok(results) if chord_body => {
             // `callback.delay(results)` on a chord: the results go to its header's tasks.
-            if apply_chord(producer, backend, &sig, vec![Value::List(results)], sent_from(m), m).await.is_none() {
+            if apply_chord(
+                producer,
+                backend,
+                &sig,
+                vec![Value::List(results)],
+                sent_from(m),
+                m,
+            )
+            .await
+            .is_none()
+            {
                 tracing::error!(task_id = %m.id, task_name = %m.name, "chord {group_id}: its chord body was not sent");
             }
         }
         Ok(results) if group_body => {
             // `callback.delay(results)` on a group: each member called with the results, in
             // the group the client froze (its id is the one the client's GroupResult holds).
-            let members = sig.kwargs.get("tasks").map(|v| signatures(v, m, "chord body member")).unwrap_or_default();
-            let args = if sig.immutable { Vec::new() } else { vec![Value::List(results)] };
+            let members = sig
+                .kwargs
+                .get("tasks")
+                .map(|v| signatures(v, m, "chord body member"))
+                .unwrap_or_default();
+            let args = if sig.immutable {
+                Vec::new()
+            } else {
+                vec![Value::List(results)]
+            };
             apply_group(producer, &members, args, sent_from(m), m, body_id).await;
         }
         Ok(results) => {
@@ -430,8 +631,20 @@ pub(super) async fn fire_body(producer: &Producer, backend: &dyn ResultBackend, 
             if let Some(id) = &body_id {
                 let errbacks = SendOptions::from_signature_options(&sig.options).link_error;
                 if !errbacks.is_empty() {
-                    let options = SendOptions { parent_id: Some(id.clone()), root_id: Some(m.root_id.clone().unwrap_or_else(|| id.clone())), ..SendOptions::default() };
-                    apply_group(producer, &errbacks, vec![Value::Str(id.clone())], options, m, None).await;
+                    let options = SendOptions {
+                        parent_id: Some(id.clone()),
+                        root_id: Some(m.root_id.clone().unwrap_or_else(|| id.clone())),
+                        ..SendOptions::default()
+                    };
+                    apply_group(
+                        producer,
+                        &errbacks,
+                        vec![Value::Str(id.clone())],
+                        options,
+                        m,
+                        None,
+                    )
+                    .await;
                 }
                 fail_body(backend, id, &message).await;
             }
@@ -471,7 +684,13 @@ fn first_step(body: Signature) -> Option<Signature> {
     match body.subtask_type.as_deref() {
         None => Some(body),
         Some("chain") => {
-            let mut tasks: Vec<Signature> = body.kwargs.get("tasks").map(Signature::list_from_value)?.into_iter().collect::<Result<_, _>>().ok()?;
+            let mut tasks: Vec<Signature> = body
+                .kwargs
+                .get("tasks")
+                .map(Signature::list_from_value)?
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .ok()?;
             if tasks.is_empty() || tasks.iter().any(|t| t.subtask_type.is_some()) {
                 return None;
             }

@@ -18,7 +18,11 @@ pub(super) const NAME: &str = "celery.chord_unlock";
 
 /// The task as Celery registers it: `ignore_result`, unlimited retries, retried every
 /// `result_chord_retry_interval` unless the message gives an `interval`.
-pub(super) fn task_def(backend: Arc<dyn ResultBackend>, producer: Producer, settings: ChordSettings) -> TaskDef {
+pub(super) fn task_def(
+    backend: Arc<dyn ResultBackend>,
+    producer: Producer,
+    settings: ChordSettings,
+) -> TaskDef {
     let handler: AsyncFn = Arc::new(move |ctx, args, kwargs| {
         let (backend, producer) = (Arc::clone(&backend), producer.clone());
         Box::pin(async move { unlock(backend.as_ref(), &producer, ctx, args, kwargs).await })
@@ -36,22 +40,46 @@ pub(super) fn task_def(backend: Arc<dyn ResultBackend>, producer: Producer, sett
 }
 
 /// `unlock_chord(group_id, callback, interval=None, max_retries=None, result=None)`.
-async fn unlock(backend: &dyn ResultBackend, producer: &Producer, ctx: Context, args: Vec<Value>, kwargs: Dict) -> Result<Value, TaskError> {
-    let arg = |i: usize, name: &str| args.get(i).or_else(|| kwargs.get(name)).filter(|v| !v.is_none());
-    let group_id = arg(0, "group_id").and_then(Value::as_str).ok_or_else(|| TaskError::type_error("chord_unlock: group_id must be a string"))?;
-    let callback = arg(1, "callback").ok_or_else(|| TaskError::type_error("chord_unlock: missing callback"))?;
+async fn unlock(
+    backend: &dyn ResultBackend,
+    producer: &Producer,
+    ctx: Context,
+    args: Vec<Value>,
+    kwargs: Dict,
+) -> Result<Value, TaskError> {
+    let arg = |i: usize, name: &str| {
+        args.get(i)
+            .or_else(|| kwargs.get(name))
+            .filter(|v| !v.is_none())
+    };
+    let group_id = arg(0, "group_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TaskError::type_error("chord_unlock: group_id must be a string"))?;
+    let callback = arg(1, "callback")
+        .ok_or_else(|| TaskError::type_error("chord_unlock: missing callback"))?;
     let interval = match arg(2, "interval") {
         Some(Value::Float(f)) => *f,
         Some(Value::Int(i)) => *i as f64,
-        Some(_) => return Err(TaskError::type_error("chord_unlock: interval must be a number")),
+        Some(_) => {
+            return Err(TaskError::type_error(
+                "chord_unlock: interval must be a number",
+            ))
+        }
         None => ctx.default_retry_delay(),
     };
     let max_retries = arg(3, "max_retries").and_then(Value::as_i64);
     let results = arg(4, "result")
         .and_then(ResultNode::list_from_tuples)
-        .ok_or_else(|| TaskError::type_error("chord_unlock: result must be a list of result tuples"))?;
+        .ok_or_else(|| {
+            TaskError::type_error("chord_unlock: result must be a list of result tuples")
+        })?;
 
-    let again = || -> TaskError { ctx.retry().countdown(interval).max_retries(max_retries).into() };
+    let again = || -> TaskError {
+        ctx.retry()
+            .countdown(interval)
+            .max_retries(max_retries)
+            .into()
+    };
     let outcome = match join::join(backend, &results).await {
         Ok(Joined::NotReady) => return Err(again()),
         Err(e) => {
@@ -62,6 +90,14 @@ async fn unlock(backend: &dyn ResultBackend, producer: &Producer, ctx: Context, 
         // Celery names the culprit only when its meta is cached, which failures never are.
         Ok(Joined::Failed(repr)) => Err(repr),
     };
-    canvas::fire_body(producer, backend, &ctx.request().message, group_id, callback, outcome).await;
+    canvas::fire_body(
+        producer,
+        backend,
+        &ctx.request().message,
+        group_id,
+        callback,
+        outcome,
+    )
+    .await;
     Ok(Value::None)
 }

@@ -13,7 +13,8 @@ pub fn until(dt: &DateTime) -> Option<std::time::Duration> {
 
 /// True if `dt` has passed.
 pub fn has_passed(dt: &DateTime) -> bool {
-    dt.to_utc_assuming_utc().is_some_and(|due| due <= Utc::now())
+    dt.to_utc_assuming_utc()
+        .is_some_and(|due| due <= Utc::now())
 }
 
 #[cfg(test)]

@@ -8,8 +8,16 @@ use crate::protocol::{OutgoingMessage, RawMessage};
 
 /// Forwards `raw` to the `forward_unknown` queue, then acks it here. If publishing fails the
 /// message goes back to its queue, so nothing is lost.
-pub(super) async fn unknown(shared: &Shared, unsettled: &mut Unsettled, raw: &RawMessage, id: Option<String>, name: String) {
-    let Some(queue) = shared.settings.forward_unknown.as_deref() else { return };
+pub(super) async fn unknown(
+    shared: &Shared,
+    unsettled: &mut Unsettled,
+    raw: &RawMessage,
+    id: Option<String>,
+    name: String,
+) {
+    let Some(queue) = shared.settings.forward_unknown.as_deref() else {
+        return;
+    };
     let id = id.unwrap_or_default();
     let message = OutgoingMessage {
         body: raw.body.clone(),

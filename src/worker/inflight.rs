@@ -21,7 +21,9 @@ impl Inflight {
             return true;
         }
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut tags) = self.tags.lock() else { return true };
+        let Ok(mut tags) = self.tags.lock() else {
+            return true;
+        };
         match tags.entry(tag.to_owned()) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -33,7 +35,10 @@ impl Inflight {
 
     /// Every tag held now, in no particular order.
     pub fn tags(&self) -> Vec<String> {
-        self.tags.lock().map(|t| t.keys().cloned().collect()).unwrap_or_default()
+        self.tags
+            .lock()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Records a tag as settled.
@@ -50,7 +55,9 @@ impl Inflight {
 
     /// Takes every tag still held, oldest delivery first.
     pub fn drain(&self) -> Vec<String> {
-        let Ok(mut tags) = self.tags.lock() else { return Vec::new() };
+        let Ok(mut tags) = self.tags.lock() else {
+            return Vec::new();
+        };
         let mut all: Vec<(String, u64)> = tags.drain().collect();
         all.sort_unstable_by_key(|(_, n)| *n);
         all.into_iter().map(|(t, _)| t).collect()

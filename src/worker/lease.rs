@@ -13,7 +13,9 @@ use super::Shared;
 /// Runs until `stop` is cancelled; does nothing for brokers that need no renewal.
 pub(super) async fn keep(shared: Arc<Shared>, stop: CancellationToken) {
     let (broker, inflight) = (&shared.broker, &shared.inflight);
-    let Some(interval) = broker.renew_interval() else { return };
+    let Some(interval) = broker.renew_interval() else {
+        return;
+    };
     let mut epochs = broker.epochs();
     loop {
         let reconnected = async {

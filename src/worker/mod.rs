@@ -7,8 +7,8 @@ mod canvas;
 mod chord_unlock;
 mod dump;
 mod eta;
-mod forward;
 mod execute;
+mod forward;
 mod inflight;
 mod lease;
 mod rate_limit;
@@ -101,7 +101,10 @@ pub struct ChordSettings {
 
 impl Default for ChordSettings {
     fn default() -> Self {
-        ChordSettings { retry_interval: 1.0, join_timeout: Duration::from_secs(3) }
+        ChordSettings {
+            retry_interval: 1.0,
+            join_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -166,10 +169,18 @@ impl Worker {
         health: Arc<Health>,
     ) -> Result<Worker, WorkerError> {
         if !registry.contains(chord_unlock::NAME) {
-            registry.insert(chord_unlock::task_def(Arc::clone(&backend), producer.clone(), settings.chord));
+            registry.insert(chord_unlock::task_def(
+                Arc::clone(&backend),
+                producer.clone(),
+                settings.chord,
+            ));
         }
         let slots = Slots::new(settings.concurrency);
-        let throttle = Throttle::new(&registry, settings.default_rate_limit.as_deref(), settings.disable_rate_limits)?;
+        let throttle = Throttle::new(
+            &registry,
+            settings.default_rate_limit.as_deref(),
+            settings.disable_rate_limits,
+        )?;
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry,
@@ -208,7 +219,8 @@ impl Worker {
             .consume(shared.settings.queues.clone(), window.clone())
             .await?;
         let tracker = TaskTracker::new();
-        let wedged = wedged::every_slot_abandoned_for(Arc::clone(shared), shared.settings.wedge_warn_after);
+        let wedged =
+            wedged::every_slot_abandoned_for(Arc::clone(shared), shared.settings.wedge_warn_after);
         tokio::pin!(wedged);
         let leases_stop = CancellationToken::new();
         tokio::spawn(lease::keep(Arc::clone(shared), leases_stop.clone()));
@@ -243,7 +255,11 @@ impl Worker {
             }
         };
         let fatal = shared.broker.fatal_error();
-        let kind = if fatal.is_some() { ShutdownKind::Cold } else { kind };
+        let kind = if fatal.is_some() {
+            ShutdownKind::Cold
+        } else {
+            kind
+        };
 
         let label = match kind {
             ShutdownKind::Warm => "Warm shutdown",
@@ -279,7 +295,10 @@ impl Worker {
                 }
             }
         }
-        if tokio::time::timeout(SETTLE_LIMIT, shared.broker.flush()).await.is_err() {
+        if tokio::time::timeout(SETTLE_LIMIT, shared.broker.flush())
+            .await
+            .is_err()
+        {
             tracing::error!("acks could not reach the broker within {SETTLE_LIMIT:?}; those messages will run again after the visibility timeout");
         }
         let pending = shared.backend.pending_results();
@@ -300,7 +319,11 @@ impl Worker {
         if let Some(reason) = fatal {
             return Err(WorkerError::BrokerLost(reason));
         }
-        Ok(if kind == ShutdownKind::Restart { Exit::Restart } else { Exit::Stopped })
+        Ok(if kind == ShutdownKind::Restart {
+            Exit::Restart
+        } else {
+            Exit::Stopped
+        })
     }
 }
 

@@ -26,7 +26,10 @@ pub fn parse_rate(text: &str) -> Result<Option<f64>, RateLimitError> {
         return Ok(None);
     }
     let (ops, unit) = text.split_once('/').unwrap_or((text, ""));
-    let n: f64 = ops.trim().parse().map_err(|_| RateLimitError::NotANumber(text.to_owned()))?;
+    let n: f64 = ops
+        .trim()
+        .parse()
+        .map_err(|_| RateLimitError::NotANumber(text.to_owned()))?;
     let per_second = match unit {
         "" | "s" => n,
         "m" => n / 60.0,
@@ -55,7 +58,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket refilled at `fill_rate` tokens per second (`> 0`).
     pub fn new(fill_rate: f64, now: Instant) -> Self {
-        TokenBucket { fill_rate, capacity: 1.0, tokens: 1.0, timestamp: now }
+        TokenBucket {
+            fill_rate,
+            capacity: 1.0,
+            tokens: 1.0,
+            timestamp: now,
+        }
     }
 
     /// Takes one token if there is one (kombu's `can_consume(1)`).
@@ -77,7 +85,8 @@ impl TokenBucket {
 
     fn tokens(&mut self, now: Instant) -> f64 {
         if self.tokens < self.capacity {
-            let delta = self.fill_rate * now.saturating_duration_since(self.timestamp).as_secs_f64();
+            let delta =
+                self.fill_rate * now.saturating_duration_since(self.timestamp).as_secs_f64();
             self.tokens = self.capacity.min(self.tokens + delta);
             self.timestamp = now;
         }
@@ -101,9 +110,15 @@ mod tests {
         assert_eq!(parse_rate("0"), Ok(None));
         assert_eq!(parse_rate("0/m"), Ok(None));
         assert_eq!(parse_rate("inf"), Ok(None));
-        assert!(matches!(parse_rate("x/s"), Err(RateLimitError::NotANumber(_))));
+        assert!(matches!(
+            parse_rate("x/s"),
+            Err(RateLimitError::NotANumber(_))
+        ));
         assert!(matches!(parse_rate("10/d"), Err(RateLimitError::Unit(_))));
-        assert!(matches!(parse_rate("-1/s"), Err(RateLimitError::Negative(_))));
+        assert!(matches!(
+            parse_rate("-1/s"),
+            Err(RateLimitError::Negative(_))
+        ));
     }
 
     #[test]

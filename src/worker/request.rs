@@ -45,9 +45,20 @@ impl Unsettled {
 /// Handles one delivery. Returns without settling only at shutdown, leaving the tag in the
 /// in-flight set so the worker gives the message back.
 pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
-    let Delivery { mut raw, tag, permit, .. } = delivery;
-    let mut unsettled = Unsettled { tag, permit, settled: false };
-    let message = match decode_task(&mut raw, &shared.settings.accept, |n| shared.registry.contains(n)) {
+    let Delivery {
+        mut raw,
+        tag,
+        permit,
+        ..
+    } = delivery;
+    let mut unsettled = Unsettled {
+        tag,
+        permit,
+        settled: false,
+    };
+    let message = match decode_task(&mut raw, &shared.settings.accept, |n| {
+        shared.registry.contains(n)
+    }) {
         Ok(m) => m,
         Err(DecodeError::UnknownTask { id, name }) if shared.settings.forward_unknown.is_some() => {
             return Box::pin(forward::unknown(&shared, &mut unsettled, &raw, id, name)).await;
@@ -78,7 +89,12 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
 
 /// A received message whose ETA has come: waits for a rate-limit token, a result-buffer
 /// place and a slot, runs the task, stores its result and settles the message.
-async fn run(shared: Arc<Shared>, mut unsettled: Unsettled, message: TaskMessage, def: Arc<crate::task::TaskDef>) {
+async fn run(
+    shared: Arc<Shared>,
+    mut unsettled: Unsettled,
+    message: TaskMessage,
+    def: Arc<crate::task::TaskDef>,
+) {
     if shared.throttle.limits(&def.name) {
         // Wait for a token, unacked and keeping the prefetch slot (as Celery 5.5 does).
         tokio::select! {
@@ -108,28 +124,64 @@ async fn run(shared: Arc<Shared>, mut unsettled: Unsettled, message: TaskMessage
         unsettled.ack(&shared);
     }
     let ignore_result = message.ignore_result
-        || def.options.ignore_result.unwrap_or(shared.settings.ignore_result);
-    let request = Arc::new(Request { message, hostname: shared.settings.hostname.clone() });
-    if def.options.track_started.unwrap_or(shared.settings.track_started) && !ignore_result {
+        || def
+            .options
+            .ignore_result
+            .unwrap_or(shared.settings.ignore_result);
+    let request = Arc::new(Request {
+        message,
+        hostname: shared.settings.hostname.clone(),
+    });
+    if def
+        .options
+        .track_started
+        .unwrap_or(shared.settings.track_started)
+        && !ignore_result
+    {
         let mut info = crate::value::Dict::new();
         info.insert("pid", std::process::id() as i64);
         info.insert("hostname", shared.settings.hostname.as_str());
-        Box::pin(store(&shared, &request.message, State::Started, Value::Dict(info), None)).await;
+        Box::pin(store(
+            &shared,
+            &request.message,
+            State::Started,
+            Value::Dict(info),
+            None,
+        ))
+        .await;
     }
 
     let started = Instant::now();
     let ctx = Context::for_task(Arc::clone(&request), &def.options);
     let m = &request.message;
     // A blocking task's slot stays taken until its function returns, even past this point.
-    let outcome = Box::pin(timeout::run(&def.handler, ctx, m.args.clone(), m.kwargs.clone(), limits, m, slot)).await;
+    let outcome = Box::pin(timeout::run(
+        &def.handler,
+        ctx,
+        m.args.clone(),
+        m.kwargs.clone(),
+        limits,
+        m,
+        slot,
+    ))
+    .await;
     let outcome = retry::autoretry(outcome, &request, &def.options);
     let runtime = started.elapsed().as_secs_f64();
-    shared.stats.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .processed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
     match outcome {
         Ok(value) => {
             let children = if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
-                Box::pin(canvas::after_success(&shared.producer, shared.backend.as_ref(), m, &value)).await
+                Box::pin(canvas::after_success(
+                    &shared.producer,
+                    shared.backend.as_ref(),
+                    m,
+                    &value,
+                ))
+                .await
             } else {
                 Vec::new()
             };
@@ -157,8 +209,19 @@ async fn run(shared: Arc<Shared>, mut unsettled: Unsettled, message: TaskMessage
             }
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
             if m.embed.chord.is_some() {
-                let record = (!ignore_result).then(|| result_record(&shared, m, State::Success, value.clone(), None, children));
-                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Success, value, record, shared.settings.chord.join_timeout)).await;
+                let record = (!ignore_result).then(|| {
+                    result_record(&shared, m, State::Success, value.clone(), None, children)
+                });
+                Box::pin(canvas::chord_part(
+                    &shared.producer,
+                    shared.backend.as_ref(),
+                    m,
+                    State::Success,
+                    value,
+                    record,
+                    shared.settings.chord.join_timeout,
+                ))
+                .await;
             } else if !ignore_result {
                 store_with_children(&shared, m, State::Success, value, None, children).await;
             }
@@ -192,8 +255,19 @@ async fn run(shared: Arc<Shared>, mut unsettled: Unsettled, message: TaskMessage
             let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
             let meta = failure_meta(err);
             if m.embed.chord.is_some() {
-                let record = (!ignore_result).then(|| result_record(&shared, m, State::Failure, meta.clone(), tb, Vec::new()));
-                Box::pin(canvas::chord_part(&shared.producer, shared.backend.as_ref(), m, State::Failure, meta, record, shared.settings.chord.join_timeout)).await;
+                let record = (!ignore_result).then(|| {
+                    result_record(&shared, m, State::Failure, meta.clone(), tb, Vec::new())
+                });
+                Box::pin(canvas::chord_part(
+                    &shared.producer,
+                    shared.backend.as_ref(),
+                    m,
+                    State::Failure,
+                    meta,
+                    record,
+                    shared.settings.chord.join_timeout,
+                ))
+                .await;
             } else if !ignore_result {
                 Box::pin(store(&shared, m, State::Failure, meta, tb)).await;
             }
@@ -229,8 +303,14 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
         DecodeError::Undecodable { .. } => {
             tracing::error!(error = %error, "Can't decode message body; the message has been acknowledged and discarded");
         }
-        DecodeError::TooLarge { id, name, size, limit } => {
-            let (id_text, name_text) = (id.as_deref().unwrap_or("?"), name.as_deref().unwrap_or("?"));
+        DecodeError::TooLarge {
+            id,
+            name,
+            size,
+            limit,
+        } => {
+            let (id_text, name_text) =
+                (id.as_deref().unwrap_or("?"), name.as_deref().unwrap_or("?"));
             tracing::error!(
                 task_id = id_text,
                 task_name = name_text,
@@ -243,7 +323,11 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
                 let record = ResultRecord {
                     task_id: id.clone(),
                     state: State::Failure,
-                    result: exception_meta("DecodeError", "kombu.exceptions", vec![Value::Str(error.to_string())]),
+                    result: exception_meta(
+                        "DecodeError",
+                        "kombu.exceptions",
+                        vec![Value::Str(error.to_string())],
+                    ),
                     traceback: None,
                     children: Vec::new(),
                     group_id: None,
@@ -267,7 +351,11 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
 /// `_announce_revoked`).
 async fn revoke_expired(shared: &Shared, unsettled: &mut Unsettled, message: &TaskMessage) {
     tracing::info!(task_id = %message.id, task_name = %message.display_name(), "Discarding revoked task: {}[{}] (expired)", message.display_name(), message.id);
-    let meta = exception_meta("TaskRevokedError", "celery.exceptions", vec![Value::str("expired")]);
+    let meta = exception_meta(
+        "TaskRevokedError",
+        "celery.exceptions",
+        vec![Value::str("expired")],
+    );
     store(shared, message, State::Revoked, meta, None).await;
     unsettled.ack(shared);
 }
@@ -277,7 +365,13 @@ fn failure_meta(err: TaskError) -> Value {
     exception_meta(&err.exc_type, &err.exc_module, err.args)
 }
 
-async fn store(shared: &Shared, m: &TaskMessage, state: State, result: Value, traceback: Option<String>) {
+async fn store(
+    shared: &Shared,
+    m: &TaskMessage,
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+) {
     store_with_children(shared, m, state, result, traceback, Vec::new()).await;
 }
 
@@ -306,11 +400,20 @@ fn queue_store<'a>(
     traceback: Option<String>,
     children: Vec<Value>,
 ) -> futures::future::BoxFuture<'a, Result<(), crate::backend::BackendError>> {
-    shared.backend.store(result_record(shared, m, state, result, traceback, children))
+    shared
+        .backend
+        .store(result_record(shared, m, state, result, traceback, children))
 }
 
 /// The result to store for `m`, with the extended fields when `result_extended` is on.
-fn result_record(shared: &Shared, m: &TaskMessage, state: State, result: Value, traceback: Option<String>, children: Vec<Value>) -> ResultRecord {
+fn result_record(
+    shared: &Shared,
+    m: &TaskMessage,
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+    children: Vec<Value>,
+) -> ResultRecord {
     let extended = shared.settings.result_extended.then(|| ExtendedMeta {
         name: Some(m.name.clone()),
         args: Value::List(m.args.clone()),

@@ -10,14 +10,28 @@ use crate::task::{Context, Request, RetryRequest, TaskError, TaskOptions};
 use crate::value::Value;
 
 /// Publishes the retry of `m`.
-pub(super) async fn send(producer: &Producer, m: &TaskMessage, r: &RetryRequest) -> Result<(), crate::broker::BrokerError> {
+pub(super) async fn send(
+    producer: &Producer,
+    m: &TaskMessage,
+    r: &RetryRequest,
+) -> Result<(), crate::broker::BrokerError> {
     let di = &m.delivery_info;
     let (queue, exchange, routing_key) = match &r.queue {
         Some(q) => (Some(q.clone()), None, None),
-        None if di.exchange.is_empty() && !di.routing_key.is_empty() => (Some(di.routing_key.clone()), None, None),
-        None => (None, Some(di.exchange.clone()), Some(di.routing_key.clone())),
+        None if di.exchange.is_empty() && !di.routing_key.is_empty() => {
+            (Some(di.routing_key.clone()), None, None)
+        }
+        None => (
+            None,
+            Some(di.exchange.clone()),
+            Some(di.routing_key.clone()),
+        ),
     };
-    let sigs = |v: &Option<Value>| v.as_ref().map(crate::protocol::Signature::all_in).unwrap_or_default();
+    let sigs = |v: &Option<Value>| {
+        v.as_ref()
+            .map(crate::protocol::Signature::all_in)
+            .unwrap_or_default()
+    };
     let options = SendOptions {
         task_id: Some(m.id.clone()),
         queue,
@@ -45,21 +59,49 @@ pub(super) async fn send(producer: &Producer, m: &TaskMessage, r: &RetryRequest)
         retries: m.retries + 1,
         reply_to: m.properties.reply_to.clone(),
         origin: m.origin.clone(),
-        replaced_task_nesting: m.headers.get("replaced_task_nesting").and_then(Value::as_i64).unwrap_or(0),
+        replaced_task_nesting: m
+            .headers
+            .get("replaced_task_nesting")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
     };
     let args = r.args.clone().unwrap_or_else(|| m.args.clone());
     let kwargs = r.kwargs.clone().unwrap_or_else(|| m.kwargs.clone());
-    producer.send_task(&m.name, args, kwargs, options).await.map(|_| ())
+    producer
+        .send_task(&m.name, args, kwargs, options)
+        .await
+        .map(|_| ())
 }
 
 /// Headers the producer added beyond Celery's own (kept across retries).
 fn custom_headers(m: &TaskMessage) -> crate::value::Dict {
     const CELERY: &[&str] = &[
-        "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries", "timelimit",
-        "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result", "replaced_task_nesting",
-        "stamped_headers", "stamps", "compression",
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
+        "replaced_task_nesting",
+        "stamped_headers",
+        "stamps",
+        "compression",
     ];
-    m.headers.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| CELERY.contains(&k))).cloned().collect()
+    m.headers
+        .iter()
+        .filter(|(k, _)| !k.as_str().is_some_and(|k| CELERY.contains(&k)))
+        .cloned()
+        .collect()
 }
 
 /// Turns an error the task's `autoretry_for` names into the retry Celery's autoretry wrapper
@@ -71,7 +113,11 @@ pub(super) fn autoretry(
     options: &TaskOptions,
 ) -> Result<Value, TaskError> {
     let Err(err) = outcome else { return outcome };
-    let Some(auto) = options.autoretry.as_ref().filter(|a| a.matches(&err) && !timeout::is_hard_timeout(&err)) else {
+    let Some(auto) = options
+        .autoretry
+        .as_ref()
+        .filter(|a| a.matches(&err) && !timeout::is_hard_timeout(&err))
+    else {
         return Err(err);
     };
     let ctx = Context::for_task(Arc::clone(request), options);

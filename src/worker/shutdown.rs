@@ -40,7 +40,11 @@ pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<ShutdownKind>> {
                 }
             };
             seen += 1;
-            let kind = kind.unwrap_or(if seen == 1 { ShutdownKind::Warm } else { ShutdownKind::Cold });
+            let kind = kind.unwrap_or(if seen == 1 {
+                ShutdownKind::Warm
+            } else {
+                ShutdownKind::Cold
+            });
             if tx.send(kind).is_err() {
                 break;
             }

@@ -32,18 +32,32 @@ impl Throttle {
     /// One bucket per registered task with a rate limit: its own `rate_limit`, else
     /// `default` (`task_default_rate_limit`). `disabled` (`worker_disable_rate_limits`) turns
     /// every limit off.
-    pub fn new(registry: &Registry, default: Option<&str>, disabled: bool) -> Result<Throttle, ThrottleError> {
+    pub fn new(
+        registry: &Registry,
+        default: Option<&str>,
+        disabled: bool,
+    ) -> Result<Throttle, ThrottleError> {
         let mut buckets = HashMap::new();
         if disabled {
             return Ok(Throttle { buckets });
         }
         let now = Instant::now();
         for name in registry.names() {
-            let Some(def) = registry.get(name) else { continue };
-            let Some(text) = def.options.rate_limit.as_deref().or(default) else { continue };
-            let rate = parse_rate(text).map_err(|source| ThrottleError { task: name.to_owned(), source })?;
+            let Some(def) = registry.get(name) else {
+                continue;
+            };
+            let Some(text) = def.options.rate_limit.as_deref().or(default) else {
+                continue;
+            };
+            let rate = parse_rate(text).map_err(|source| ThrottleError {
+                task: name.to_owned(),
+                source,
+            })?;
             if let Some(rate) = rate {
-                buckets.insert(name.to_owned(), Arc::new(Mutex::new(TokenBucket::new(rate, now))));
+                buckets.insert(
+                    name.to_owned(),
+                    Arc::new(Mutex::new(TokenBucket::new(rate, now))),
+                );
             }
         }
         Ok(Throttle { buckets })
@@ -58,7 +72,9 @@ impl Throttle {
     /// of one task are served first come, first served (the lock is fair), as Celery keeps
     /// a bucket's requests in order.
     pub async fn acquire(&self, task: &str) {
-        let Some(bucket) = self.buckets.get(task) else { return };
+        let Some(bucket) = self.buckets.get(task) else {
+            return;
+        };
         let mut bucket = bucket.lock().await;
         loop {
             let now = Instant::now();
@@ -85,7 +101,10 @@ mod tests {
             r.insert(TaskDef {
                 name: (*name).to_owned(),
                 handler: Handler::Inline(Arc::new(|_, _, _| Ok(crate::Value::None))),
-                options: TaskOptions { rate_limit: limit.map(str::to_owned), ..TaskOptions::default() },
+                options: TaskOptions {
+                    rate_limit: limit.map(str::to_owned),
+                    ..TaskOptions::default()
+                },
             });
         }
         r
@@ -98,7 +117,10 @@ mod tests {
         assert!(t.buckets.contains_key("a") && t.buckets.len() == 1);
         let t = Throttle::new(&r, Some("1/m"), false).unwrap();
         assert!(t.buckets.contains_key("a") && t.buckets.contains_key("b") && t.buckets.len() == 2);
-        assert!(Throttle::new(&r, Some("1/m"), true).unwrap().buckets.is_empty());
+        assert!(Throttle::new(&r, Some("1/m"), true)
+            .unwrap()
+            .buckets
+            .is_empty());
         let bad = registry(&[("x", Some("ten/s"))]);
         assert_eq!(Throttle::new(&bad, None, false).unwrap_err().task, "x");
     }
@@ -111,7 +133,11 @@ mod tests {
             t.acquire("a").await;
         }
         // One token at once, then one every 50 ms.
-        assert!(start.elapsed() >= Duration::from_millis(140), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(140),
+            "{:?}",
+            start.elapsed()
+        );
         let start = Instant::now();
         t.acquire("unlimited").await;
         assert!(start.elapsed() < Duration::from_millis(20));

@@ -26,7 +26,8 @@ impl TimeLimits {
 /// The limits for `message` of a task with `options` on a worker with `defaults`.
 pub fn resolve(message: &TaskMessage, options: &TaskOptions, defaults: &TimeLimits) -> TimeLimits {
     let (hard, soft) = from_header(message);
-    let pick = |candidates: [Option<Seconds>; 3]| candidates.into_iter().flatten().find(|s| s.is_set());
+    let pick =
+        |candidates: [Option<Seconds>; 3]| candidates.into_iter().flatten().find(|s| s.is_set());
     TimeLimits {
         hard: pick([hard, options.time_limit, defaults.hard]),
         soft: pick([soft, options.soft_time_limit, defaults.soft]),
@@ -55,8 +56,16 @@ mod tests {
         let mut decoded = HeaderLimits::default();
         if let Some(v) = timelimit {
             if let Some(items) = v.as_seq() {
-                let num = |i: usize| items.get(i).and_then(Seconds::from_value).map(Seconds::as_f64);
-                decoded = HeaderLimits { hard: num(0), soft: num(1) };
+                let num = |i: usize| {
+                    items
+                        .get(i)
+                        .and_then(Seconds::from_value)
+                        .map(Seconds::as_f64)
+                };
+                decoded = HeaderLimits {
+                    hard: num(0),
+                    soft: num(1),
+                };
             }
             headers.insert("timelimit", v);
         }
@@ -88,22 +97,46 @@ mod tests {
     }
 
     fn options(hard: Option<Seconds>, soft: Option<Seconds>) -> TaskOptions {
-        TaskOptions { time_limit: hard, soft_time_limit: soft, ..TaskOptions::default() }
+        TaskOptions {
+            time_limit: hard,
+            soft_time_limit: soft,
+            ..TaskOptions::default()
+        }
     }
 
-    const GLOBAL: TimeLimits = TimeLimits { hard: Some(Seconds::Float(100.0)), soft: Some(Seconds::Float(50.0)) };
+    const GLOBAL: TimeLimits = TimeLimits {
+        hard: Some(Seconds::Float(100.0)),
+        soft: Some(Seconds::Float(50.0)),
+    };
 
     #[test]
     fn header_beats_task_beats_global() {
         let header = Value::List(vec![Value::Int(10), Value::Float(5.5)]);
         let task = options(Some(Seconds::Int(20)), Some(Seconds::Int(15)));
         let got = resolve(&message(Some(header)), &task, &GLOBAL);
-        assert_eq!(got, TimeLimits { hard: Some(Seconds::Int(10)), soft: Some(Seconds::Float(5.5)) });
+        assert_eq!(
+            got,
+            TimeLimits {
+                hard: Some(Seconds::Int(10)),
+                soft: Some(Seconds::Float(5.5))
+            }
+        );
         let got = resolve(&message(None), &task, &GLOBAL);
-        assert_eq!(got, TimeLimits { hard: Some(Seconds::Int(20)), soft: Some(Seconds::Int(15)) });
+        assert_eq!(
+            got,
+            TimeLimits {
+                hard: Some(Seconds::Int(20)),
+                soft: Some(Seconds::Int(15))
+            }
+        );
         let got = resolve(&message(None), &TaskOptions::default(), &GLOBAL);
         assert_eq!(got, GLOBAL);
-        assert!(resolve(&message(None), &TaskOptions::default(), &TimeLimits::default()).is_none());
+        assert!(resolve(
+            &message(None),
+            &TaskOptions::default(),
+            &TimeLimits::default()
+        )
+        .is_none());
     }
 
     #[test]
@@ -111,7 +144,13 @@ mod tests {
         let header = Value::List(vec![Value::None, Value::Int(3)]);
         let task = options(Some(Seconds::Int(20)), None);
         let got = resolve(&message(Some(header)), &task, &TimeLimits::default());
-        assert_eq!(got, TimeLimits { hard: Some(Seconds::Int(20)), soft: Some(Seconds::Int(3)) });
+        assert_eq!(
+            got,
+            TimeLimits {
+                hard: Some(Seconds::Int(20)),
+                soft: Some(Seconds::Int(3))
+            }
+        );
         let header = Value::List(vec![Value::Int(0), Value::Int(0)]);
         let got = resolve(&message(Some(header)), &TaskOptions::default(), &GLOBAL);
         assert_eq!(got, GLOBAL);

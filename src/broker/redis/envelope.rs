@@ -76,7 +76,10 @@ pub fn parse(raw: &[u8]) -> Result<Envelope, BadEnvelope> {
 pub fn parse_too_large(raw: &[u8], limit: usize) -> Result<Envelope, BadEnvelope> {
     let f = walk_skipping(raw).map_err(|e| bad(e.into(), None))?;
     if f.not_object {
-        return Err(bad(EnvelopeError::Shape("top level is not an object"), None));
+        return Err(bad(
+            EnvelopeError::Shape("top level is not an object"),
+            None,
+        ));
     }
     let owned = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);
     let mut headers = Dict::new();
@@ -90,16 +93,25 @@ pub fn parse_too_large(raw: &[u8], limit: usize) -> Result<Envelope, BadEnvelope
         content_type: owned(f.content_type).unwrap_or_default(),
         content_encoding: owned(f.content_encoding).unwrap_or_default(),
         headers,
-        properties: Properties { correlation_id: owned(p.correlation_id), ..Properties::default() },
+        properties: Properties {
+            correlation_id: owned(p.correlation_id),
+            ..Properties::default()
+        },
         delivery_info: DeliveryInfo {
             exchange: owned(p.exchange).unwrap_or_default(),
             routing_key: owned(p.routing_key).unwrap_or_default(),
             redelivered: p.redelivered,
         },
-        too_large: Some(TooLarge { size: raw.len(), limit }),
+        too_large: Some(TooLarge {
+            size: raw.len(),
+            limit,
+        }),
         ..RawMessage::default()
     };
-    Ok(Envelope { message, delivery_tag: owned(p.delivery_tag) })
+    Ok(Envelope {
+        message,
+        delivery_tag: owned(p.delivery_tag),
+    })
 }
 
 /// What [`parse_too_large`] keeps of an envelope.
@@ -149,7 +161,9 @@ fn walk_skipping(raw: &[u8]) -> Result<Skimmed<'_>, json::JsonError> {
                             while let Some(key) = doc.next_key()? {
                                 match &*key {
                                     "exchange" => f.props.exchange = short(doc.string_or_skip()?),
-                                    "routing_key" => f.props.routing_key = short(doc.string_or_skip()?),
+                                    "routing_key" => {
+                                        f.props.routing_key = short(doc.string_or_skip()?)
+                                    }
                                     _ => doc.skip()?,
                                 }
                             }
@@ -244,7 +258,11 @@ fn text<'a>(doc: &mut PullReader<'a>) -> Result<Option<Cow<'a, str>>, json::Json
 
 /// A small non-negative int member (priority, delivery mode), clamped to a byte.
 fn small(doc: &mut PullReader<'_>) -> Result<Option<u8>, json::JsonError> {
-    Ok(doc.string_or_value()?.err().and_then(|v| v.as_i64()).map(|i| i.clamp(0, 255) as u8))
+    Ok(doc
+        .string_or_value()?
+        .err()
+        .and_then(|v| v.as_i64())
+        .map(|i| i.clamp(0, 255) as u8))
 }
 
 fn properties<'a>(doc: &mut PullReader<'a>) -> Result<Props<'a>, json::JsonError> {
@@ -294,7 +312,10 @@ fn properties<'a>(doc: &mut PullReader<'a>) -> Result<Props<'a>, json::JsonError
 impl Fields<'_> {
     fn into_envelope(self) -> Result<Envelope, BadEnvelope> {
         if self.not_object {
-            return Err(bad(EnvelopeError::Shape("top level is not an object"), None));
+            return Err(bad(
+                EnvelopeError::Shape("top level is not an object"),
+                None,
+            ));
         }
         let p = self.props;
         let owned = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);
@@ -330,12 +351,18 @@ impl Fields<'_> {
                 redelivered,
             },
         };
-        Ok(Envelope { message, delivery_tag: tag })
+        Ok(Envelope {
+            message,
+            delivery_tag: tag,
+        })
     }
 }
 
 fn bad(error: EnvelopeError, delivery_tag: Option<String>) -> BadEnvelope {
-    BadEnvelope { error, delivery_tag }
+    BadEnvelope {
+        error,
+        delivery_tag,
+    }
 }
 
 /// Sets `headers.redelivered` and `properties.delivery_info.redelivered` to true, as kombu does
@@ -389,12 +416,24 @@ mod tests {
         let m = env.message;
         assert_eq!(env.delivery_tag.as_deref(), Some("t1"));
         assert_eq!(m.body, br#"{"a": 1}"#);
-        assert_eq!((m.content_type.as_str(), m.content_encoding.as_str()), ("application/json", "utf-8"));
+        assert_eq!(
+            (m.content_type.as_str(), m.content_encoding.as_str()),
+            ("application/json", "utf-8")
+        );
         assert_eq!(m.headers.get("id"), Some(&Value::str("i1")));
         assert_eq!(m.headers.get("stamps"), Some(&Value::Dict(Dict::new())));
         assert_eq!(m.properties.correlation_id.as_deref(), Some("i1"));
-        assert_eq!((m.properties.delivery_mode, m.properties.priority), (Some(2), Some(0)));
-        assert_eq!((m.delivery_info.exchange.as_str(), m.delivery_info.routing_key.as_str()), ("", "default"));
+        assert_eq!(
+            (m.properties.delivery_mode, m.properties.priority),
+            (Some(2), Some(0))
+        );
+        assert_eq!(
+            (
+                m.delivery_info.exchange.as_str(),
+                m.delivery_info.routing_key.as_str()
+            ),
+            ("", "default")
+        );
         assert!(!m.delivery_info.redelivered);
     }
 
@@ -406,12 +445,21 @@ mod tests {
             "content-type": 5, "extra": [1, {"__type__": "bytes", "__value__": "AA=="}]}"#;
         let env = parse(doc.as_bytes()).unwrap();
         let m = env.message;
-        assert_eq!(m.body, b"abc", "no body_encoding in properties: the text is the body");
+        assert_eq!(
+            m.body, b"abc",
+            "no body_encoding in properties: the text is the body"
+        );
         assert_eq!(env.delivery_tag.as_deref(), Some("x\"y"));
         assert_eq!(m.properties.priority, Some(255));
-        assert_eq!(m.delivery_info.exchange, "", "the last delivery_info counts, whole");
+        assert_eq!(
+            m.delivery_info.exchange, "",
+            "the last delivery_info counts, whole"
+        );
         assert_eq!(m.delivery_info.routing_key, "r\n");
-        assert!(m.delivery_info.redelivered, "headers.redelivered counts too");
+        assert!(
+            m.delivery_info.redelivered,
+            "headers.redelivered counts too"
+        );
         assert_eq!(m.content_type, "");
     }
 
@@ -425,9 +473,20 @@ mod tests {
         let env = parse_too_large(doc.as_bytes(), 1000).unwrap();
         assert_eq!(env.delivery_tag.as_deref(), Some("t7"));
         let m = env.message;
-        assert_eq!(m.too_large, Some(TooLarge { size: doc.len(), limit: 1000 }));
+        assert_eq!(
+            m.too_large,
+            Some(TooLarge {
+                size: doc.len(),
+                limit: 1000
+            })
+        );
         assert!(m.body.is_empty(), "the body is not decoded");
-        assert_eq!(m.headers.len(), 2, "only id and task are kept: {:?}", m.headers);
+        assert_eq!(
+            m.headers.len(),
+            2,
+            "only id and task are kept: {:?}",
+            m.headers
+        );
         assert_eq!(m.headers.get("id"), Some(&Value::str("i\"7")));
         assert_eq!(m.headers.get("task"), Some(&Value::str("tasks.echo")));
         assert_eq!(m.content_type, "application/x-python-serialize");
@@ -442,7 +501,12 @@ mod tests {
         let env = parse_too_large(doc.as_bytes(), 10).unwrap();
         assert_eq!(env.delivery_tag.as_deref(), Some("t1"));
         assert!(env.message.headers.is_empty());
-        for garbage in [&b"[1, 2]"[..], b"{\"body\": \"x\"", b"{\"body\": \"\\q\"}", b"{\"a\": tru}"] {
+        for garbage in [
+            &b"[1, 2]"[..],
+            b"{\"body\": \"x\"",
+            b"{\"body\": \"\\q\"}",
+            b"{\"a\": tru}",
+        ] {
             assert!(parse_too_large(garbage, 1).is_err(), "{garbage:?}");
         }
     }
@@ -450,8 +514,12 @@ mod tests {
     #[test]
     fn the_message_size_limit_is_a_transport_option_of_64_mib_by_default() {
         use crate::broker::redis::RedisTransportOptions;
-        assert_eq!(RedisTransportOptions::default().rcelery_max_message_bytes, 64 * 1024 * 1024);
-        let o: RedisTransportOptions = toml::from_str("rcelery_max_message_bytes = 1000\nvisibility_timeout = 5.0").unwrap();
+        assert_eq!(
+            RedisTransportOptions::default().rcelery_max_message_bytes,
+            64 * 1024 * 1024
+        );
+        let o: RedisTransportOptions =
+            toml::from_str("rcelery_max_message_bytes = 1000\nvisibility_timeout = 5.0").unwrap();
         assert_eq!(o.rcelery_max_message_bytes, 1000);
     }
 
@@ -468,16 +536,30 @@ mod tests {
         let e = parse(no_body.as_bytes()).unwrap_err();
         assert!(matches!(e.error, EnvelopeError::Shape(_)));
         assert_eq!(e.delivery_tag.as_deref(), Some("t9"));
-        let bad_b64 = r#"{"body": "!!", "properties": {"body_encoding": "base64", "delivery_tag": "t8"}}"#;
+        let bad_b64 =
+            r#"{"body": "!!", "properties": {"body_encoding": "base64", "delivery_tag": "t8"}}"#;
         let e = parse(bad_b64.as_bytes()).unwrap_err();
         assert!(matches!(e.error, EnvelopeError::Base64(_)));
         assert_eq!(e.delivery_tag.as_deref(), Some("t8"));
-        for garbage in [&b"[1, 2]"[..], b"\"text\"", b"{\"body\": \"x\"} extra", b"{\"body\": \"x\",}", b"{\"a\": [1,}", b"\xff"] {
+        for garbage in [
+            &b"[1, 2]"[..],
+            b"\"text\"",
+            b"{\"body\": \"x\"} extra",
+            b"{\"body\": \"x\",}",
+            b"{\"a\": [1,}",
+            b"\xff",
+        ] {
             let e = parse(garbage).unwrap_err();
             assert!(e.delivery_tag.is_none(), "{garbage:?}");
         }
-        assert!(matches!(parse(b"[1, 2]").unwrap_err().error, EnvelopeError::Shape(_)));
-        assert!(matches!(parse(b"{\"body\": \"x\"} extra").unwrap_err().error, EnvelopeError::Json(_)));
+        assert!(matches!(
+            parse(b"[1, 2]").unwrap_err().error,
+            EnvelopeError::Shape(_)
+        ));
+        assert!(matches!(
+            parse(b"{\"body\": \"x\"} extra").unwrap_err().error,
+            EnvelopeError::Json(_)
+        ));
     }
 
     #[test]

@@ -73,7 +73,9 @@ impl Fetcher {
                 break;
             }
             let fetched = match self.fetch_batch(&poll_keys, permits.len()).await {
-                Ok(items) if items.is_empty() => self.block_for_one(&poll_keys, permits.len()).await,
+                Ok(items) if items.is_empty() => {
+                    self.block_for_one(&poll_keys, permits.len()).await
+                }
                 other => other,
             };
             let items = match fetched {
@@ -85,11 +87,17 @@ impl Fetcher {
                     break;
                 }
                 Err(FetchError::Command(class, e)) => {
-                    if class == Failure::Permanent && last_permanent.is_none_or(|t| t.elapsed() >= PERMANENT_REPORT_EVERY) {
+                    if class == Failure::Permanent
+                        && last_permanent.is_none_or(|t| t.elapsed() >= PERMANENT_REPORT_EVERY)
+                    {
                         tracing::error!(error = %e, "fetching from the broker failed: {e}; retrying");
                         last_permanent = Some(Instant::now());
                     }
-                    let wait = if class == Failure::Permanent { Duration::from_secs(1) } else { self.link.backoff() };
+                    let wait = if class == Failure::Permanent {
+                        Duration::from_secs(1)
+                    } else {
+                        self.link.backoff()
+                    };
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.stop.changed() => break,
@@ -114,7 +122,10 @@ impl Fetcher {
     }
 
     /// The main link's connection, or why there is none.
-    async fn connection(&mut self, link: &Link) -> Result<(u64, MultiplexedConnection), FetchError> {
+    async fn connection(
+        &mut self,
+        link: &Link,
+    ) -> Result<(u64, MultiplexedConnection), FetchError> {
         tokio::select! {
             c = link.get() => c.map_err(FetchError::Link),
             _ = self.stop.changed() => Err(FetchError::Stopped),
@@ -124,16 +135,26 @@ impl Fetcher {
     /// One atomic pop-and-record of up to `max` messages, carrying the result writes and acks
     /// queued since the last fetch (the acks freed the slots this fetch fills). What the lane
     /// gave stays queued if the call fails.
-    async fn fetch_batch(&mut self, poll_keys: &[String], max: usize) -> Result<Vec<(usize, Vec<u8>)>, FetchError> {
+    async fn fetch_batch(
+        &mut self,
+        poll_keys: &[String],
+        max: usize,
+    ) -> Result<Vec<(usize, Vec<u8>)>, FetchError> {
         let link = Arc::clone(&self.link);
         let (generation, mut conn) = self.connection(&link).await?;
         let lane = Arc::clone(&self.lane);
         let taken = lane.take().await;
-        let cmd = self.call.command(&lane, &taken, poll_keys, self.queues.len(), max);
+        let cmd = self
+            .call
+            .command(&lane, &taken, poll_keys, self.queues.len(), max);
         let reply = self.call.invoke(&mut conn, &cmd);
         match self.spinner.wait(reply).await {
             Ok(flat) => {
-                if taken.writes.iter().any(|w| w.payload.len() >= RECYCLE_AFTER) {
+                if taken
+                    .writes
+                    .iter()
+                    .any(|w| w.payload.len() >= RECYCLE_AFTER)
+                {
                     link.recycle();
                 }
                 taken.sent();
@@ -149,7 +170,11 @@ impl Fetcher {
 
     /// Waits (up to the BRPOP timeout) for a message, puts it back at the head of its list
     /// and fetches it through the atomic script, so it is recorded as unacked like any other.
-    async fn block_for_one(&mut self, poll_keys: &[String], max: usize) -> Result<Vec<(usize, Vec<u8>)>, FetchError> {
+    async fn block_for_one(
+        &mut self,
+        poll_keys: &[String],
+        max: usize,
+    ) -> Result<Vec<(usize, Vec<u8>)>, FetchError> {
         let blocking = Arc::clone(&self.blocking);
         let (generation, mut conn) = self.connection(&blocking).await?;
         let mut brpop = redis::cmd("BRPOP");
@@ -164,7 +189,9 @@ impl Fetcher {
             }
             Err(e) => return Err(FetchError::Command(blocking.failed(generation, &e), e)),
         };
-        let Some((key, message)) = popped else { return Ok(Vec::new()) };
+        let Some((key, message)) = popped else {
+            return Ok(Vec::new());
+        };
         // The message exists only here now: put it back, however long that takes.
         self.link
             .run(|mut c| {
@@ -183,7 +210,11 @@ impl Fetcher {
     }
 
     /// Hands the messages to the worker, one permit each; returns false if the worker is gone.
-    async fn deliver(&mut self, items: Vec<(usize, Vec<u8>)>, mut permits: Vec<PrefetchPermit>) -> bool {
+    async fn deliver(
+        &mut self,
+        items: Vec<(usize, Vec<u8>)>,
+        mut permits: Vec<PrefetchPermit>,
+    ) -> bool {
         if items.iter().any(|(_, raw)| raw.len() >= RECYCLE_AFTER) {
             // Both connections carried this message: fresh ones give their buffers back.
             self.link.recycle();
@@ -247,4 +278,3 @@ fn pairs(flat: Vec<redis::Value>) -> Vec<(usize, Vec<u8>)> {
     }
     out
 }
-

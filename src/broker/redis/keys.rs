@@ -87,7 +87,13 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys::new("", DEFAULT_PRIORITY_STEPS.to_vec(), "unacked", "unacked_index", "unacked_mutex")
+        Keys::new(
+            "",
+            DEFAULT_PRIORITY_STEPS.to_vec(),
+            "unacked",
+            "unacked_index",
+            "unacked_mutex",
+        )
     }
 
     #[test]

@@ -15,7 +15,9 @@ mod scripts;
 mod settle;
 mod tail;
 
-pub use envelope::{mark_redelivered, parse as parse_envelope, priority_of, BadEnvelope, Envelope, EnvelopeError};
+pub use envelope::{
+    mark_redelivered, parse as parse_envelope, priority_of, BadEnvelope, Envelope, EnvelopeError,
+};
 pub use keys::{binding_member, Keys, DEFAULT_PRIORITY_STEPS, SEP};
 pub use publish::envelope as publish_envelope;
 
@@ -35,8 +37,8 @@ use crate::protocol::OutgoingMessage;
 use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::{Link, LinkOptions, RetryPolicy, DEFAULT_RESPONSE_TIMEOUT};
-use crate::redis_client::RedisUrl;
 use crate::redis_client::spin::Spinner;
+use crate::redis_client::RedisUrl;
 
 /// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
 #[derive(Debug, Clone, Deserialize)]
@@ -111,7 +113,10 @@ impl Scripts {
         }
     }
 
-    pub(super) async fn load(&self, conn: &mut MultiplexedConnection) -> Result<(), redis::RedisError> {
+    pub(super) async fn load(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(), redis::RedisError> {
         for s in [&self.fetch, &self.restore, &self.release_mutex] {
             s.prepare_invoke().load_async(conn).await?;
         }
@@ -140,8 +145,17 @@ pub struct RedisBroker {
 impl RedisBroker {
     /// Connects with Celery's default connection settings and a health state of its own
     /// (tests, tools).
-    pub async fn connect(url: &str, options: RedisTransportOptions) -> Result<RedisBroker, BrokerError> {
-        Self::connect_with(url, options, ConnectionSettings::default(), Arc::new(Health::new())).await
+    pub async fn connect(
+        url: &str,
+        options: RedisTransportOptions,
+    ) -> Result<RedisBroker, BrokerError> {
+        Self::connect_with(
+            url,
+            options,
+            ConnectionSettings::default(),
+            Arc::new(Health::new()),
+        )
+        .await
     }
 
     /// Connects (retrying as `settings` allow when the server is not there yet), loads the
@@ -152,7 +166,10 @@ impl RedisBroker {
         settings: ConnectionSettings,
         health: Arc<Health>,
     ) -> Result<RedisBroker, BrokerError> {
-        let bad_url = |reason: String| BrokerError::Url { url: redis_client::mask_password(url), reason };
+        let bad_url = |reason: String| BrokerError::Url {
+            url: redis_client::mask_password(url),
+            reason,
+        };
         let parsed = RedisUrl::parse(url).map_err(|e| bad_url(e.to_string()))?;
         let client = redis_client::client(&parsed).map_err(|e| bad_url(e.to_string()))?;
         let display = parsed.to_string();
@@ -164,30 +181,63 @@ impl RedisBroker {
             .or(parsed.socket_timeout)
             .unwrap_or(settings.timeout);
         let retry = RetryPolicy::broker(settings.max_retries);
-        let retry = if settings.retry { retry } else { RetryPolicy { max_retries: Some(0), ..retry } };
-        let response_timeout =
-            Some(options.socket_timeout.map(secs).or(parsed.socket_timeout).unwrap_or(DEFAULT_RESPONSE_TIMEOUT));
+        let retry = if settings.retry {
+            retry
+        } else {
+            RetryPolicy {
+                max_retries: Some(0),
+                ..retry
+            }
+        };
+        let response_timeout = Some(
+            options
+                .socket_timeout
+                .map(secs)
+                .or(parsed.socket_timeout)
+                .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
+        );
         let link = Arc::new(Link::new(
             client.clone(),
             display.clone(),
             "broker",
-            LinkOptions { kind: LinkKind::Broker, reports: true, connect_timeout, response_timeout, retry },
+            LinkOptions {
+                kind: LinkKind::Broker,
+                reports: true,
+                connect_timeout,
+                response_timeout,
+                retry,
+            },
             Arc::clone(&health),
         ));
         // BRPOP blocks for up to `brpop_timeout`: its reply may take that long, and more.
-        let blocking_timeout = secs(options.brpop_timeout.max(0.0)) + response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
+        let blocking_timeout = secs(options.brpop_timeout.max(0.0))
+            + response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
         let blocking = Arc::new(Link::new(
             client,
             display,
             "broker (blocking)",
-            LinkOptions { kind: LinkKind::Broker, reports: false, connect_timeout, response_timeout: Some(blocking_timeout), retry },
+            LinkOptions {
+                kind: LinkKind::Broker,
+                reports: false,
+                connect_timeout,
+                response_timeout: Some(blocking_timeout),
+                retry,
+            },
             health,
         ));
         let scripts = Scripts::new();
         let bound: Arc<Mutex<Vec<QueueSpec>>> = Arc::default();
         let keys = keys_for(&options);
-        link.set_on_connect(on_connect(scripts.clone(), keys.clone(), Arc::clone(&bound)));
-        let startup = if settings.retry_on_startup { retry.max_retries } else { Some(0) };
+        link.set_on_connect(on_connect(
+            scripts.clone(),
+            keys.clone(),
+            Arc::clone(&bound),
+        ));
+        let startup = if settings.retry_on_startup {
+            retry.max_retries
+        } else {
+            Some(0)
+        };
         let (_, mut first) = link.connect(startup).await?;
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let lane = Arc::new(SettleLane::default());
@@ -198,7 +248,12 @@ impl RedisBroker {
             counted_pop: server_version(&mut first).await >= (6, 2),
             batch_bytes: batch_budget(options.rcelery_max_message_bytes),
         };
-        tokio::spawn(settle::run(Arc::clone(&link), call.clone(), Arc::clone(&lane), settle_rx));
+        tokio::spawn(settle::run(
+            Arc::clone(&link),
+            call.clone(),
+            Arc::clone(&lane),
+            settle_rx,
+        ));
         let (stop, _) = watch::channel(false);
         let restorer = Arc::new(restore::Restorer::new(
             keys.clone(),
@@ -238,7 +293,10 @@ impl RedisBroker {
     async fn restore_visible_once(&self) {
         match self.restorer.restore_visible(&self.link).await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(count = n, "restored {n} unacknowledged message(s) past the visibility timeout"),
+            Ok(n) => tracing::warn!(
+                count = n,
+                "restored {n} unacknowledged message(s) past the visibility timeout"
+            ),
             Err(e) => tracing::warn!(error = %e, "could not restore unacknowledged messages"),
         }
     }
@@ -278,7 +336,11 @@ fn keys_for(options: &RedisTransportOptions) -> Keys {
 
 /// What every new connection does first: load the scripts (a restarted server has lost
 /// them) and record the bindings of the consumed queues (lost too, without persistence).
-fn on_connect(scripts: Scripts, keys: Keys, bound: Arc<Mutex<Vec<QueueSpec>>>) -> redis_client::link::OnConnect {
+fn on_connect(
+    scripts: Scripts,
+    keys: Keys,
+    bound: Arc<Mutex<Vec<QueueSpec>>>,
+) -> redis_client::link::OnConnect {
     Arc::new(move |mut conn| {
         let scripts = scripts.clone();
         let queues = bound.lock().map(|q| q.clone()).unwrap_or_default();
@@ -286,7 +348,9 @@ fn on_connect(scripts: Scripts, keys: Keys, bound: Arc<Mutex<Vec<QueueSpec>>>) -
         async move {
             scripts.load(&mut conn).await?;
             if !queues.is_empty() {
-                bind_pipeline(&keys, &queues).query_async::<()>(&mut conn).await?;
+                bind_pipeline(&keys, &queues)
+                    .query_async::<()>(&mut conn)
+                    .await?;
             }
             Ok(())
         }
@@ -309,8 +373,15 @@ fn bind_pipeline(keys: &Keys, queues: &[QueueSpec]) -> redis::Pipeline {
 
 /// The server's `(major, minor)` version, `(0, 0)` if it cannot be read.
 async fn server_version(conn: &mut MultiplexedConnection) -> (u32, u32) {
-    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await.unwrap_or_default();
-    let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("0.0");
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("0.0");
     let mut parts = version.trim().split('.').map(|p| p.parse().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
@@ -402,7 +473,9 @@ impl Broker for RedisBroker {
                 .link
                 .run(|mut c| {
                     let tags = &tags;
-                    async move { restore::restore_tags(&mut c, &self.keys, &self.scripts, tags, false).await }
+                    async move {
+                        restore::restore_tags(&mut c, &self.keys, &self.scripts, tags, false).await
+                    }
                 })
                 .await?;
             Ok(restored)
@@ -420,7 +493,10 @@ impl Broker for RedisBroker {
         .boxed()
     }
 
-    fn publish<'a>(&'a self, message: &'a OutgoingMessage) -> BoxFuture<'a, Result<(), BrokerError>> {
+    fn publish<'a>(
+        &'a self,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
             let payload = publish::envelope(message);
             let result = self

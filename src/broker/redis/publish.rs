@@ -14,8 +14,14 @@ use crate::value::{Dict, Value};
 pub fn envelope(message: &OutgoingMessage) -> Vec<u8> {
     let p = &message.properties;
     let mut props = Dict::with_capacity(8);
-    props.insert("correlation_id", p.correlation_id.clone().map_or(Value::None, Value::Str));
-    props.insert("reply_to", p.reply_to.clone().map_or(Value::None, Value::Str));
+    props.insert(
+        "correlation_id",
+        p.correlation_id.clone().map_or(Value::None, Value::Str),
+    );
+    props.insert(
+        "reply_to",
+        p.reply_to.clone().map_or(Value::None, Value::Str),
+    );
     props.insert("delivery_mode", i64::from(p.delivery_mode.unwrap_or(2)));
     if let Some(expiration) = &p.expiration {
         props.insert("expiration", expiration.as_str());
@@ -28,7 +34,10 @@ pub fn envelope(message: &OutgoingMessage) -> Vec<u8> {
     props.insert("body_encoding", "base64");
     props.insert("delivery_tag", uuid::Uuid::new_v4().to_string());
     let mut env = Dict::with_capacity(5);
-    env.insert("body", base64::engine::general_purpose::STANDARD.encode(&message.body));
+    env.insert(
+        "body",
+        base64::engine::general_purpose::STANDARD.encode(&message.body),
+    );
     env.insert("content-encoding", message.content_encoding.as_str());
     env.insert("content-type", message.content_type.as_str());
     env.insert("headers", Value::Dict(message.headers.clone()));
@@ -47,7 +56,10 @@ pub(super) async fn push(
     let queues = route(conn, keys, &message.exchange, &message.routing_key).await?;
     let mut pipe = redis::pipe();
     for q in &queues {
-        pipe.cmd("LPUSH").arg(keys.queue_key(q, priority)).arg(payload).ignore();
+        pipe.cmd("LPUSH")
+            .arg(keys.queue_key(q, priority))
+            .arg(payload)
+            .ignore();
     }
     pipe.query_async::<()>(conn).await
 }

@@ -18,7 +18,9 @@ use crate::value::Value;
 
 /// Seconds since the epoch, as kombu scores `unacked_index`.
 pub(super) fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Restores each tag still in `unacked`: flags it redelivered and pushes it onto the queue(s)
@@ -33,8 +35,11 @@ pub(super) async fn restore_tags(
 ) -> Result<usize, RedisError> {
     let mut restored = 0;
     for chunk in tags.chunks(256) {
-        let stored: Vec<Option<Vec<u8>>> =
-            redis::cmd("HMGET").arg(&keys.unacked).arg(chunk).query_async(conn).await?;
+        let stored: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(&keys.unacked)
+            .arg(chunk)
+            .query_async(conn)
+            .await?;
         let mut pipe = redis::pipe();
         let mut count = 0;
         for (tag, value) in chunk.iter().zip(stored) {
@@ -54,12 +59,17 @@ pub(super) async fn restore_tags(
             for q in &queues {
                 inv.arg(keys.queue_key(q, priority));
             }
-            inv.arg(tag).arg(payload).arg(if leftmost { "1" } else { "0" });
+            inv.arg(tag)
+                .arg(payload)
+                .arg(if leftmost { "1" } else { "0" });
             count += 1;
         }
         if count > 0 || !pipe.is_empty() {
             let results: Vec<redis::Value> = pipe.query_async(conn).await?;
-            restored += results.iter().filter(|v| matches!(v, redis::Value::Int(1))).count();
+            restored += results
+                .iter()
+                .filter(|v| matches!(v, redis::Value::Int(1)))
+                .count();
         }
     }
     Ok(restored)
@@ -83,8 +93,19 @@ pub(super) struct Restorer {
 }
 
 impl Restorer {
-    pub(super) fn new(keys: Keys, scripts: Scripts, visibility_timeout: f64, mutex_expire_secs: u64) -> Self {
-        Restorer { keys, scripts, visibility_timeout, mutex_expire_secs, unreleased: Mutex::new(None) }
+    pub(super) fn new(
+        keys: Keys,
+        scripts: Scripts,
+        visibility_timeout: f64,
+        mutex_expire_secs: u64,
+    ) -> Self {
+        Restorer {
+            keys,
+            scripts,
+            visibility_timeout,
+            mutex_expire_secs,
+            unreleased: Mutex::new(None),
+        }
     }
 
     /// One restore pass over `link`; returns how many messages went back.
@@ -140,8 +161,18 @@ impl Restorer {
     }
 
     /// Deletes the mutex if `token` holds it; forgets the token once that is known.
-    async fn release(&self, conn: &mut MultiplexedConnection, token: &str) -> Result<(), RedisError> {
-        let _: i64 = self.scripts.release_mutex.key(&self.keys.unacked_mutex).arg(token).invoke_async(conn).await?;
+    async fn release(
+        &self,
+        conn: &mut MultiplexedConnection,
+        token: &str,
+    ) -> Result<(), RedisError> {
+        let _: i64 = self
+            .scripts
+            .release_mutex
+            .key(&self.keys.unacked_mutex)
+            .arg(token)
+            .invoke_async(conn)
+            .await?;
         self.set_unreleased(None);
         Ok(())
     }
@@ -181,8 +212,10 @@ pub(super) async fn route(
     if exchange.is_empty() {
         return Ok(vec![routing_key.to_owned()]);
     }
-    let members: Vec<String> =
-        redis::cmd("SMEMBERS").arg(keys.binding_set(exchange)).query_async(conn).await?;
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys.binding_set(exchange))
+        .query_async(conn)
+        .await?;
     let mut queues: Vec<String> = members
         .iter()
         .filter_map(|m| parse_binding_member(m))

@@ -18,7 +18,11 @@
 /// kept byte for byte. Commands are issued per batch, not per message: `redis.call` is what
 /// costs inside a script. `SELECT` inside a script only affects the script (Redis 2.8.12+).
 pub fn fetch() -> String {
-    format!("{}{}", crate::redis_client::lane::STORE_RESULTS_LUA, FETCH_BODY)
+    format!(
+        "{}{}",
+        crate::redis_client::lane::STORE_RESULTS_LUA,
+        FETCH_BODY
+    )
 }
 
 const FETCH_BODY: &str = r#"

@@ -53,8 +53,16 @@ impl ScriptCall {
         queues_per_step: usize,
         max: usize,
     ) -> redis::Cmd {
-        let writes = if taken.writes.is_empty() { None } else { lane.target() };
-        let nw = if writes.is_some() { taken.writes.len() } else { 0 };
+        let writes = if taken.writes.is_empty() {
+            None
+        } else {
+            lane.target()
+        };
+        let nw = if writes.is_some() {
+            taken.writes.len()
+        } else {
+            0
+        };
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.scripts.fetch.get_hash())
             .arg(2 + poll_keys.len() + nw)
@@ -74,7 +82,11 @@ impl ScriptCall {
             .arg(nw)
             .arg(self.batch_bytes);
         if let Some(t) = writes {
-            cmd.arg(t.db).arg(self.db).arg(t.expires).arg(&t.success_marker).arg(t.marker_within);
+            cmd.arg(t.db)
+                .arg(self.db)
+                .arg(t.expires)
+                .arg(&t.success_marker)
+                .arg(t.marker_within);
         }
         cmd.arg(&taken.acks);
         if writes.is_some() {
@@ -171,7 +183,9 @@ pub(super) async fn run(
 /// failed (what it carried is back in the lane).
 async fn send_queued(link: &Link, call: &ScriptCall, lane: &SettleLane) -> bool {
     loop {
-        let Some((generation, mut conn)) = link_connection(link).await else { return false };
+        let Some((generation, mut conn)) = link_connection(link).await else {
+            return false;
+        };
         let taken = lane.take().await;
         if taken.is_empty() {
             return true;
@@ -206,7 +220,9 @@ async fn link_connection(link: &Link) -> Option<(u64, MultiplexedConnection)> {
 }
 
 async fn send_requeues(link: &Link, call: &ScriptCall, tags: &[String]) -> Result<(), Failure> {
-    let Some((generation, mut conn)) = link_connection(link).await else { return Err(Failure::Connection) };
+    let Some((generation, mut conn)) = link_connection(link).await else {
+        return Err(Failure::Connection);
+    };
     match restore_tags(&mut conn, &call.keys, &call.scripts, tags, true).await {
         Ok(_) => {
             link.succeeded();

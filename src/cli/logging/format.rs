@@ -21,7 +21,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let level = match *event.metadata().level() {
             Level::ERROR => "ERROR",
             Level::WARN => "WARNING",
@@ -30,7 +35,10 @@ where
         };
         write_timestamp(&mut writer)?;
         write!(writer, ": {level}/MainProcess] ")?;
-        let mut visitor = Fields { writer: &mut writer, result: Ok(()) };
+        let mut visitor = Fields {
+            writer: &mut writer,
+            result: Ok(()),
+        };
         event.record(&mut visitor);
         visitor.result?;
         writer.write_char('\n')
@@ -74,13 +82,19 @@ thread_local! {
 
 /// `[YYYY-MM-DD HH:MM:SS,mmm` in local time (Python logging's `asctime`).
 fn write_timestamp(writer: &mut Writer<'_>) -> fmt::Result {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let (secs, millis) = (now.as_secs(), now.subsec_millis());
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
             let local = chrono::DateTime::from_timestamp(secs as i64, 0)
-                .map(|utc| utc.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+                .map(|utc| {
+                    utc.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                })
                 .unwrap_or_default();
             *cached = (secs, local);
         }

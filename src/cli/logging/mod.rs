@@ -23,7 +23,9 @@ pub fn level_directive(level: &str) -> &'static str {
 pub fn init(level: Option<&str>, logfile: Option<&str>) {
     let directive = level.map_or("warn", level_directive);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directive));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).event_format(format::CeleryFormat);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(format::CeleryFormat);
     let file = logfile.and_then(|path| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -36,9 +38,14 @@ pub fn init(level: Option<&str>, logfile: Option<&str>) {
         Some(f) => Box::new(f),
         None => Box::new(std::io::stderr()),
     };
-    let _ = builder.with_writer(writer::BatchedWriter::new(sink)).try_init();
+    let _ = builder
+        .with_writer(writer::BatchedWriter::new(sink))
+        .try_init();
     std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let message = info
             .payload()
             .downcast_ref::<&str>()

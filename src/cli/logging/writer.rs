@@ -53,13 +53,18 @@ impl BatchedWriter {
     /// Batches lines for `sink` and starts the thread that writes them out. Only the first
     /// writer created in a process is flushed by [`flush`].
     pub fn new(sink: Box<dyn Write + Send>) -> BatchedWriter {
-        let inner = Arc::new(Inner { buffer: Mutex::new(Vec::with_capacity(HIGH_WATER)), sink: Mutex::new(sink) });
+        let inner = Arc::new(Inner {
+            buffer: Mutex::new(Vec::with_capacity(HIGH_WATER)),
+            sink: Mutex::new(sink),
+        });
         let _ = ACTIVE.set(Arc::clone(&inner));
         let flusher = Arc::clone(&inner);
-        let spawned = std::thread::Builder::new().name("log-flush".into()).spawn(move || loop {
-            std::thread::sleep(FLUSH_EVERY);
-            flusher.flush();
-        });
+        let spawned = std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || loop {
+                std::thread::sleep(FLUSH_EVERY);
+                flusher.flush();
+            });
         if let Err(e) = spawned {
             eprintln!("rcelery: cannot start the log flusher ({e}); lines are written at once");
         }
@@ -75,7 +80,11 @@ pub struct LineWriter<'a> {
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.inner.buffer.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+        self.inner
+            .buffer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -86,7 +95,12 @@ impl Write for LineWriter<'_> {
 
 impl Drop for LineWriter<'_> {
     fn drop(&mut self) {
-        let full = self.inner.buffer.lock().map(|b| b.len() >= HIGH_WATER).unwrap_or(true);
+        let full = self
+            .inner
+            .buffer
+            .lock()
+            .map(|b| b.len() >= HIGH_WATER)
+            .unwrap_or(true);
         if self.urgent || full {
             self.inner.flush();
         }
@@ -97,10 +111,16 @@ impl<'a> MakeWriter<'a> for BatchedWriter {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter { inner: &self.inner, urgent: false }
+        LineWriter {
+            inner: &self.inner,
+            urgent: false,
+        }
     }
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        LineWriter { inner: &self.inner, urgent: *meta.level() <= Level::WARN }
+        LineWriter {
+            inner: &self.inner,
+            urgent: *meta.level() <= Level::WARN,
+        }
     }
 }

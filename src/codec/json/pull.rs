@@ -22,7 +22,10 @@ pub struct PullReader<'a> {
 impl<'a> PullReader<'a> {
     /// A reader at the start of `input`, which must be UTF-8.
     pub fn new(input: &'a [u8]) -> Result<Self, JsonError> {
-        Ok(PullReader { r: Reader::new(input)?, first: false })
+        Ok(PullReader {
+            r: Reader::new(input)?,
+            first: false,
+        })
     }
 
     /// True if the next value is an object.
@@ -64,7 +67,9 @@ impl<'a> PullReader<'a> {
             self.r.skip_ws();
         }
         if !self.r.eat(b'"') {
-            return Err(self.r.error("Expecting property name enclosed in double quotes"));
+            return Err(self
+                .r
+                .error("Expecting property name enclosed in double quotes"));
         }
         let key = self.r.string()?;
         self.r.skip_ws();

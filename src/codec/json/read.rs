@@ -52,7 +52,13 @@ impl<'a> Reader<'a> {
             offset: e.valid_up_to(),
             message: "invalid UTF-8".to_owned(),
         })?;
-        let mut r = Reader { text, b: input, pos: 0, depth: 0, budget: Budget::for_input(input.len()) };
+        let mut r = Reader {
+            text,
+            b: input,
+            pos: 0,
+            depth: 0,
+            budget: Budget::for_input(input.len()),
+        };
         r.skip_ws();
         Ok(r)
     }
@@ -75,12 +81,16 @@ impl<'a> Reader<'a> {
 
     /// Spends `bytes` of the allowance, or fails: the document expands beyond its bound.
     fn charge(&mut self, bytes: usize) -> Result<(), JsonError> {
-        self.budget.spend(bytes).map_err(|_| self.error("document expands beyond the allowed size"))
+        self.budget
+            .spend(bytes)
+            .map_err(|_| self.error("document expands beyond the allowed size"))
     }
 
     /// Makes room for `extra` more items in `v`, charging its growth first.
     fn reserve<T>(&mut self, v: &mut Vec<T>, extra: usize) -> Result<(), JsonError> {
-        self.budget.grow(v, extra).map_err(|_| self.error("document expands beyond the allowed size"))
+        self.budget
+            .grow(v, extra)
+            .map_err(|_| self.error("document expands beyond the allowed size"))
     }
 
     pub(super) fn peek(&self) -> Option<u8> {
@@ -267,7 +277,12 @@ impl<'a> Reader<'a> {
                 skipped
             }
             Some(b'-' | b'0'..=b'9') => self.number().map(drop),
-            _ if self.eat_literal(b"null") || self.eat_literal(b"true") || self.eat_literal(b"false") => Ok(()),
+            _ if self.eat_literal(b"null")
+                || self.eat_literal(b"true")
+                || self.eat_literal(b"false") =>
+            {
+                Ok(())
+            }
             _ if self.eat_literal(b"NaN") || self.eat_literal(b"Infinity") => Ok(()),
             _ => Err(self.error("Expecting value")),
         }
@@ -308,7 +323,9 @@ impl<'a> Reader<'a> {
     fn skip_string(&mut self) -> Result<(), JsonError> {
         loop {
             let rest = self.b.get(self.pos..).unwrap_or(&[]);
-            let run = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            let run = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
             let Some(run) = run else {
                 self.pos = self.b.len();
                 return Err(self.error("Unterminated string"));
@@ -326,7 +343,9 @@ impl<'a> Reader<'a> {
                             self.pos += 1;
                             self.hex4()?;
                         }
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1
+                        }
                         None => return Err(self.error("Unterminated string")),
                         Some(_) => return Err(self.error("Invalid \\escape")),
                     }
@@ -368,7 +387,10 @@ impl<'a> Reader<'a> {
                 _ => {
                     // Skip the plain run in one go.
                     let rest = self.b.get(self.pos..).unwrap_or(&[]);
-                    self.pos += rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(rest.len());
+                    self.pos += rest
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .unwrap_or(rest.len());
                 }
             }
         }

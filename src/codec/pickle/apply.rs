@@ -30,12 +30,20 @@ type Built = (Node, usize);
 fn is_class(g: Global) -> bool {
     !matches!(
         g,
-        Global::Getattr | Global::CodecsEncode | Global::Reconstructor | Global::PytzP | Global::PytzUtc | Global::ZoneInfoUnpickle
+        Global::Getattr
+            | Global::CodecsEncode
+            | Global::Reconstructor
+            | Global::PytzP
+            | Global::PytzUtc
+            | Global::ZoneInfoUnpickle
     )
 }
 
 fn latin1_codec(name: &str) -> bool {
-    matches!(name.to_ascii_lowercase().as_str(), "latin1" | "latin-1" | "latin_1" | "iso-8859-1" | "iso8859-1" | "l1")
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "latin1" | "latin-1" | "latin_1" | "iso-8859-1" | "iso8859-1" | "l1"
+    )
 }
 
 impl Machine<'_> {
@@ -61,13 +69,20 @@ impl Machine<'_> {
         if args.len() > MAX_ARGS {
             return Err(self.err("too many arguments"));
         }
-        let via = if args.is_empty() && is_class(g) { Via::New } else { Via::Call };
+        let via = if args.is_empty() && is_class(g) {
+            Via::New
+        } else {
+            Via::Call
+        };
         self.construct(g, args, via)
     }
 
     /// BUILD: only `uuid.UUID` takes state; `None` or `{}` state is a no-op for anything.
     pub(super) fn build(&mut self, inst: Id, state: Id) -> Result<(), PickleError> {
-        let is_uuid = matches!(self.node(inst), Node::UuidBlank | Node::Value(Value::Uuid(_)));
+        let is_uuid = matches!(
+            self.node(inst),
+            Node::UuidBlank | Node::Value(Value::Uuid(_))
+        );
         let pairs = match self.node(state) {
             Node::Value(Value::None) if !is_uuid => return Ok(()),
             Node::Dict(d) if d.is_empty() && !is_uuid => return Ok(()),
@@ -110,13 +125,19 @@ impl Machine<'_> {
     }
 
     fn construct(&mut self, g: Global, args: &[Id], via: Via) -> Result<Id, PickleError> {
-        let (node, _) = self.build_node(g, args, via).map_err(|e| self.err(format!("{}: {e}", display_name(g))))?;
+        let (node, _) = self
+            .build_node(g, args, via)
+            .map_err(|e| self.err(format!("{}: {e}", display_name(g))))?;
         let (heap, depth) = match &node {
             Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => {
                 (v.capacity() * size_of::<Id>(), self.depth_over(v))
             }
             Node::Dict(pairs) => {
-                let depth = pairs.iter().map(|&(k, v)| self.depth_over(&[k, v])).max().unwrap_or(1);
+                let depth = pairs
+                    .iter()
+                    .map(|&(k, v)| self.depth_over(&[k, v]))
+                    .max()
+                    .unwrap_or(1);
                 (pairs.capacity() * size_of::<(Id, Id)>(), depth)
             }
             Node::Value(v) => (value_heap(v), 0),
@@ -125,7 +146,9 @@ impl Machine<'_> {
         let id = self.alloc(node, heap, depth)?;
         let mut children = Vec::new();
         match &self.node(id) {
-            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => children.extend_from_slice(v),
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => {
+                children.extend_from_slice(v)
+            }
             Node::Dict(pairs) => children.extend(pairs.iter().flat_map(|&(k, v)| [k, v])),
             _ => {}
         }
@@ -165,9 +188,11 @@ impl Machine<'_> {
     fn state_bytes(&self, id: Id, len: usize) -> Option<Cow<'_, [u8]>> {
         match self.node(id) {
             Node::Value(Value::Bytes(b)) if b.len() == len => Some(Cow::Borrowed(b)),
-            Node::Value(Value::Str(s)) if s.chars().count() == len => {
-                s.chars().map(|ch| u8::try_from(u32::from(ch)).ok()).collect::<Option<Vec<u8>>>().map(Cow::Owned)
-            }
+            Node::Value(Value::Str(s)) if s.chars().count() == len => s
+                .chars()
+                .map(|ch| u8::try_from(u32::from(ch)).ok())
+                .collect::<Option<Vec<u8>>>()
+                .map(Cow::Owned),
             _ => None,
         }
     }
@@ -192,8 +217,10 @@ impl Machine<'_> {
                 .map(|ch| u8::try_from(u32::from(ch)).ok())
                 .collect::<Option<Vec<u8>>>()
                 .ok_or("'latin-1' codec can't encode character")?
-        } else if matches!(codec.to_ascii_lowercase().as_str(), "utf-8" | "utf8" | "utf_8")
-            || (codec.eq_ignore_ascii_case("ascii") && s.is_ascii())
+        } else if matches!(
+            codec.to_ascii_lowercase().as_str(),
+            "utf-8" | "utf8" | "utf_8"
+        ) || (codec.eq_ignore_ascii_case("ascii") && s.is_ascii())
         {
             s.as_bytes().to_vec()
         } else {
@@ -211,7 +238,9 @@ impl Machine<'_> {
                 Node::List(items) | Node::Tuple(items) => items
                     .iter()
                     .map(|&i| match self.node(i) {
-                        Node::Value(Value::Int(n)) => u8::try_from(*n).map_err(|_| "bytes must be in range(0, 256)".into()),
+                        Node::Value(Value::Int(n)) => {
+                            u8::try_from(*n).map_err(|_| "bytes must be in range(0, 256)".into())
+                        }
                         _ => Err("an integer is required".into()),
                     })
                     .collect(),
@@ -242,7 +271,14 @@ impl Machine<'_> {
                     _ => Vec::new(),
                 };
                 let cost = items.len();
-                Ok((if g == Global::Set { Node::Set(items) } else { Node::FrozenSet(items) }, cost))
+                Ok((
+                    if g == Global::Set {
+                        Node::Set(items)
+                    } else {
+                        Node::FrozenSet(items)
+                    },
+                    cost,
+                ))
             }
             Global::Bytes => {
                 let b = self.bytes_arg(args)?;
@@ -250,7 +286,11 @@ impl Machine<'_> {
                 Ok((Node::Value(Value::Bytes(b)), cost))
             }
             Global::ByteArray => {
-                let b = if via == Via::New { Vec::new() } else { self.bytes_arg(args)? };
+                let b = if via == Via::New {
+                    Vec::new()
+                } else {
+                    self.bytes_arg(args)?
+                };
                 let cost = b.len();
                 Ok((Node::Value(Value::ByteArray(b)), cost))
             }
@@ -286,7 +326,9 @@ impl Machine<'_> {
                         Node::List(items) | Node::Tuple(items) => items
                             .iter()
                             .map(|&i| match self.node(i) {
-                                Node::Tuple(kv) | Node::List(kv) if kv.len() == 2 => Ok((kv[0], kv[1])),
+                                Node::Tuple(kv) | Node::List(kv) if kv.len() == 2 => {
+                                    Ok((kv[0], kv[1]))
+                                }
                                 _ => Err(Fail::from("OrderedDict items must be pairs")),
                             })
                             .collect::<Result<_, _>>()?,
@@ -311,7 +353,10 @@ impl Machine<'_> {
             Global::DateTime => {
                 if n <= 2 && n > 0 {
                     if let Some(state) = self.state_bytes(args[0], 10) {
-                        return value(Value::DateTime(Box::new(c::datetime_from_state(&state, self.tz_arg(args.get(1))?)?)));
+                        return value(Value::DateTime(Box::new(c::datetime_from_state(
+                            &state,
+                            self.tz_arg(args.get(1))?,
+                        )?)));
                     }
                 }
                 arity(3, 8)?;
@@ -321,7 +366,10 @@ impl Machine<'_> {
                 }
                 let date = c::date(f[0], f[1], f[2])?;
                 let time = c::time(f[3], f[4], f[5], f[6], self.tz_arg(args.get(7))?, 0)?;
-                value(Value::DateTime(Box::new(crate::value::DateTime { date, time })))
+                value(Value::DateTime(Box::new(crate::value::DateTime {
+                    date,
+                    time,
+                })))
             }
             Global::Date => {
                 if n == 1 {
@@ -339,7 +387,10 @@ impl Machine<'_> {
                 if n <= 2 && n > 0 {
                     if let Some(state) = self.state_bytes(args[0], 6) {
                         if state[0] & 0x7f < 24 {
-                            return value(Value::Time(Box::new(c::time_from_state(&state, self.tz_arg(args.get(1))?)?)));
+                            return value(Value::Time(Box::new(c::time_from_state(
+                                &state,
+                                self.tz_arg(args.get(1))?,
+                            )?)));
                         }
                     }
                 }
@@ -348,7 +399,14 @@ impl Machine<'_> {
                 for (i, &a) in args.iter().take(4).enumerate() {
                     f[i] = self.int_arg(a, "time")?;
                 }
-                value(Value::Time(Box::new(c::time(f[0], f[1], f[2], f[3], self.tz_arg(args.get(4))?, 0)?)))
+                value(Value::Time(Box::new(c::time(
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[3],
+                    self.tz_arg(args.get(4))?,
+                    0,
+                )?)))
             }
             Global::TimeDelta => {
                 arity(0, 3)?;
@@ -385,7 +443,9 @@ impl Machine<'_> {
                 arity(0, 1)?;
                 let text = match args.first().map(|&a| self.value_arg(a)).transpose()? {
                     None => "0".to_owned(),
-                    Some(Value::Str(s)) => canonical_decimal(s).ok_or("invalid literal for Decimal")?,
+                    Some(Value::Str(s)) => {
+                        canonical_decimal(s).ok_or("invalid literal for Decimal")?
+                    }
                     Some(Value::Int(i)) => i.to_string(),
                     Some(Value::BigInt(b)) => b.to_string(),
                     Some(Value::Decimal(d)) => d.clone(),
@@ -400,7 +460,9 @@ impl Machine<'_> {
                 _ => Err("only UUID(hex) or UUID.__new__(UUID) are supported".into()),
             },
             Global::SafeUuid => match (via, args) {
-                (Via::Call, [v]) if matches!(self.node(*v), Node::Value(Value::None | Value::Int(-1..=0))) => {
+                (Via::Call, [v])
+                    if matches!(self.node(*v), Node::Value(Value::None | Value::Int(-1..=0))) =>
+                {
                     Ok((Node::SafeUuid, 0))
                 }
                 _ => Err("not a SafeUUID value".into()),

@@ -32,11 +32,22 @@ pub(super) fn date(year: i64, month: i64, day: i64) -> Result<Date, Fail> {
     if day < 1 || day > i64::from(days_in_month(year, month)) {
         return Err("day is out of range for month".into());
     }
-    Ok(Date { year, month, day: day as u8 })
+    Ok(Date {
+        year,
+        month,
+        day: day as u8,
+    })
 }
 
 /// `datetime.time(hour, minute, second, microsecond, tzinfo, fold=fold)` with range checks.
-pub(super) fn time(h: i64, m: i64, s: i64, us: i64, tz: Option<TzInfo>, fold: i64) -> Result<Time, Fail> {
+pub(super) fn time(
+    h: i64,
+    m: i64,
+    s: i64,
+    us: i64,
+    tz: Option<TzInfo>,
+    fold: i64,
+) -> Result<Time, Fail> {
     if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..60).contains(&s) {
         return Err("time field out of range".into());
     }
@@ -46,7 +57,14 @@ pub(super) fn time(h: i64, m: i64, s: i64, us: i64, tz: Option<TzInfo>, fold: i6
     if !(0..=1).contains(&fold) {
         return Err("fold must be either 0 or 1".into());
     }
-    Ok(Time { hour: h as u8, minute: m as u8, second: s as u8, microsecond: us as u32, tz, fold: fold as u8 })
+    Ok(Time {
+        hour: h as u8,
+        minute: m as u8,
+        second: s as u8,
+        microsecond: us as u32,
+        tz,
+        fold: fold as u8,
+    })
 }
 
 /// The 10-byte state of a pickled `datetime` (fold in the high bit of the month byte).
@@ -55,7 +73,11 @@ pub(super) fn datetime_from_state(b: &[u8], tz: Option<TzInfo>) -> Result<DateTi
         return Err("bad datetime state: expected 10 bytes".into());
     };
     let fold = i64::from(mo >> 7);
-    let date = date(i64::from(yh) * 256 + i64::from(yl), i64::from(mo & 0x7f), i64::from(d))?;
+    let date = date(
+        i64::from(yh) * 256 + i64::from(yl),
+        i64::from(mo & 0x7f),
+        i64::from(d),
+    )?;
     let us = (i64::from(u1) << 16) | (i64::from(u2) << 8) | i64::from(u3);
     let time = time(i64::from(h), i64::from(mi), i64::from(s), us, tz, fold)?;
     Ok(DateTime { date, time })
@@ -66,7 +88,11 @@ pub(super) fn date_from_state(b: &[u8]) -> Result<Date, Fail> {
     let [yh, yl, mo, d] = *b else {
         return Err("bad date state: expected 4 bytes".into());
     };
-    date(i64::from(yh) * 256 + i64::from(yl), i64::from(mo), i64::from(d))
+    date(
+        i64::from(yh) * 256 + i64::from(yl),
+        i64::from(mo),
+        i64::from(d),
+    )
 }
 
 /// The 6-byte state of a pickled `time` (fold in the high bit of the hour byte).
@@ -75,13 +101,21 @@ pub(super) fn time_from_state(b: &[u8], tz: Option<TzInfo>) -> Result<Time, Fail
         return Err("bad time state: expected 6 bytes".into());
     };
     let us = (i64::from(u1) << 16) | (i64::from(u2) << 8) | i64::from(u3);
-    time(i64::from(h & 0x7f), i64::from(mi), i64::from(s), us, tz, i64::from(h >> 7))
+    time(
+        i64::from(h & 0x7f),
+        i64::from(mi),
+        i64::from(s),
+        us,
+        tz,
+        i64::from(h >> 7),
+    )
 }
 
 /// `timedelta(days, seconds, microseconds)` from integers, normalized as Python does.
 pub(super) fn timedelta(days: i64, seconds: i64, micros: i64) -> Result<TimeDelta, Fail> {
     let overflow = || Fail::from("timedelta out of range");
-    let total_us = i128::from(days) * 86_400_000_000 + i128::from(seconds) * 1_000_000 + i128::from(micros);
+    let total_us =
+        i128::from(days) * 86_400_000_000 + i128::from(seconds) * 1_000_000 + i128::from(micros);
     let days = total_us.div_euclid(86_400_000_000);
     let rest = total_us.rem_euclid(86_400_000_000);
     if days.abs() > i128::from(MAX_TIMEDELTA_DAYS) {
@@ -106,7 +140,10 @@ pub(super) fn timezone(offset: &TimeDelta, name: Option<String>) -> Result<TzInf
     if secs == 0 && name.is_none() {
         return Ok(TzInfo::Utc);
     }
-    Ok(TzInfo::Fixed { offset_seconds: secs as i32, name })
+    Ok(TzInfo::Fixed {
+        offset_seconds: secs as i32,
+        name,
+    })
 }
 
 /// A zone name from `zoneinfo` or pytz; pytz's `"UTC"` is its UTC singleton.
@@ -142,7 +179,10 @@ pub(super) fn uuid_from_int(v: &Value) -> Result<uuid::Uuid, Fail> {
 /// `uuid.UUID(hex)`: the hex forms `UUID()` accepts (braces, `urn:uuid:`, dashes).
 pub(super) fn uuid_from_hex(s: &str) -> Result<uuid::Uuid, Fail> {
     let t = s.trim_start_matches("urn:").trim_start_matches("uuid:");
-    let hex: String = t.chars().filter(|c| !matches!(c, '{' | '}' | '-')).collect();
+    let hex: String = t
+        .chars()
+        .filter(|c| !matches!(c, '{' | '}' | '-'))
+        .collect();
     if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("badly formed hexadecimal UUID string".into());
     }
@@ -175,7 +215,15 @@ mod tests {
     #[test]
     fn datetime_state() {
         let dt = datetime_from_state(&[7, 232, 1 | 0x80, 2, 3, 4, 5, 0, 0, 6], None).unwrap();
-        assert_eq!((dt.date.year, dt.date.month, dt.time.fold, dt.time.microsecond), (2024, 1, 1, 6));
+        assert_eq!(
+            (
+                dt.date.year,
+                dt.date.month,
+                dt.time.fold,
+                dt.time.microsecond
+            ),
+            (2024, 1, 1, 6)
+        );
         assert!(datetime_from_state(&[7, 232, 2, 30, 0, 0, 0, 0, 0, 0], None).is_err());
     }
 }

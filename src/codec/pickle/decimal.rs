@@ -35,14 +35,19 @@ pub(super) fn canonical_decimal(text: &str) -> Option<String> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+    if !int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let mut exponent: i64 = match exp_text {
         None => 0,
         Some(e) => {
             let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-            if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 return None;
             }
             e.parse().ok()?
@@ -62,11 +67,21 @@ pub(super) fn canonical_decimal(text: &str) -> Option<String> {
 fn to_sci_string(sign: &str, digits: &str, exponent: i64) -> String {
     let n = digits.len() as i64;
     let leftdigits = exponent + n;
-    let dotplace = if exponent <= 0 && leftdigits > -6 { leftdigits } else { 1 };
+    let dotplace = if exponent <= 0 && leftdigits > -6 {
+        leftdigits
+    } else {
+        1
+    };
     let (int_part, frac_part) = if dotplace <= 0 {
-        ("0".to_owned(), format!(".{}{}", "0".repeat((-dotplace) as usize), digits))
+        (
+            "0".to_owned(),
+            format!(".{}{}", "0".repeat((-dotplace) as usize), digits),
+        )
     } else if dotplace >= n {
-        (format!("{}{}", digits, "0".repeat((dotplace - n) as usize)), String::new())
+        (
+            format!("{}{}", digits, "0".repeat((dotplace - n) as usize)),
+            String::new(),
+        )
     } else {
         let (a, b) = digits.split_at(dotplace as usize);
         (a.to_owned(), format!(".{b}"))

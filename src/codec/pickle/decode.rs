@@ -16,12 +16,16 @@ fn ascii_str(m: &Machine<'_>, bytes: &[u8]) -> Result<String, PickleError> {
     if bytes.is_ascii() {
         Ok(bytes.iter().map(|&b| char::from(b)).collect())
     } else {
-        Err(m.err("non-ASCII byte in a protocol-2 string (CPython's default encoding='ASCII' fails too)"))
+        Err(m.err(
+            "non-ASCII byte in a protocol-2 string (CPython's default encoding='ASCII' fails too)",
+        ))
     }
 }
 
 fn utf8_str(m: &Machine<'_>, bytes: &[u8]) -> Result<String, PickleError> {
-    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| m.err("invalid UTF-8 in a unicode string"))
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| m.err("invalid UTF-8 in a unicode string"))
 }
 
 impl Machine<'_> {
@@ -101,7 +105,8 @@ impl Machine<'_> {
                 }
                 LONG4 => {
                     let n = self.uint::<4>()? as u32 as i32;
-                    let n = u64::try_from(n).map_err(|_| self.err("LONG pickle has negative byte count"))?;
+                    let n = u64::try_from(n)
+                        .map_err(|_| self.err("LONG pickle has negative byte count"))?;
                     self.load_long(n)?;
                 }
                 FLOAT => {
@@ -128,7 +133,8 @@ impl Machine<'_> {
                 }
                 BINSTRING => {
                     let n = self.uint::<4>()? as u32 as i32;
-                    let n = u64::try_from(n).map_err(|_| self.err("BINSTRING pickle has negative byte count"))?;
+                    let n = u64::try_from(n)
+                        .map_err(|_| self.err("BINSTRING pickle has negative byte count"))?;
                     let bytes = self.take(n)?;
                     let s = ascii_str(&self, bytes)?;
                     self.push_value(Value::Str(s), bytes.len())?;
@@ -291,7 +297,9 @@ impl Machine<'_> {
                 }
                 OBJ => {
                     let items = self.pop_mark_items()?;
-                    let (&cls, args) = items.split_first().ok_or_else(|| self.err("OBJ without a class"))?;
+                    let (&cls, args) = items
+                        .split_first()
+                        .ok_or_else(|| self.err("OBJ without a class"))?;
                     let g = match self.node(cls) {
                         Node::Global(g) => *g,
                         _ => return Err(self.err("OBJ class is not an allowed global")),
@@ -328,13 +336,22 @@ impl Machine<'_> {
                 }
                 // Refused outright.
                 PERSID | BINPERSID => {
-                    return Err(PickleError::Refused { offset: self.op_start, what: "persistent IDs" })
+                    return Err(PickleError::Refused {
+                        offset: self.op_start,
+                        what: "persistent IDs",
+                    })
                 }
                 EXT1 | EXT2 | EXT4 => {
-                    return Err(PickleError::Refused { offset: self.op_start, what: "the copyreg extension registry" })
+                    return Err(PickleError::Refused {
+                        offset: self.op_start,
+                        what: "the copyreg extension registry",
+                    })
                 }
                 NEXT_BUFFER | READONLY_BUFFER => {
-                    return Err(PickleError::Refused { offset: self.op_start, what: "out-of-band buffers" })
+                    return Err(PickleError::Refused {
+                        offset: self.op_start,
+                        what: "out-of-band buffers",
+                    })
                 }
                 other => return Err(self.err(format!("invalid load key, '\\x{other:02x}'"))),
             }
@@ -344,7 +361,11 @@ impl Machine<'_> {
     fn load_long(&mut self, n: u64) -> Result<(), PickleError> {
         let bytes = self.take(n)?;
         let v = if bytes.len() <= 8 {
-            let mut buf = [if bytes.last().is_some_and(|&b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
+            let mut buf = [if bytes.last().is_some_and(|&b| b & 0x80 != 0) {
+                0xff
+            } else {
+                0
+            }; 8];
             buf[..bytes.len()].copy_from_slice(bytes);
             Value::Int(i64::from_le_bytes(buf))
         } else {
@@ -364,7 +385,11 @@ impl Machine<'_> {
         let bytes = self.take(n)?;
         self.charge(bytes.len())?;
         let bytes = bytes.to_vec();
-        let v = if bytearray { Value::ByteArray(bytes) } else { Value::Bytes(bytes) };
+        let v = if bytearray {
+            Value::ByteArray(bytes)
+        } else {
+            Value::Bytes(bytes)
+        };
         self.push_value(v, 0)
     }
 
@@ -385,9 +410,16 @@ impl Machine<'_> {
             (_, ADDITEMS) => return Err(self.err("ADDITEMS target is not a set")),
             _ => return Err(self.err("APPEND(S) target is not a list")),
         }
-        let Machine { arena, budget, op_start, .. } = self;
+        let Machine {
+            arena,
+            budget,
+            op_start,
+            ..
+        } = self;
         if let Node::List(v) | Node::Set(v) = &mut arena.get_mut(target).node {
-            budget.grow(v, items.len()).map_err(|_| PickleError::TooLarge { offset: *op_start })?;
+            budget
+                .grow(v, items.len())
+                .map_err(|_| PickleError::TooLarge { offset: *op_start })?;
             v.extend_from_slice(items);
         }
         self.deepen(target, items)
@@ -402,9 +434,16 @@ impl Machine<'_> {
         if !matches!(self.node(target), Node::Dict(_)) {
             return Err(self.err("SETITEM(S) target is not a dict"));
         }
-        let Machine { arena, budget, op_start, .. } = self;
+        let Machine {
+            arena,
+            budget,
+            op_start,
+            ..
+        } = self;
         if let Node::Dict(d) = &mut arena.get_mut(target).node {
-            budget.grow(d, items.len() / 2).map_err(|_| PickleError::TooLarge { offset: *op_start })?;
+            budget
+                .grow(d, items.len() / 2)
+                .map_err(|_| PickleError::TooLarge { offset: *op_start })?;
             d.extend(items.chunks_exact(2).map(|c| (c[0], c[1])));
         }
         self.deepen(target, items)
@@ -412,11 +451,18 @@ impl Machine<'_> {
 
     fn memo_put(&mut self, idx: u64) -> Result<(), PickleError> {
         let id = self.top()?;
-        self.memo.put(idx, id, &mut self.budget).map_err(|_| PickleError::TooLarge { offset: self.op_start })
+        self.memo
+            .put(idx, id, &mut self.budget)
+            .map_err(|_| PickleError::TooLarge {
+                offset: self.op_start,
+            })
     }
 
     fn memo_get(&mut self, idx: u64) -> Result<(), PickleError> {
-        let id = self.memo.get(idx).ok_or_else(|| self.err(format!("memo value not found at index {idx}")))?;
+        let id = self
+            .memo
+            .get(idx)
+            .ok_or_else(|| self.err(format!("memo value not found at index {idx}")))?;
         self.push_id(id)
     }
 }

@@ -78,7 +78,14 @@ impl Encoder {
     /// Pickles `value` with protocol `proto` (clamped to 2..=5).
     pub(super) fn dumps(value: &Value, proto: u8) -> Vec<u8> {
         let proto = proto.clamp(2, HIGHEST_PROTOCOL);
-        let mut e = Encoder { out: Vec::with_capacity(64), proto, framing: false, frame_start: None, memo: HashMap::new(), memo_len: 0 };
+        let mut e = Encoder {
+            out: Vec::with_capacity(64),
+            proto,
+            framing: false,
+            frame_start: None,
+            memo: HashMap::new(),
+            memo_len: 0,
+        };
         e.write(&[PROTO, proto]);
         e.framing = proto >= 4;
         e.save(value);
@@ -98,11 +105,14 @@ impl Encoder {
     }
 
     fn commit_frame(&mut self) {
-        let Some(start) = self.frame_start.take() else { return };
+        let Some(start) = self.frame_start.take() else {
+            return;
+        };
         let len = self.out.len() - start - FRAME_HEADER_SIZE;
         if len >= FRAME_SIZE_MIN {
             self.out[start] = FRAME;
-            self.out[start + 1..start + FRAME_HEADER_SIZE].copy_from_slice(&(len as u64).to_le_bytes());
+            self.out[start + 1..start + FRAME_HEADER_SIZE]
+                .copy_from_slice(&(len as u64).to_le_bytes());
         } else {
             self.out.drain(start..start + FRAME_HEADER_SIZE);
         }
@@ -195,7 +205,9 @@ impl Encoder {
             Value::Date(d) => self.save_date(d),
             Value::Time(t) => self.save_time(t),
             Value::TimeDelta(td) => self.save_timedelta(td),
-            Value::Decimal(text) => self.save_reduce(("decimal", "Decimal"), &[Arg::Str(text, None)], None),
+            Value::Decimal(text) => {
+                self.save_reduce(("decimal", "Decimal"), &[Arg::Str(text, None)], None)
+            }
             Value::Uuid(u) => self.save_uuid(u),
         }
     }
@@ -227,7 +239,10 @@ impl Encoder {
             Arg::Global(m, n) => self.save_global(m, n),
             Arg::ZoneUnpickle => {
                 self.boundary();
-                let args = [Arg::Global("zoneinfo", "ZoneInfo"), Arg::Str("_unpickle", None)];
+                let args = [
+                    Arg::Global("zoneinfo", "ZoneInfo"),
+                    Arg::Str("_unpickle", None),
+                ];
                 self.save_reduce(("builtins", "getattr"), &args, None);
             }
         }
@@ -291,7 +306,10 @@ impl Encoder {
             } else {
                 let text: String = b.iter().map(|&c| char::from(c)).collect();
                 let text_key = str_key(&text);
-                let args = [Arg::Str(&text, text_key), Arg::Str("latin1", Some(Key::Str("latin1".into())))];
+                let args = [
+                    Arg::Str(&text, text_key),
+                    Arg::Str("latin1", Some(Key::Str("latin1".into()))),
+                ];
                 self.save_reduce(("_codecs", "encode"), &args, key);
             }
             return;
@@ -323,7 +341,11 @@ impl Encoder {
         } else if b.is_empty() {
             self.save_reduce(("builtins", "bytearray"), &[], None);
         } else {
-            self.save_reduce(("builtins", "bytearray"), &[Arg::Bytes(b, bytes_key(b))], None);
+            self.save_reduce(
+                ("builtins", "bytearray"),
+                &[Arg::Bytes(b, bytes_key(b))],
+                None,
+            );
         }
     }
 
@@ -470,7 +492,12 @@ impl Encoder {
     }
 
     /// `func(*args)` as REDUCE, then memoizes the result under `key`.
-    fn save_reduce(&mut self, func: (&'static str, &'static str), args: &[Arg<'_>], key: Option<Key>) {
+    fn save_reduce(
+        &mut self,
+        func: (&'static str, &'static str),
+        args: &[Arg<'_>],
+        key: Option<Key>,
+    ) {
         self.save_global(func.0, func.1);
         self.boundary();
         self.save_tuple_body(args);
@@ -481,14 +508,25 @@ impl Encoder {
     fn save_tz(&mut self, tz: &TzInfo) {
         self.boundary();
         match tz {
-            TzInfo::Utc | TzInfo::Fixed { offset_seconds: 0, name: None } => {
+            TzInfo::Utc
+            | TzInfo::Fixed {
+                offset_seconds: 0,
+                name: None,
+            } => {
                 let key = Some(Key::Utc);
                 if !self.try_get(&key) {
-                    let zero = TimeDelta { days: 0, seconds: 0, microseconds: 0 };
+                    let zero = TimeDelta {
+                        days: 0,
+                        seconds: 0,
+                        microseconds: 0,
+                    };
                     self.save_reduce(("datetime", "timezone"), &[Arg::TimeDelta(zero)], key);
                 }
             }
-            TzInfo::Fixed { offset_seconds, name } => {
+            TzInfo::Fixed {
+                offset_seconds,
+                name,
+            } => {
                 let secs = i64::from(*offset_seconds);
                 let off = Arg::TimeDelta(TimeDelta {
                     days: secs.div_euclid(86_400),
@@ -496,7 +534,9 @@ impl Encoder {
                     microseconds: 0,
                 });
                 match name {
-                    Some(n) => self.save_reduce(("datetime", "timezone"), &[off, Arg::Str(n, None)], None),
+                    Some(n) => {
+                        self.save_reduce(("datetime", "timezone"), &[off, Arg::Str(n, None)], None)
+                    }
                     None => self.save_reduce(("datetime", "timezone"), &[off], None),
                 }
             }
@@ -514,15 +554,35 @@ impl Encoder {
     }
 
     fn save_timedelta(&mut self, td: &TimeDelta) {
-        let args = [Arg::Int(td.days), Arg::Int(i64::from(td.seconds)), Arg::Int(i64::from(td.microseconds))];
+        let args = [
+            Arg::Int(td.days),
+            Arg::Int(i64::from(td.seconds)),
+            Arg::Int(i64::from(td.microseconds)),
+        ];
         self.save_reduce(("datetime", "timedelta"), &args, None);
     }
 
     fn save_datetime(&mut self, dt: &DateTime) {
         let (d, t) = (&dt.date, &dt.time);
-        let month = d.month | if t.fold != 0 && self.proto > 3 { 0x80 } else { 0 };
+        let month = d.month
+            | if t.fold != 0 && self.proto > 3 {
+                0x80
+            } else {
+                0
+            };
         let us = t.microsecond.to_be_bytes();
-        let state = [(d.year >> 8) as u8, d.year as u8, month, d.day, t.hour, t.minute, t.second, us[1], us[2], us[3]];
+        let state = [
+            (d.year >> 8) as u8,
+            d.year as u8,
+            month,
+            d.day,
+            t.hour,
+            t.minute,
+            t.second,
+            us[1],
+            us[2],
+            us[3],
+        ];
         self.save_with_tz(("datetime", "datetime"), &state, t.tz.as_ref());
     }
 
@@ -532,13 +592,23 @@ impl Encoder {
     }
 
     fn save_time(&mut self, t: &Time) {
-        let hour = t.hour | if t.fold != 0 && self.proto > 3 { 0x80 } else { 0 };
+        let hour = t.hour
+            | if t.fold != 0 && self.proto > 3 {
+                0x80
+            } else {
+                0
+            };
         let us = t.microsecond.to_be_bytes();
         let state = [hour, t.minute, t.second, us[1], us[2], us[3]];
         self.save_with_tz(("datetime", "time"), &state, t.tz.as_ref());
     }
 
-    fn save_with_tz(&mut self, class: (&'static str, &'static str), state: &[u8], tz: Option<&TzInfo>) {
+    fn save_with_tz(
+        &mut self,
+        class: (&'static str, &'static str),
+        state: &[u8],
+        tz: Option<&TzInfo>,
+    ) {
         match tz {
             Some(tz) => self.save_reduce(class, &[Arg::Bytes(state, None), Arg::Tz(tz)], None),
             None => self.save_reduce(class, &[Arg::Bytes(state, None)], None),

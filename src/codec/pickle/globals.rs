@@ -93,7 +93,10 @@ pub(super) fn resolve(module: &str, name: &str) -> Result<Global, PickleError> {
         .iter()
         .find(|(m, n, _)| *m == module && *n == name)
         .map(|&(_, _, g)| g)
-        .ok_or_else(|| PickleError::ForbiddenGlobal { module: module.to_owned(), name: name.to_owned() })
+        .ok_or_else(|| PickleError::ForbiddenGlobal {
+            module: module.to_owned(),
+            name: name.to_owned(),
+        })
 }
 
 /// The dotted name of an allowed global, for error messages.

@@ -218,7 +218,10 @@ impl<'a> Machine<'a> {
             arena: Arena::default(),
             stack: Vec::with_capacity(16),
             marks: Vec::with_capacity(4),
-            memo: Memo { dense: Vec::with_capacity(16), ..Memo::default() },
+            memo: Memo {
+                dense: Vec::with_capacity(16),
+                ..Memo::default()
+            },
             budget: Budget::for_input(data.len()),
             interned: [EMPTY; INTERNED],
         }
@@ -226,12 +229,17 @@ impl<'a> Machine<'a> {
 
     /// An [`PickleError::Invalid`] at the current opcode.
     pub fn err(&self, message: impl Into<String>) -> PickleError {
-        PickleError::Invalid { offset: self.op_start, message: message.into() }
+        PickleError::Invalid {
+            offset: self.op_start,
+            message: message.into(),
+        }
     }
 
     /// A [`PickleError::TooLarge`] at the current opcode.
     pub fn too_large(&self) -> PickleError {
-        PickleError::TooLarge { offset: self.op_start }
+        PickleError::TooLarge {
+            offset: self.op_start,
+        }
     }
 
     /// Spends `bytes` of the allowance.
@@ -246,17 +254,37 @@ impl<'a> Machine<'a> {
             return Err(self.err("structure nested too deeply"));
         }
         let room = self.arena.room_needed(self.data.len());
-        self.charge(room.unwrap_or(0).saturating_mul(size_of::<Slot>()).saturating_add(heap))?;
-        let id = Id::try_from(self.arena.len()).ok().filter(|&id| id != EMPTY);
+        self.charge(
+            room.unwrap_or(0)
+                .saturating_mul(size_of::<Slot>())
+                .saturating_add(heap),
+        )?;
+        let id = Id::try_from(self.arena.len())
+            .ok()
+            .filter(|&id| id != EMPTY);
         let id = id.ok_or_else(|| self.too_large())?;
-        self.arena.push(Slot { node, refs: 0, depth: depth as u16 }, room);
+        self.arena.push(
+            Slot {
+                node,
+                refs: 0,
+                depth: depth as u16,
+            },
+            room,
+        );
         Ok(id)
     }
 
     /// Pushes an id onto the stack, charging any growth of the stack.
     pub fn push_id(&mut self, id: Id) -> Result<(), PickleError> {
-        let Machine { stack, budget, op_start, .. } = self;
-        budget.grow(stack, 1).map_err(|_| PickleError::TooLarge { offset: *op_start })?;
+        let Machine {
+            stack,
+            budget,
+            op_start,
+            ..
+        } = self;
+        budget
+            .grow(stack, 1)
+            .map_err(|_| PickleError::TooLarge { offset: *op_start })?;
         stack.push(id);
         Ok(())
     }
@@ -295,7 +323,11 @@ impl<'a> Machine<'a> {
 
     /// Nesting height of a container holding `children`.
     pub fn depth_over(&self, children: &[Id]) -> usize {
-        1 + children.iter().map(|&c| usize::from(self.arena.get(c).depth)).max().unwrap_or(0)
+        1 + children
+            .iter()
+            .map(|&c| usize::from(self.arena.get(c).depth))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Notes that `target` now also holds `children`: fails if that nests it too deeply.
@@ -331,7 +363,9 @@ impl<'a> Machine<'a> {
         if self.stack.len() <= self.fence() {
             return Err(self.err("unpickling stack underflow"));
         }
-        self.stack.pop().ok_or_else(|| self.err("unpickling stack underflow"))
+        self.stack
+            .pop()
+            .ok_or_else(|| self.err("unpickling stack underflow"))
     }
 
     /// The top object, never below the innermost mark.
@@ -339,18 +373,31 @@ impl<'a> Machine<'a> {
         if self.stack.len() <= self.fence() {
             return Err(self.err("unpickling stack underflow"));
         }
-        self.stack.last().copied().ok_or_else(|| self.err("unpickling stack underflow"))
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| self.err("unpickling stack underflow"))
     }
 
     /// Pops the innermost mark; returns the stack position where its items start.
     pub fn pop_mark(&mut self) -> Result<usize, PickleError> {
-        self.marks.pop().ok_or_else(|| self.err("could not find MARK"))
+        self.marks
+            .pop()
+            .ok_or_else(|| self.err("could not find MARK"))
     }
 
     /// Pushes a mark, charging any growth of the mark stack.
     pub fn push_mark(&mut self) -> Result<(), PickleError> {
-        let Machine { marks, stack, budget, op_start, .. } = self;
-        budget.grow(marks, 1).map_err(|_| PickleError::TooLarge { offset: *op_start })?;
+        let Machine {
+            marks,
+            stack,
+            budget,
+            op_start,
+            ..
+        } = self;
+        budget
+            .grow(marks, 1)
+            .map_err(|_| PickleError::TooLarge { offset: *op_start })?;
         marks.push(stack.len());
         Ok(())
     }
@@ -369,7 +416,10 @@ impl<'a> Machine<'a> {
 
     /// Reads one byte.
     pub fn byte(&mut self) -> Result<u8, PickleError> {
-        let b = *self.data.get(self.pos).ok_or_else(|| self.err("pickle data was truncated"))?;
+        let b = *self
+            .data
+            .get(self.pos)
+            .ok_or_else(|| self.err("pickle data was truncated"))?;
         self.pos += 1;
         Ok(b)
     }
@@ -387,13 +437,19 @@ impl<'a> Machine<'a> {
     /// Reads a little-endian unsigned integer of `N` bytes.
     pub fn uint<const N: usize>(&mut self) -> Result<u64, PickleError> {
         let bytes = self.take(N as u64)?;
-        Ok(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        Ok(bytes
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
     }
 
     /// Reads a newline-terminated argument (without the newline).
     pub fn line(&mut self) -> Result<&'a [u8], PickleError> {
         let rest = &self.data[self.pos..];
-        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| self.err("pickle data was truncated (no newline)"))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| self.err("pickle data was truncated (no newline)"))?;
         self.pos += end + 1;
         Ok(&rest[..end])
     }

@@ -64,7 +64,13 @@ fn hash_into(v: &Value, h: &mut DefaultHasher) {
         Value::TimeDelta(t) => t.hash(h),
         Value::DateTime(dt) => {
             dt.date.hash(h);
-            (dt.time.hour, dt.time.minute, dt.time.second, dt.time.microsecond).hash(h);
+            (
+                dt.time.hour,
+                dt.time.minute,
+                dt.time.second,
+                dt.time.microsecond,
+            )
+                .hash(h);
         }
         Value::Time(t) => (t.hour, t.minute, t.second, t.microsecond).hash(h),
         // None, and the unhashable types (refused before hashing).
@@ -165,8 +171,21 @@ struct Frame {
 impl Frame {
     fn new(kind: Kind, children: Vec<Id>, shared: bool) -> Self {
         let n = children.len();
-        let (items, pairs) = if kind == Kind::Dict { (Vec::new(), Dict::with_capacity(n / 2)) } else { (Vec::with_capacity(n), Dict::new()) };
-        Frame { kind, children, next: 0, items, pairs, pending_key: None, seen: Unique::new(), shared }
+        let (items, pairs) = if kind == Kind::Dict {
+            (Vec::new(), Dict::with_capacity(n / 2))
+        } else {
+            (Vec::with_capacity(n), Dict::new())
+        };
+        Frame {
+            kind,
+            children,
+            next: 0,
+            items,
+            pairs,
+            pending_key: None,
+            seen: Unique::new(),
+            shared,
+        }
     }
 
     /// Adds a finished child; `Err` carries the message for an unhashable key or item.
@@ -188,7 +207,10 @@ impl Frame {
                     }
                     self.pending_key = Some(v);
                 }
-                Some(key) => match self.seen.find_or_note(&key, self.pairs.0.iter().map(|(k, _)| k)) {
+                Some(key) => match self
+                    .seen
+                    .find_or_note(&key, self.pairs.0.iter().map(|(k, _)| k))
+                {
                     Some(i) => self.pairs.0[i].1 = v,
                     None => self.pairs.0.push((key, v)),
                 },
@@ -240,7 +262,12 @@ impl Machine<'_> {
     ///
     /// A node held by several containers is copied on each visit but the last, which moves
     /// it; inside a copy (`shared`), everything is copied and visits are not counted.
-    fn enter(&mut self, id: Id, shared: bool, frames: &mut Vec<Frame>) -> Result<Option<Value>, PickleError> {
+    fn enter(
+        &mut self,
+        id: Id,
+        shared: bool,
+        frames: &mut Vec<Frame>,
+    ) -> Result<Option<Value>, PickleError> {
         let slot = self.arena.get_mut(id);
         let copying = shared || slot.refs > 1;
         if !shared && slot.refs > 1 && slot.refs != IMMORTAL {
@@ -273,12 +300,19 @@ impl Machine<'_> {
             Node::FrozenSet(ids) => (Kind::FrozenSet, ids),
             Node::Dict(pairs) => {
                 self.charge(pairs.len() * 2 * size_of::<Id>())?;
-                (Kind::Dict, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+                (
+                    Kind::Dict,
+                    pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                )
             }
             Node::Global(_) => return Err(self.err("a class or function cannot be a value")),
-            Node::Tz(_) => return Err(self.err("a tzinfo is only supported inside a datetime or time")),
+            Node::Tz(_) => {
+                return Err(self.err("a tzinfo is only supported inside a datetime or time"))
+            }
             Node::UuidBlank => return Err(self.err("UUID without state")),
-            Node::SafeUuid => return Err(self.err("uuid.SafeUUID is only allowed inside a UUID's state")),
+            Node::SafeUuid => {
+                return Err(self.err("uuid.SafeUUID is only allowed inside a UUID's state"))
+            }
             Node::Taken => return Err(self.err("recursive structure cannot be represented")),
         };
         if frames.len() >= MAX_DEPTH {
@@ -286,8 +320,17 @@ impl Machine<'_> {
         }
         // What the finished container will hold, charged before its room is allocated.
         let n = children.len();
-        let slots = if kind == Kind::Dict { n / 2 * size_of::<(Value, Value)>() } else { n * size_of::<Value>() };
-        let index = if matches!(kind, Kind::Dict | Kind::Set | Kind::FrozenSet) && n >= LINEAR_KEYS { n * INDEX_ENTRY_BYTES } else { 0 };
+        let slots = if kind == Kind::Dict {
+            n / 2 * size_of::<(Value, Value)>()
+        } else {
+            n * size_of::<Value>()
+        };
+        let index = if matches!(kind, Kind::Dict | Kind::Set | Kind::FrozenSet) && n >= LINEAR_KEYS
+        {
+            n * INDEX_ENTRY_BYTES
+        } else {
+            0
+        };
         self.charge(slots + index)?;
         // The frames themselves are not charged: at most MAX_DEPTH of them (~160 KiB).
         frames.push(Frame::new(kind, children, copying));

@@ -105,7 +105,9 @@ fn hex_digit(d: u8) -> Option<u32> {
 /// Parses a decimal integer as `int()` does for the text opcodes (sign, digits, surrounding
 /// whitespace), as an `Int` or a `BigInt`.
 pub(super) fn parse_int(text: &[u8]) -> Result<Value, &'static str> {
-    let s = std::str::from_utf8(text).map_err(|_| "integer is not ASCII")?.trim();
+    let s = std::str::from_utf8(text)
+        .map_err(|_| "integer is not ASCII")?
+        .trim();
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err("invalid literal for int()");
@@ -116,18 +118,24 @@ pub(super) fn parse_int(text: &[u8]) -> Result<Value, &'static str> {
     if let Ok(i) = s.parse::<i64>() {
         return Ok(Value::Int(i));
     }
-    s.parse::<BigInt>().map(Value::int).map_err(|_| "invalid literal for int()")
+    s.parse::<BigInt>()
+        .map(Value::int)
+        .map_err(|_| "invalid literal for int()")
 }
 
 /// Parses a non-negative decimal memo index (PUT / GET).
 pub(super) fn parse_index(text: &[u8]) -> Result<u64, &'static str> {
-    let s = std::str::from_utf8(text).map_err(|_| "memo index is not ASCII")?.trim();
+    let s = std::str::from_utf8(text)
+        .map_err(|_| "memo index is not ASCII")?
+        .trim();
     s.parse::<u64>().map_err(|_| "invalid memo index")
 }
 
 /// Parses a float as `float()` does for protocol-0 `FLOAT` (`repr` text, `inf`, `nan`).
 pub(super) fn parse_float(text: &[u8]) -> Result<f64, &'static str> {
-    let s = std::str::from_utf8(text).map_err(|_| "float is not ASCII")?.trim();
+    let s = std::str::from_utf8(text)
+        .map_err(|_| "float is not ASCII")?
+        .trim();
     if s.contains('_') {
         return Err("invalid literal for float()");
     }
@@ -147,7 +155,10 @@ mod tests {
 
     #[test]
     fn raw_unicode() {
-        assert_eq!(raw_unicode_escape_decode(b"\\u90ae\xe9\\\\u0041").unwrap(), "邮é\\\\u0041");
+        assert_eq!(
+            raw_unicode_escape_decode(b"\\u90ae\xe9\\\\u0041").unwrap(),
+            "邮é\\\\u0041"
+        );
         assert_eq!(raw_unicode_escape_decode(b"\\U0001F600").unwrap(), "😀");
         assert!(raw_unicode_escape_decode(b"\\ud800").is_err());
         assert!(raw_unicode_escape_decode(b"\\u12").is_err());
@@ -156,7 +167,10 @@ mod tests {
     #[test]
     fn ints() {
         assert_eq!(parse_int(b"-12").unwrap(), Value::Int(-12));
-        assert!(matches!(parse_int(b"1267650600228229401496703205376").unwrap(), Value::BigInt(_)));
+        assert!(matches!(
+            parse_int(b"1267650600228229401496703205376").unwrap(),
+            Value::BigInt(_)
+        ));
         assert!(parse_int(b"0x1").is_err());
     }
 }

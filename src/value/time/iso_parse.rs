@@ -312,7 +312,8 @@ mod tests {
     #[test]
     fn time_fromisoformat_matches_python() {
         let t = |s: &str| {
-            Time::parse_iso(s).map(|t| crate::value::py_repr(&crate::value::Value::Time(Box::new(t))))
+            Time::parse_iso(s)
+                .map(|t| crate::value::py_repr(&crate::value::Value::Time(Box::new(t))))
         };
         assert_eq!(t("03:04").as_deref(), Ok("datetime.time(3, 4)"));
         assert_eq!(t("T03:04:05").as_deref(), Ok("datetime.time(3, 4, 5)"));
