@@ -10,72 +10,39 @@ The bound is the one docs/security-pickle.md ("Memory") promises for the whole w
 peak RSS growth above the RSS before the message <= K * message size + C. (The doc adds V
 per extra copy of a task's arguments; these cases stay within K * M + C without it.) "Given back": within a few seconds of the message being
 settled, RSS is back within RETAINED_BUFFERS * (largest message so far) + RETURN_SLACK of the
-idle RSS. The multiple is what the Redis connections keep: their read and write buffers stay
-as large as the largest reply or command they carried (see the doc; the decoders' own
-memory is all handed back).
+idle RSS: the decoders' memory is handed back, and a Redis connection that carried a message
+or a result of 8 MiB or more is replaced by a fresh one, so its grown buffers go too (see the
+doc). One message's worth is left as slack for the allocator.
 
-Self-contained: a private redis-server on a free port of RCELERY_TEST_REDIS_PORT..+9 (default
-6400..6409) and one rcelery worker. Run: `.venv/bin/python -m pytest fault-tests/test_hostile_memory.py`
+On the suite's fixtures (conftest.py): a private redis-server on a free port, one rcelery
+worker, a Python Celery producer. Run: `.venv/bin/python -m pytest fault-tests/test_hostile_memory.py`
 (`-s` prints the measured table).
 """
 import base64
-import gc
 import json
-import os
 import pickle
-import socket
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psutil
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "python-fixtures"
-sys.path.insert(0, str(FIXTURES))
+from conftest import worker_config
+from faultlib import wait_for
 
 MIB = 1024 * 1024
 # The documented bound (docs/security-pickle.md, "Memory"): K x message size + C.
 BOUND_PER_MESSAGE_BYTE = 48
 BOUND_CONSTANT = 64 * MIB
 # After a message, RSS comes back to within RETAINED_BUFFERS x the largest message so far
-# (the Redis connections' buffers) + RETURN_SLACK of the idle RSS.
-RETAINED_BUFFERS = 4
+# + RETURN_SLACK of the idle RSS.
+RETAINED_BUFFERS = 1
 RETURN_SLACK = 32 * MIB
 # The worker's default `rcelery_max_message_bytes`.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MIB
 
-PASSWORD = "hostile"
 BROKER_DB, RESULT_DB = 5, 6
-
-
-def _free_port():
-    """The first port of our range with nothing listening (the range is ours alone)."""
-    base = int(os.environ.get("RCELERY_TEST_REDIS_PORT", "6400"))
-    for port in range(base, base + 10):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {base}..{base + 9} for the private redis-server")
-
-
-PORT = _free_port()
-
-# The producer side (this process) reads the settings module the Python worker reads.
-os.environ.update({
-    "REDIS_MQ_HOST": "127.0.0.1", "REDIS_MQ_PORT": str(PORT), "REDIS_MQ_PASSWORD": PASSWORD,
-    "REDIS_MQ_DB": str(BROKER_DB),
-    "CELERY_RESULT_BACKEND": f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{RESULT_DB}",
-})
-for _var in ("CELERY_BROKER_URL", "RCELERY_FIXTURE_CONFIG"):
-    os.environ.pop(_var, None)
-
-from harness import RedisServer, Worker, effective_config  # noqa: E402
 
 
 # -- the hostile messages ---------------------------------------------------------------------
@@ -186,71 +153,31 @@ class Sampler:
         self._thread.join()
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-# -- fixtures -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = RedisServer(PORT, PASSWORD).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def app(redis_server):
-    from tasks.task import app as celery_app
-    with celery_app.connection_for_write() as conn:
-        for queue in celery_app.amqp.queues.values():
-            queue(conn.default_channel).declare()
-    yield celery_app
-    # Let AsyncResult finalizers unsubscribe while the server is still up.
-    gc.collect()
-
-
-@pytest.fixture(scope="module")
-def worker(app, tmp_path_factory):
-    # Prefetch 1, one slot: one hostile message in the worker at a time.
-    conf = effective_config(app, {"worker_concurrency": 1, "worker_prefetch_multiplier": 1})
-    w = Worker(conf, tmp_path_factory.mktemp("hostile"), kind="rust")
-    w.start()
-    yield w
-    w.stop()
-
-
-@pytest.fixture(scope="module")
-def broker(redis_server):
-    return redis_server.client(BROKER_DB)
-
-
-@pytest.fixture(scope="module")
-def backend(redis_server):
-    return redis_server.client(RESULT_DB)
-
-
 # -- the test -----------------------------------------------------------------------------------
 
 def settled(broker):
     return broker.llen("default") == 0 and broker.hlen("unacked") == 0
 
 
-def test_hostile_messages_stay_within_the_memory_bound(app, worker, broker, backend):
-    import tasks.task as tasks
+def test_hostile_messages_stay_within_the_memory_bound(redis_factory, worker_factory, producer_factory):
     from kombu.exceptions import DecodeError
+
+    server = redis_factory()
+    broker_url, backend_url = server.url(BROKER_DB), server.url(RESULT_DB)
+    # Prefetch 1, one slot: one hostile message in the worker at a time.
+    worker = worker_factory(worker_config(
+        broker_url, backend_url, accept_content=["json", "pickle"], worker_concurrency=1,
+        worker_prefetch_multiplier=1))
+    app = producer_factory(broker_url, backend_url)
+    broker, backend = server.client(BROKER_DB), server.client(RESULT_DB)
+
+    def call(name, args, serializer):
+        return app.send_task(name, args, serializer=serializer)
 
     pid = worker.proc.pid
     # Warm up every path once (decode, run, store) so the idle figure includes its caches.
-    assert tasks.add.apply_async((1, 2), serializer="pickle").get(timeout=30) == 3
-    assert tasks.echo.apply_async(("warm",), serializer="json").get(timeout=30)
+    assert call("tasks.add", (1, 2), "pickle").get(timeout=30) == 3
+    assert call("tasks.echo", ("warm",), "json").get(timeout=30)
     time.sleep(1.0)
     idle = rss(pid)
     print(f"\nidle RSS {idle / MIB:.0f} MiB")
@@ -266,7 +193,7 @@ def test_hostile_messages_stay_within_the_memory_bound(app, worker, broker, back
         with Sampler(pid) as sampler:
             broker.lpush("default", raw)
             # One slot, prefetch 1: the next task is fetched only once this one is settled.
-            sentinel = tasks.add.apply_async((len(rows), 1), serializer="json")
+            sentinel = call("tasks.add", (len(rows), 1), "json")
             wait_for(lambda: sentinel.ready() or not worker.alive(), 120, f"{name} to be handled")
         assert worker.alive(), f"worker died on {name}: {worker.log_tail(30)}"
         assert sentinel.get(timeout=10) == len(rows) + 1
@@ -297,7 +224,7 @@ def test_hostile_messages_stay_within_the_memory_bound(app, worker, broker, back
         del raw
     assert not failures, "; ".join(failures)
     # Still a working worker, with nothing left behind.
-    assert tasks.add.apply_async((2, 3), serializer="pickle").get(timeout=30) == 5
+    assert call("tasks.add", (2, 3), "pickle").get(timeout=30) == 5
     wait_for(lambda: settled(broker), 30, "the queue and unacked to be empty")
     assert broker.hlen("unacked") == 0 and broker.zcard("unacked_index") == 0
     assert worker.alive()

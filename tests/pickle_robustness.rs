@@ -7,21 +7,10 @@ use rcelery::value::Value;
 
 const GOLDEN: &str = include_str!("../python-fixtures/golden/pickle_values.json");
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
+#[path = "decoders/mutate.rs"]
+mod mutate;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use mutate::{mutate, Rng};
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -47,44 +36,6 @@ fn seeds() -> Vec<Vec<u8>> {
 /// Opcode bytes worth splicing in: every opcode plus a few length-ish bytes.
 const INTERESTING: &[u8] = b"(.012FIJKLMNPQRSTUVXabcde}ghijl]opqrstu)G\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98\xff\x00\x7f\n";
 
-fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    let mut data = seeds[rng.below(seeds.len())].clone();
-    for _ in 0..1 + rng.below(4) {
-        let len = data.len();
-        match rng.below(8) {
-            0 if len > 0 => data[rng.below(len)] ^= 1 << rng.below(8),
-            1 if len > 0 => data[rng.below(len)] = rng.next() as u8,
-            2 if len > 0 => data[rng.below(len)] = INTERESTING[rng.below(INTERESTING.len())],
-            3 => data.truncate(rng.below(len + 1)),
-            4 => {
-                let at = rng.below(len + 1);
-                data.insert(at, INTERESTING[rng.below(INTERESTING.len())]);
-            }
-            5 if len > 1 => {
-                // Duplicate a slice (repeats memo GETs, MARKs, APPENDs...).
-                let a = rng.below(len);
-                let b = (a + 1 + rng.below(16)).min(len);
-                let chunk = data[a..b].to_vec();
-                let at = rng.below(len + 1);
-                data.splice(at..at, chunk);
-            }
-            6 => {
-                // Splice in the tail of another pickle.
-                let other = &seeds[rng.below(seeds.len())];
-                let from = rng.below(other.len());
-                let at = rng.below(len + 1);
-                data.truncate(at);
-                data.extend_from_slice(&other[from..]);
-            }
-            _ => {
-                let n = rng.below(32);
-                data = (0..n).map(|_| rng.next() as u8).collect();
-            }
-        }
-    }
-    data
-}
-
 #[test]
 fn mutated_pickles_never_panic() {
     let seeds = seeds();
@@ -92,7 +43,7 @@ fn mutated_pickles_never_panic() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let (mut ok, mut refused) = (0usize, 0usize);
     for _ in 0..100_000 {
-        let data = mutate(&mut rng, &seeds);
+        let data = mutate(&mut rng, &seeds, INTERESTING);
         match decode(&data) {
             Ok(v) => {
                 ok += 1;

@@ -369,13 +369,7 @@ fn chain_as_part(
     group_index: i64,
     chord: Value,
 ) -> Option<(Signature, String)> {
-    let mut tasks: Vec<Signature> = chain
-        .kwargs
-        .get("tasks")
-        .map(Signature::list_from_value)?
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .ok()?;
+    let mut tasks = chain_tasks(&chain)?;
     let last = tasks.last_mut().filter(|t| t.subtask_type.is_none())?;
     last.options.insert("group_id", group_id);
     last.options.insert("group_index", group_index);
@@ -677,6 +671,17 @@ async fn fail_body(backend: &dyn ResultBackend, body_id: &str, message: &str) {
     }
 }
 
+/// The tasks of a chain signature (its `kwargs["tasks"]`), or `None` when any is unreadable.
+fn chain_tasks(chain: &Signature) -> Option<Vec<Signature>> {
+    chain
+        .kwargs
+        .get("tasks")
+        .map(Signature::list_from_value)?
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .ok()
+}
+
 /// The task signature to send for a chord body: the body itself, or for a chain body its
 /// first task carrying the rest of the chain (after any chain the body already carries, as
 /// Celery's `_prepare_chain_from_options` orders them) and the chain's calling options.
@@ -684,13 +689,7 @@ fn first_step(body: Signature) -> Option<Signature> {
     match body.subtask_type.as_deref() {
         None => Some(body),
         Some("chain") => {
-            let mut tasks: Vec<Signature> = body
-                .kwargs
-                .get("tasks")
-                .map(Signature::list_from_value)?
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .ok()?;
+            let mut tasks = chain_tasks(&body)?;
             if tasks.is_empty() || tasks.iter().any(|t| t.subtask_type.is_some()) {
                 return None;
             }

@@ -208,23 +208,8 @@ async fn run(
                 return;
             }
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
-            if m.embed.chord.is_some() {
-                let record = (!ignore_result).then(|| {
-                    result_record(&shared, m, State::Success, value.clone(), None, children)
-                });
-                Box::pin(canvas::chord_part(
-                    &shared.producer,
-                    shared.backend.as_ref(),
-                    m,
-                    State::Success,
-                    value,
-                    record,
-                    shared.settings.chord.join_timeout,
-                ))
-                .await;
-            } else if !ignore_result {
-                store_with_children(&shared, m, State::Success, value, None, children).await;
-            }
+            let outcome = Outcome { state: State::Success, result: value, traceback: None, children };
+            Box::pin(record_outcome(&shared, m, outcome, ignore_result)).await;
         }
         Err(mut err) if err.retry.is_some() => {
             let r = err.retry.take().map(|r| *r);
@@ -254,23 +239,9 @@ async fn run(
             }
             let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
             let meta = failure_meta(err);
-            if m.embed.chord.is_some() {
-                let record = (!ignore_result).then(|| {
-                    result_record(&shared, m, State::Failure, meta.clone(), tb, Vec::new())
-                });
-                Box::pin(canvas::chord_part(
-                    &shared.producer,
-                    shared.backend.as_ref(),
-                    m,
-                    State::Failure,
-                    meta,
-                    record,
-                    shared.settings.chord.join_timeout,
-                ))
-                .await;
-            } else if !ignore_result {
-                Box::pin(store(&shared, m, State::Failure, meta, tb)).await;
-            }
+            let outcome =
+                Outcome { state: State::Failure, result: meta, traceback: tb, children: Vec::new() };
+            Box::pin(record_outcome(&shared, m, outcome, ignore_result)).await;
             Box::pin(canvas::after_failure(&shared.producer, m)).await;
         }
     }
@@ -363,6 +334,36 @@ async fn revoke_expired(shared: &Shared, unsettled: &mut Unsettled, message: &Ta
 /// The stored form of a task error (Celery's exception meta for non-pickle serializers).
 fn failure_meta(err: TaskError) -> Value {
     exception_meta(&err.exc_type, &err.exc_module, err.args)
+}
+
+/// How a task ended, as it is recorded.
+struct Outcome {
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+    children: Vec<Value>,
+}
+
+/// Records a finished task: as a chord part when it belongs to a chord (the part is counted
+/// even when its own result is ignored), else as a stored result unless `ignore_result`.
+async fn record_outcome(shared: &Shared, m: &TaskMessage, outcome: Outcome, ignore_result: bool) {
+    let Outcome { state, result, traceback, children } = outcome;
+    if m.embed.chord.is_some() {
+        let record = (!ignore_result)
+            .then(|| result_record(shared, m, state, result.clone(), traceback, children));
+        canvas::chord_part(
+            &shared.producer,
+            shared.backend.as_ref(),
+            m,
+            state,
+            result,
+            record,
+            shared.settings.chord.join_timeout,
+        )
+        .await;
+    } else if !ignore_result {
+        store_with_children(shared, m, state, result, traceback, children).await;
+    }
 }
 
 async fn store(
