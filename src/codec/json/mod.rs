@@ -36,7 +36,7 @@ mod write;
 
 use crate::value::Value;
 
-pub use pull::PullReader;
+pub use pull::{ExactStr, PullReader};
 
 /// The deepest nesting of arrays and objects read or written.
 pub const MAX_DEPTH: usize = 512;

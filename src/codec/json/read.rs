@@ -13,9 +13,9 @@ use std::mem::size_of;
 
 use num_bigint::BigInt;
 
-use super::{tags, JsonError, MAX_DEPTH};
+use super::{tags, ExactStr, JsonError, MAX_DEPTH};
 use crate::codec::limits::Budget;
-use crate::value::{Dict, StrBuilder, SurrogateStr, Value};
+use crate::value::{Dict, StrBuilder, Value};
 
 /// Python 3.11 refuses to convert ints of more digits than this (`sys.int_info`).
 const MAX_INT_DIGITS: usize = 4300;
@@ -370,19 +370,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads a string body as text; `pos` is just past the opening quote. Borrowed unless it
-    /// has escapes. For the envelope's own fields (ids, names, encodings), which hold no lone
-    /// surrogates: one that does gets U+FFFD in their place (values keep them, see
-    /// [`Reader::value`]).
-    pub(super) fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
-        Ok(self
-            .text()?
-            .unwrap_or_else(|s| Cow::Owned(s.to_string_lossy())))
-    }
-
     /// Reads a string body; `pos` is just past the opening quote. The text, borrowed unless
     /// it has escapes, or the `str` with lone surrogates it spells.
-    fn text(&mut self) -> Result<Result<Cow<'a, str>, SurrogateStr>, JsonError> {
+    pub(super) fn text(&mut self) -> Result<ExactStr<'a>, JsonError> {
         let mut out: Option<StrBuilder> = None;
         let mut run = self.pos;
         loop {
