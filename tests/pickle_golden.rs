@@ -54,6 +54,15 @@ fn expected(j: &Json) -> Value {
             body.unwrap().as_str().unwrap().parse().unwrap(),
         )),
         "str" => Value::Str(body.unwrap().as_str().unwrap().to_owned()),
+        // A str holding lone surrogates, as its code points.
+        "str_code_points" => Value::from_code_points(
+            body.unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|cp| cp.as_u64().unwrap() as u32),
+        )
+        .unwrap(),
         "bytes" => Value::Bytes(unhex(body.unwrap().as_str().unwrap())),
         "bytearray" => Value::ByteArray(unhex(body.unwrap().as_str().unwrap())),
         "list" => Value::List(items()),

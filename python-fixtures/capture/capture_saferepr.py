@@ -8,6 +8,10 @@ Each input is given as kombu JSON (so the Rust side can build the same value wit
 decoder); with "tuple" true the decoded top-level list is turned into a tuple, as Celery's
 ``args`` are. Writes python-fixtures/golden/saferepr_values.json with, per case, the input,
 ``repr(value)`` and ``saferepr(value, maxlen)`` for each listed maxlen (0 meaning None).
+
+saferepr writes a str's lone surrogates as they are, and UTF-8 cannot hold them: such an
+output is written as ``{"code_points": [...], "backslashreplace": "..."}`` (its code points,
+and its text encoded with the ``backslashreplace`` handler, as stderr shows it).
 """
 import json
 import pathlib
@@ -39,9 +43,23 @@ CASES = [
     ('{}', False),
     ('{"__type__": "decimal", "__value__": "NaN"}', False),
     ('"plain string"', False),
+    ('["\\ud800", "a\\udc00b", "it\'s \\udfff", "\\ud83d\\ude00"]', True),
+    ('{"k\\udc80": "\\ud800\\ud800\\ud800 \\ud800 x", "\\udfff": [1, "\\ud800"]}', False),
+    ('["' + "\\ud800" * 30 + ' end"]', True),
+    ('"\\udfff"', False),
 ]
 
 MAXLENS = [1024, 64, 10, 0]
+
+
+def as_json_text(s):
+    """`s` as JSON can carry it: itself, or its code points when it holds a lone surrogate."""
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in s):
+        return {
+            "code_points": [ord(c) for c in s],
+            "backslashreplace": s.encode("utf-8", "backslashreplace").decode("utf-8"),
+        }
+    return s
 
 
 def main():
@@ -54,7 +72,7 @@ def main():
             "json": text,
             "tuple": as_tuple,
             "repr": repr(value),
-            "saferepr": {str(m): saferepr(value, m or None) for m in MAXLENS},
+            "saferepr": {str(m): as_json_text(saferepr(value, m or None)) for m in MAXLENS},
         })
     doc = {"python": sys.version.split()[0], "celery": celery.__version__, "cases": out}
     path = pathlib.Path(__file__).resolve().parent.parent / "golden" / "saferepr_values.json"

@@ -5,7 +5,7 @@
 use super::message::{Embed, TimeLimits};
 use super::raw::Properties;
 use crate::codec::Serializer;
-use crate::value::{saferepr, DateTime, Dict, Value};
+use crate::value::{saferepr_value, DateTime, Dict, Value};
 
 /// `argsrepr_maxsize` / `kwargsrepr_maxsize`.
 const REPR_MAXSIZE: usize = 1024;
@@ -113,11 +113,11 @@ impl NewTask {
         h.insert("parent_id", opt(&self.parent_id));
         h.insert(
             "argsrepr",
-            saferepr(&Value::Tuple(self.args.clone()), REPR_MAXSIZE),
+            saferepr_value(&Value::Tuple(self.args.clone()), REPR_MAXSIZE),
         );
         h.insert(
             "kwargsrepr",
-            saferepr(&Value::Dict(self.kwargs.clone()), REPR_MAXSIZE),
+            saferepr_value(&Value::Dict(self.kwargs.clone()), REPR_MAXSIZE),
         );
         h.insert("origin", self.origin.as_str());
         h.insert("ignore_result", self.ignore_result);

@@ -88,7 +88,9 @@ pub(super) fn into_args(v: Value) -> Result<Vec<Value>, DecodeError> {
 pub(super) fn into_kwargs(v: Value) -> Result<Dict, DecodeError> {
     match v {
         Value::Dict(d) => {
-            if d.iter().all(|(k, _)| matches!(k, Value::Str(_))) {
+            if d.iter()
+                .all(|(k, _)| matches!(k, Value::Str(_) | Value::SurrogateStr(_)))
+            {
                 Ok(d)
             } else {
                 Err(DecodeError::Invalid(

@@ -60,11 +60,26 @@ pub fn bind(sig: &Signature, args: Vec<Value>, kwargs: Dict) -> Result<Bound, Ta
         }
     }
     for (k, v) in kwargs.0 {
-        let Value::Str(key) = k else {
-            return Err(TaskError::type_error(format!(
-                "{}() keywords must be strings",
-                sig.func
-            )));
+        let key = match k {
+            Value::Str(key) => key,
+            // A str with a lone surrogate names no parameter: it can only go to `**kwargs`.
+            Value::SurrogateStr(key) if sig.varkw => {
+                bound.varkw.insert(Value::SurrogateStr(key), v);
+                continue;
+            }
+            Value::SurrogateStr(key) => {
+                return Err(TaskError::type_error(format!(
+                    "{}() got an unexpected keyword argument '{}'",
+                    sig.func,
+                    key.to_string_lossy()
+                )))
+            }
+            _ => {
+                return Err(TaskError::type_error(format!(
+                    "{}() keywords must be strings",
+                    sig.func
+                )))
+            }
         };
         match sig.params.iter().position(|p| *p == key) {
             Some(i) if bound.slots[i].is_some() => {

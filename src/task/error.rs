@@ -108,6 +108,12 @@ impl TaskError {
             [Value::Str(s)] if !matches!(self.exc_type.as_str(), "KeyError" | "NotRegistered") => {
                 s.clone()
             }
+            // A String cannot hold the lone surrogates of str(exc): U+FFFD in their place.
+            [Value::SurrogateStr(s)]
+                if !matches!(self.exc_type.as_str(), "KeyError" | "NotRegistered") =>
+            {
+                s.to_string_lossy()
+            }
             [one] => py_repr(one),
             many => py_repr(&Value::Tuple(many.to_vec())),
         }

@@ -28,7 +28,7 @@ pub fn py_type_name(v: &Value) -> &'static str {
         Value::Bool(_) => "bool",
         Value::Int(_) | Value::BigInt(_) => "int",
         Value::Float(_) => "float",
-        Value::Str(_) => "str",
+        Value::Str(_) | Value::SurrogateStr(_) => "str",
         Value::Bytes(_) => "bytes",
         Value::ByteArray(_) => "bytearray",
         Value::List(_) => "list",
@@ -229,19 +229,33 @@ fn repeat_count(n: &IntRef<'_>, len: usize) -> Result<usize, PyTypeError> {
 fn is_sequence(v: &Value) -> bool {
     matches!(
         v,
-        Value::Str(_) | Value::Bytes(_) | Value::ByteArray(_) | Value::List(_) | Value::Tuple(_)
+        Value::Str(_)
+            | Value::SurrogateStr(_)
+            | Value::Bytes(_)
+            | Value::ByteArray(_)
+            | Value::List(_)
+            | Value::Tuple(_)
     )
 }
 
 fn repeat(seq: &Value, n: &IntRef<'_>) -> Result<Value, PyTypeError> {
     Ok(match seq {
         Value::Str(s) => Value::Str(s.repeat(repeat_count(n, s.len())?)),
+        Value::SurrogateStr(s) => {
+            let b = s.as_surrogatepass_utf8();
+            surrogatepass_str(b.repeat(repeat_count(n, b.len())?))
+        }
         Value::Bytes(b) => Value::Bytes(b.repeat(repeat_count(n, b.len())?)),
         Value::ByteArray(b) => Value::ByteArray(b.repeat(repeat_count(n, b.len())?)),
         Value::List(v) => Value::List(repeat_values(v, repeat_count(n, v.len())?)),
         Value::Tuple(v) => Value::Tuple(repeat_values(v, repeat_count(n, v.len())?)),
         _ => return Err(PyTypeError::type_error("not a sequence".to_owned())),
     })
+}
+
+/// A `str` from `surrogatepass` UTF-8 built from valid pieces (concatenated or repeated).
+fn surrogatepass_str(bytes: Vec<u8>) -> Value {
+    Value::from_surrogatepass_vec(bytes).unwrap_or_else(|| Value::Str(String::new()))
 }
 
 fn repeat_values(items: &[Value], count: usize) -> Vec<Value> {
@@ -280,7 +294,14 @@ impl Value {
         }
         match (self, other) {
             (Value::Str(a), Value::Str(b)) => Ok(Value::Str([a.as_str(), b.as_str()].concat())),
-            (Value::Str(_), b) => Err(PyTypeError::type_error(format!(
+            (Value::Str(_) | Value::SurrogateStr(_), Value::Str(_) | Value::SurrogateStr(_)) => {
+                let (a, b) = (
+                    self.str_surrogatepass_utf8().unwrap_or_default(),
+                    other.str_surrogatepass_utf8().unwrap_or_default(),
+                );
+                Ok(surrogatepass_str(concat(a, b)))
+            }
+            (Value::Str(_) | Value::SurrogateStr(_), b) => Err(PyTypeError::type_error(format!(
                 "can only concatenate str (not \"{}\") to str",
                 tp_name(b)
             ))),

@@ -165,9 +165,12 @@ impl IntoValue for f32 {
 }
 
 impl FromValue for String {
+    /// A `str`. A `String` cannot hold a lone surrogate: each one becomes U+FFFD (a task
+    /// that must keep them takes a [`Value`], which holds them exactly).
     fn from_value(value: Value) -> Result<Self, ValueError> {
         match value {
             Value::Str(s) => Ok(s),
+            Value::SurrogateStr(s) => Ok(s.to_string_lossy()),
             other => Err(ValueError::new("str", &other)),
         }
     }
@@ -374,6 +377,13 @@ mod tests {
             (1i64, "a").into_value(),
             Value::Tuple(vec![Value::Int(1), Value::str("a")])
         );
+    }
+
+    #[test]
+    fn a_string_parameter_gets_lone_surrogates_as_replacement_characters() {
+        let v = Value::from_code_points([0x61, 0xDC00, 0x62]).unwrap_or(Value::None);
+        assert_eq!(String::from_value(v.clone()), Ok("a\u{FFFD}b".to_owned()));
+        assert_eq!(Value::from_value(v.clone()), Ok(v));
     }
 
     #[test]

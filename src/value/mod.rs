@@ -8,12 +8,16 @@
 mod arith;
 mod convert;
 mod repr;
+mod surrogate;
 mod time;
 
 pub use arith::{py_sum, py_type_name, PyTypeError};
 pub use convert::{Bytes, FromValue, IntoValue, ValueError};
-pub use repr::{py_repr, saferepr};
+pub use repr::{py_repr, saferepr, saferepr_value};
+pub use surrogate::{Pieces, StrPiece, SurrogateStr};
 pub use time::{Date, DateTime, IsoParseError, Time, TimeDelta, TzInfo};
+
+pub(crate) use surrogate::StrBuilder;
 
 use num_bigint::BigInt;
 
@@ -30,8 +34,14 @@ pub enum Value {
     BigInt(BigInt),
     /// A `float`.
     Float(f64),
-    /// A `str`.
+    /// A `str` (every `str` without a lone surrogate).
     Str(String),
+    /// A `str` holding at least one lone surrogate (U+D800..=U+DFFF), which a `String`
+    /// cannot hold: rare, and kept out of [`Value::Str`] so ordinary strings stay plain
+    /// `String`s. Decoders and the constructors ([`Value::from_code_points`],
+    /// [`Value::from_surrogatepass_utf8`]) use it only for such strings, so a `str` equal to
+    /// a [`Value::Str`] is never one of these.
+    SurrogateStr(SurrogateStr),
     /// `bytes`.
     Bytes(Vec<u8>),
     /// `bytearray` (pickle keeps it apart from `bytes`; JSON cannot).
@@ -153,7 +163,8 @@ impl Value {
         Value::Str(s.into())
     }
 
-    /// The string inside a [`Value::Str`].
+    /// The string inside a [`Value::Str`] (`None` for a [`Value::SurrogateStr`], which no
+    /// `&str` can show exactly).
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -200,6 +211,7 @@ impl Value {
             Value::BigInt(_) => true,
             Value::Float(f) => *f != 0.0,
             Value::Str(s) => !s.is_empty(),
+            Value::SurrogateStr(_) => true,
             Value::Bytes(b) | Value::ByteArray(b) => !b.is_empty(),
             Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v) => !v.is_empty(),
             Value::Dict(d) => !d.is_empty(),

@@ -8,7 +8,7 @@ mod safe;
 mod text;
 
 use float::float_repr;
-pub use safe::saferepr;
+pub use safe::{saferepr, saferepr_value};
 
 use super::Value;
 

@@ -4,14 +4,15 @@
 //! - whatever decodes re-encodes, and the re-encoded text decodes to the same value and
 //!   re-encodes to the same bytes (the writer's output is a fixed point);
 //! - walking the document with [`PullReader`] (every object member by member, strings
-//!   borrowed) reads the same value, or fails with the same error (offset and message), as
+//!   borrowed, read exactly: lone surrogates kept) reads the same value, or fails with the
+//!   same error (offset and message), as
 //!   [`json::decode`]. The one documented difference: the pull reader walks objects as plain
 //!   objects, so an object that is a kombu tag is read as one here and passed through
 //!   `decode` separately; a tag `decode` refuses is then not compared.
 
 use std::collections::HashMap;
 
-use rcelery::codec::json::{self, JsonError, PullReader};
+use rcelery::codec::json::{self, ExactStr, JsonError, PullReader};
 use rcelery::value::{Dict, Value};
 
 /// Checks every invariant on one input; panics on a violation. True if it decoded.
@@ -82,7 +83,7 @@ fn pull_document(data: &[u8], walk: &mut Walk) -> Result<Value, JsonError> {
 /// else whole.
 fn pull_value(doc: &mut PullReader<'_>, walk: &mut Walk) -> Result<Value, JsonError> {
     if doc.at_string() {
-        return doc.string().map(|s| Value::Str(s.into_owned()));
+        return doc.exact_string().map(str_value);
     }
     if !doc.at_object() {
         return doc.value();
@@ -90,14 +91,17 @@ fn pull_value(doc: &mut PullReader<'_>, walk: &mut Walk) -> Result<Value, JsonEr
     doc.enter_object()?;
     // Python's dict: a repeated key keeps its first place and takes the last value.
     let mut pairs: Vec<(Value, Value)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    while let Some(key) = doc.next_key()? {
+    // Keys by their code points (the surrogatepass UTF-8 of a str).
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    while let Some(key) = doc.next_exact_key()? {
+        let key = str_value(key);
         let value = pull_value(doc, walk)?;
-        match index.get(&*key) {
+        let code_points = key.str_surrogatepass_utf8().unwrap_or_default().to_vec();
+        match index.get(&code_points) {
             Some(&at) => pairs[at].1 = value,
             None => {
-                index.insert(key.to_string(), pairs.len());
-                pairs.push((Value::Str(key.into_owned()), value));
+                index.insert(code_points, pairs.len());
+                pairs.push((key, value));
             }
         }
     }
@@ -112,6 +116,14 @@ fn pull_value(doc: &mut PullReader<'_>, walk: &mut Walk) -> Result<Value, JsonEr
             walk.refused_tag = true;
             Ok(object)
         }
+    }
+}
+
+/// A string the pull reader read exactly, as a `str` value.
+fn str_value(s: ExactStr<'_>) -> Value {
+    match s {
+        Ok(text) => Value::Str(text.into_owned()),
+        Err(s) => Value::SurrogateStr(s),
     }
 }
 

@@ -19,9 +19,11 @@
 //! chunks and joined once into a vector of their exact length (see
 //! `docs/security-pickle.md`, "Memory").
 //!
+//! A lone UTF-16 surrogate escape (`"\ud800"`) decodes, as in Python, to a `str` holding that
+//! surrogate ([`Value::SurrogateStr`]), and is written back as `\ud800`; a high escape directly
+//! followed by a low one is one character beyond the BMP.
+//!
 //! Deviations from Python, all on inputs Python itself rejects or cannot produce:
-//! - A lone UTF-16 surrogate escape (`"\ud800"`) decodes to U+FFFD: a Rust `String` cannot
-//!   hold a lone surrogate (Python keeps it in its `str`).
 //! - Nesting deeper than [`MAX_DEPTH`] is an error on decode (Python raises `RecursionError`
 //!   near 1000); on encode, deeper values are written as `null`.
 //! - Values Python's encoder refuses with `TypeError` are written rather than refused: see
@@ -34,7 +36,7 @@ mod write;
 
 use crate::value::Value;
 
-pub use pull::PullReader;
+pub use pull::{ExactStr, PullReader};
 
 /// The deepest nesting of arrays and objects read or written.
 pub const MAX_DEPTH: usize = 512;

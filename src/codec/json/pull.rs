@@ -5,12 +5,24 @@
 //! Walking a document validates all of it, as [`decode`](super::decode) would: the same
 //! errors for the same inputs. Objects are walked as plain objects: a kombu
 //! `{"__type__", "__value__"}` tag is only turned into its value by [`PullReader::value`].
+//!
+//! Strings and keys come as `&str` text ([`PullReader::string`], [`PullReader::next_key`]),
+//! where a lone surrogate (which no `&str` holds, and no envelope field has) is U+FFFD; the
+//! `exact_` forms give the `str` exactly, as [`decode`](super::decode) reads it.
 
 use std::borrow::Cow;
 
 use super::read::Reader;
 use super::JsonError;
-use crate::value::Value;
+use crate::value::{SurrogateStr, Value};
+
+/// A string read exactly: text (borrowed unless it has escapes), or a `str` holding lone
+/// surrogates.
+pub type ExactStr<'a> = Result<Cow<'a, str>, SurrogateStr>;
+
+fn lossy(s: ExactStr<'_>) -> Cow<'_, str> {
+    s.unwrap_or_else(|s| Cow::Owned(s.to_string_lossy()))
+}
 
 /// Reads one JSON document member by member.
 pub struct PullReader<'a> {
@@ -52,8 +64,13 @@ impl<'a> PullReader<'a> {
     }
 
     /// The next key of the object being walked, positioned at its value (which must then be
-    /// read); `None` once the object is closed.
+    /// read); `None` once the object is closed. A lone surrogate in it reads as U+FFFD.
     pub fn next_key(&mut self) -> Result<Option<Cow<'a, str>>, JsonError> {
+        Ok(self.next_exact_key()?.map(lossy))
+    }
+
+    /// [`next_key`](Self::next_key), the key exactly (lone surrogates kept).
+    pub fn next_exact_key(&mut self) -> Result<Option<ExactStr<'a>>, JsonError> {
         self.r.skip_ws();
         if self.r.eat(b'}') {
             self.r.ascend();
@@ -71,7 +88,7 @@ impl<'a> PullReader<'a> {
                 .r
                 .error("Expecting property name enclosed in double quotes"));
         }
-        let key = self.r.string()?;
+        let key = self.r.text()?;
         self.r.skip_ws();
         if !self.r.eat(b':') {
             return Err(self.r.error("Expecting ':' delimiter"));
@@ -81,12 +98,17 @@ impl<'a> PullReader<'a> {
     }
 
     /// Reads the string that is next (check with [`at_string`](Self::at_string)), borrowed
-    /// unless it has escapes.
+    /// unless it has escapes. A lone surrogate in it reads as U+FFFD.
     pub fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        self.exact_string().map(lossy)
+    }
+
+    /// [`string`](Self::string), the `str` exactly (lone surrogates kept).
+    pub fn exact_string(&mut self) -> Result<ExactStr<'a>, JsonError> {
         if !self.r.eat(b'"') {
             return Err(self.r.error("Expecting value"));
         }
-        self.r.string()
+        self.r.text()
     }
 
     /// Reads the next value whole, kombu's tags applied.

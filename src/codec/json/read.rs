@@ -1,5 +1,9 @@
 //! The JSON reader: Python's `json.loads` grammar (strict: no control characters inside
 //! strings), plus `NaN`, `Infinity`, `-Infinity` and ints of any size.
+//!
+//! `\uXXXX` escapes as Python reads them: a high surrogate escape directly followed by a low
+//! one is one character beyond the BMP; any other surrogate escape is a lone surrogate, kept
+//! in a [`Value::SurrogateStr`].
 
 use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
@@ -9,9 +13,9 @@ use std::mem::size_of;
 
 use num_bigint::BigInt;
 
-use super::{tags, JsonError, MAX_DEPTH};
+use super::{tags, ExactStr, JsonError, MAX_DEPTH};
 use crate::codec::limits::Budget;
-use crate::value::{Dict, Value};
+use crate::value::{Dict, StrBuilder, Value};
 
 /// Python 3.11 refuses to convert ints of more digits than this (`sys.int_info`).
 const MAX_INT_DIGITS: usize = 4300;
@@ -139,9 +143,7 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
-                let s = self.string()?;
-                self.charge(s.len())?;
-                Ok(Value::Str(s.into_owned()))
+                self.string_value()
             }
             Some(b'{') => self.nested(Self::object),
             Some(b'[') => self.nested(Self::array),
@@ -227,9 +229,7 @@ impl<'a> Reader<'a> {
                 return Err(self.error("Expecting property name enclosed in double quotes"));
             }
             self.pos += 1;
-            let key = self.string()?;
-            self.charge(key.len())?;
-            let key = key.into_owned();
+            let key = self.string_value()?;
             self.skip_ws();
             if self.peek() != Some(b':') {
                 return Err(self.error("Expecting ':' delimiter"));
@@ -355,10 +355,25 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads a string body; `pos` is just past the opening quote. Borrowed unless it has
-    /// escapes.
-    pub(super) fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
-        let mut out: Option<String> = None;
+    /// Reads a string body as a `str` value (charged to the allowance); `pos` is just past
+    /// the opening quote.
+    fn string_value(&mut self) -> Result<Value, JsonError> {
+        match self.text()? {
+            Ok(s) => {
+                self.charge(s.len())?;
+                Ok(Value::Str(s.into_owned()))
+            }
+            Err(s) => {
+                self.charge(s.as_surrogatepass_utf8().len())?;
+                Ok(Value::SurrogateStr(s))
+            }
+        }
+    }
+
+    /// Reads a string body; `pos` is just past the opening quote. The text, borrowed unless
+    /// it has escapes, or the `str` with lone surrogates it spells.
+    pub(super) fn text(&mut self) -> Result<ExactStr<'a>, JsonError> {
+        let mut out: Option<StrBuilder> = None;
         let mut run = self.pos;
         loop {
             let b = self
@@ -371,13 +386,13 @@ impl<'a> Reader<'a> {
                     return Ok(match out {
                         Some(mut s) => {
                             s.push_str(tail);
-                            Cow::Owned(s)
+                            s.finish().map(Cow::Owned)
                         }
-                        None => Cow::Borrowed(tail),
+                        None => Ok(Cow::Borrowed(tail)),
                     });
                 }
                 b'\\' => {
-                    let s = out.get_or_insert_with(String::new);
+                    let s = out.get_or_insert_with(StrBuilder::new);
                     s.push_str(self.text.get(run..self.pos).unwrap_or(""));
                     self.pos += 1;
                     self.escape(&mut out)?;
@@ -403,8 +418,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one escape; `pos` is just past the backslash.
-    fn escape(&mut self, out: &mut Option<String>) -> Result<(), JsonError> {
-        let s = out.get_or_insert_with(String::new);
+    fn escape(&mut self, out: &mut Option<StrBuilder>) -> Result<(), JsonError> {
+        let s = out.get_or_insert_with(StrBuilder::new);
         let c = self
             .peek()
             .ok_or_else(|| self.error("Unterminated string"))?;
@@ -420,6 +435,7 @@ impl<'a> Reader<'a> {
             b't' => '\t',
             b'u' => {
                 let hi = self.hex4()?;
+                let mut cp = hi;
                 if (0xD800..0xDC00).contains(&hi)
                     && self.b.get(self.pos..self.pos + 2) == Some(b"\\u")
                 {
@@ -427,16 +443,15 @@ impl<'a> Reader<'a> {
                     self.pos += 2;
                     let lo = self.hex4()?;
                     if (0xDC00..0xE000).contains(&lo) {
-                        let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                        char::from_u32(cp).unwrap_or('\u{FFFD}')
+                        cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
                     } else {
                         // Not a pair: the high surrogate stands alone; re-read the next escape.
                         self.pos = save;
-                        '\u{FFFD}'
                     }
-                } else {
-                    char::from_u32(hi).unwrap_or('\u{FFFD}')
                 }
+                // Four hex digits, or a pair: always a char or a lone surrogate.
+                s.push_code_point(cp);
+                return Ok(());
             }
             _ => {
                 self.pos -= 1;
@@ -536,32 +551,32 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn key_hash(key: &str) -> u64 {
+/// The hash of a key (a `str`: [`Value::Str`] or [`Value::SurrogateStr`]), by its code points.
+fn key_hash(key: &Value) -> u64 {
     let mut h = DefaultHasher::new();
-    key.hash(&mut h);
+    key.str_surrogatepass_utf8().hash(&mut h);
     h.finish()
 }
 
-/// `d[key] = value`: a repeated key keeps its first place and takes the last value.
+/// `d[key] = value` for a `str` key: a repeated key keeps its first place and takes the last
+/// value.
 ///
 /// Past [`LINEAR_KEYS`] keys, a hash index maps each key's hash to its position (a hash
 /// shared by two different keys, 2^-64 unlikely, is resolved by a scan).
 fn insert(
     pairs: &mut Vec<(Value, Value)>,
     index: &mut Option<HashMap<u64, usize>>,
-    key: String,
+    key: Value,
     value: Value,
 ) {
     if index.is_none() && pairs.len() >= LINEAR_KEYS {
         let mut map = HashMap::with_capacity(pairs.len() * 2);
         for (i, (k, _)) in pairs.iter().enumerate() {
-            if let Value::Str(s) = k {
-                map.entry(key_hash(s)).or_insert(i);
-            }
+            map.entry(key_hash(k)).or_insert(i);
         }
         *index = Some(map);
     }
-    let is_key = |k: &Value| matches!(k, Value::Str(s) if *s == key);
+    let is_key = |k: &Value| *k == key;
     let existing = match index {
         Some(map) => match map.get(&key_hash(&key)) {
             Some(&i) if pairs.get(i).is_some_and(|(k, _)| is_key(k)) => Some(i),
@@ -580,7 +595,7 @@ fn insert(
             if let Some(map) = index {
                 map.entry(key_hash(&key)).or_insert(pairs.len());
             }
-            pairs.push((Value::Str(key), value));
+            pairs.push((key, value));
         }
     }
 }

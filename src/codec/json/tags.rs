@@ -38,6 +38,11 @@ pub(super) fn object_hook(d: Dict) -> Result<Value, String> {
 fn expect_str(kind: &str, v: Value) -> Result<String, String> {
     match v {
         Value::Str(s) => Ok(s),
+        // What `str.encode("utf-8")` or `fromisoformat` say of a lone surrogate.
+        Value::SurrogateStr(s) => Err(format!(
+            "{kind} tag: {} holds a surrogate, not allowed",
+            crate::value::py_repr(&Value::SurrogateStr(s))
+        )),
         other => Err(format!(
             "{kind} tag needs a str, got {}",
             crate::value::py_type_name(&other)

@@ -16,14 +16,78 @@ fn nesting_past_the_limit_is_an_error_not_a_crash() {
     assert!(decode("{\"a\":".repeat(100_000).as_bytes()).is_err());
 }
 
+fn code_points(v: &Value) -> Vec<u32> {
+    match v {
+        Value::SurrogateStr(s) => s.code_points().collect(),
+        Value::Str(s) => s.chars().map(u32::from).collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[test]
-fn lone_surrogates_become_replacement_characters() {
-    assert_eq!(decode(br#""\ud800x""#).ok(), Some(Value::str("\u{FFFD}x")));
-    assert_eq!(decode(br#""\udc00""#).ok(), Some(Value::str("\u{FFFD}")));
+fn lone_surrogates_are_kept() {
+    // CPython 3.11: [ord(c) for c in json.loads(text)] for each text.
+    for (text, want) in [
+        (&br#""\ud800x""#[..], &[0xD800, 0x78][..]),
+        (br#""\udc00""#, &[0xDC00]),
+        (br#""\ud800\u0041""#, &[0xD800, 0x41]),
+        (br#""a\udc00b""#, &[0x61, 0xDC00, 0x62]),
+        (br#""\udbff\udbff\udfff""#, &[0xDBFF, 0x10FFFF]),
+        (br#""\ude00\ud83d""#, &[0xDE00, 0xD83D]),
+        (br#""\uDFFF\u00e9""#, &[0xDFFF, 0xE9]),
+    ] {
+        let v = decode(text).unwrap_or(Value::None);
+        assert!(matches!(v, Value::SurrogateStr(_)), "{text:?}: {v:?}");
+        assert_eq!(code_points(&v), want, "{text:?}");
+    }
+    // A high surrogate escape followed by a low one is one character, as before.
     assert_eq!(
-        decode(br#""\ud800\u0041""#).ok(),
-        Some(Value::str("\u{FFFD}A"))
+        decode(br#""\ud83d\ude00""#).ok(),
+        Some(Value::str("\u{1F600}"))
     );
+    assert!(decode(br#""\ud800\u12""#).is_err());
+}
+
+#[test]
+fn lone_surrogates_round_trip_as_python_writes_them() {
+    // CPython 3.11 / kombu: dumps(loads(text)) == text.
+    for text in [
+        r#""\ud800""#,
+        r#""a\udc00b""#,
+        r#""\udfff\ud800""#,
+        r#"{"k\udc80": ["\ud800", "x\u00e9\udbff"]}"#,
+    ] {
+        let v = decode(text.as_bytes()).unwrap_or(Value::None);
+        assert_eq!(enc(&v), text);
+        assert_eq!(decode(&encode(&v)).ok(), Some(v));
+    }
+    // Two surrogate code points side by side are written as they are, and read back joined
+    // (json.loads(json.dumps('\ud83d\ude00')) == '\U0001F600' in Python too).
+    let pair = Value::from_code_points([0xD83D, 0xDE00]).unwrap_or(Value::None);
+    assert_eq!(enc(&pair), r#""\ud83d\ude00""#);
+    assert_eq!(decode(&encode(&pair)).ok(), Some(Value::str("\u{1F600}")));
+}
+
+#[test]
+fn object_keys_with_lone_surrogates_are_kept_apart() {
+    // {"\ud800": 1, "\udc00": 2, "\ud800": 3} is {'\ud800': 3, '\udc00': 2} in Python.
+    let Ok(Value::Dict(d)) = decode(br#"{"\ud800": 1, "\udc00": 2, "\ud800": 3}"#) else {
+        panic!("decodes")
+    };
+    assert_eq!(d.len(), 2);
+    assert_eq!(code_points(&d.0[0].0), [0xD800]);
+    assert_eq!(d.0[0].1, Value::Int(3));
+    // Past the hash index's threshold too.
+    let mut text = String::from("{");
+    for i in 0..100 {
+        text.push_str(&format!("\"\\ud800{i}\": {i}, "));
+    }
+    text.push_str("\"\\ud8005\": \"last\"}");
+    let Ok(Value::Dict(d)) = decode(text.as_bytes()) else {
+        panic!("decodes")
+    };
+    assert_eq!(d.len(), 100);
+    assert_eq!(d.0[5].1, Value::str("last"));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! - floats as `float.__repr__`, with `NaN`, `Infinity`, `-Infinity`; ints of any size;
 //! - every non-ASCII character as `\uXXXX` (surrogate pairs beyond the BMP), `\"`, `\\`,
 //!   `\n`, `\r`, `\t`, `\b`, `\f`, other control characters and DEL as `\u00XX`; `/` as is;
+//!   a lone surrogate as its own `\udXXX`, lowercase like the rest;
 //! - tuples as lists; dict keys that are `int`, `float`, `bool` or `None` as the strings
 //!   `"1"`, `"1.5"`, `"true"`, `"null"`;
 //! - kombu's tags: `bytes` (valid UTF-8) / `base64`, `datetime`, `date`, `time` (their
@@ -22,7 +23,7 @@ use std::io::Write as _;
 use base64::Engine as _;
 
 use super::MAX_DEPTH;
-use crate::value::Value;
+use crate::value::{StrPiece, SurrogateStr, Value};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -40,6 +41,7 @@ pub(super) fn write_value(v: &Value, out: &mut Vec<u8>, depth: usize) {
         }
         Value::Float(f) => write_float(*f, out),
         Value::Str(s) => write_str(s, out),
+        Value::SurrogateStr(s) => write_surrogate_str(s, out),
         Value::Bytes(b) | Value::ByteArray(b) => write_bytes(b, out),
         Value::List(items) | Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => {
             if depth >= MAX_DEPTH {
@@ -99,6 +101,7 @@ fn write_float(f: f64, out: &mut Vec<u8>) {
 fn write_key(k: &Value, out: &mut Vec<u8>) {
     match k {
         Value::Str(s) => write_str(s, out),
+        Value::SurrogateStr(s) => write_surrogate_str(s, out),
         Value::Bool(_) | Value::None | Value::Int(_) | Value::BigInt(_) | Value::Float(_) => {
             out.push(b'"');
             write_value(k, out, MAX_DEPTH);
@@ -143,9 +146,29 @@ fn push_u_escape(unit: u32, out: &mut Vec<u8>) {
 
 /// A JSON string with `ensure_ascii=True` escaping.
 pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_str_body(s, out);
+    out.push(b'"');
+}
+
+/// A JSON string holding lone surrogates: each is written `\udXXX`, as Python writes it (and
+/// reads it back).
+fn write_surrogate_str(s: &SurrogateStr, out: &mut Vec<u8>) {
+    out.reserve(s.as_surrogatepass_utf8().len() + 2);
+    out.push(b'"');
+    for piece in s.pieces() {
+        match piece {
+            StrPiece::Text(t) => write_str_body(t, out),
+            StrPiece::Surrogate(u) => push_u_escape(u32::from(u), out),
+        }
+    }
+    out.push(b'"');
+}
+
+/// The escaped text between a JSON string's quotes.
+fn write_str_body(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -185,5 +208,4 @@ pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
         run = i;
     }
     out.extend_from_slice(&bytes[run..]);
-    out.push(b'"');
 }

@@ -22,10 +22,22 @@ fn ascii_str(m: &Machine<'_>, bytes: &[u8]) -> Result<String, PickleError> {
     }
 }
 
+/// Bytes to a `str` for the names of GLOBAL and INST: strict UTF-8, as CPython reads them.
 fn utf8_str(m: &Machine<'_>, bytes: &[u8]) -> Result<String, PickleError> {
     std::str::from_utf8(bytes)
         .map(str::to_owned)
         .map_err(|_| m.err("invalid UTF-8 in a unicode string"))
+}
+
+/// Bytes to a `str` for the BINUNICODE family: UTF-8 with CPython's `surrogatepass` handler,
+/// so a lone surrogate (written by CPython's pickler as its 3 bytes, `ED A0 80` for U+D800)
+/// is kept.
+fn unicode_str(m: &Machine<'_>, bytes: &[u8]) -> Result<Value, PickleError> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(Value::Str(s.to_owned())),
+        Err(_) => Value::from_surrogatepass_utf8(bytes)
+            .ok_or_else(|| m.err("invalid UTF-8 in a unicode string")),
+    }
 }
 
 impl Machine<'_> {
@@ -149,7 +161,7 @@ impl Machine<'_> {
                     let line = self.line()?;
                     let s = text::raw_unicode_escape_decode(line).map_err(|e| self.err(e))?;
                     let cost = s.len();
-                    self.push_value(Value::Str(s), cost)?;
+                    self.push_value(s.into_value(), cost)?;
                 }
                 SHORT_BINUNICODE => {
                     let n = self.byte()?;
@@ -377,8 +389,8 @@ impl Machine<'_> {
     fn load_unicode(&mut self, n: u64) -> Result<(), PickleError> {
         let bytes = self.take(n)?;
         self.charge(bytes.len())?;
-        let s = utf8_str(self, bytes)?;
-        self.push_value(Value::Str(s), 0)
+        let s = unicode_str(self, bytes)?;
+        self.push_value(s, 0)
     }
 
     fn load_bytes(&mut self, n: u64, bytearray: bool) -> Result<(), PickleError> {

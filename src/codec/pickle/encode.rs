@@ -191,6 +191,8 @@ impl Encoder {
                 self.write(&op);
             }
             Value::Str(s) => self.save_str_body(s, str_key(s)),
+            // Never a shared object: CPython shares only the empty and 1-char Latin-1 strs.
+            Value::SurrogateStr(s) => self.save_unicode(s.as_surrogatepass_utf8(), None),
             Value::Bytes(b) => self.save_bytes_body(b, bytes_key(b)),
             Value::ByteArray(b) => self.save_bytearray(b),
             Value::List(items) => self.save_list_body(items),
@@ -275,10 +277,15 @@ impl Encoder {
     }
 
     fn save_str_body(&mut self, s: &str, key: Option<Key>) {
+        self.save_unicode(s.as_bytes(), key);
+    }
+
+    /// A `str` given as its UTF-8 (with `surrogatepass`, as CPython's pickler encodes it).
+    fn save_unicode(&mut self, utf8: &[u8], key: Option<Key>) {
         if self.try_get(&key) {
             return;
         }
-        let n = s.len();
+        let n = utf8.len();
         let mut header = [0u8; 9];
         let header: &[u8] = if n <= 0xff && self.proto >= 4 {
             header[..2].copy_from_slice(&[SHORT_BINUNICODE, n as u8]);
@@ -292,7 +299,7 @@ impl Encoder {
             header[1..9].copy_from_slice(&(n as u64).to_le_bytes());
             &header[..9]
         };
-        self.write_payload(header, s.as_bytes());
+        self.write_payload(header, utf8);
         self.memoize(key);
     }
 

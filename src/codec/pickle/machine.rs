@@ -132,6 +132,7 @@ impl Arena {
 pub(super) fn value_heap(v: &Value) -> usize {
     match v {
         Value::Str(s) | Value::Decimal(s) => s.capacity(),
+        Value::SurrogateStr(s) => s.as_surrogatepass_utf8().len(),
         Value::Bytes(b) | Value::ByteArray(b) => b.capacity(),
         Value::BigInt(b) => (b.bits() / 8) as usize + 8,
         Value::DateTime(_) => size_of::<crate::value::DateTime>(),

@@ -51,6 +51,7 @@ fn hash_into(v: &Value, h: &mut DefaultHasher) {
     }
     match v {
         Value::Str(s) => s.hash(h),
+        Value::SurrogateStr(s) => s.hash(h),
         Value::Bytes(b) => b.hash(h),
         Value::Tuple(items) | Value::FrozenSet(items) => {
             items.len().hash(h);

@@ -77,3 +77,58 @@ pub fn encode(value: &Value, protocol: u8) -> Vec<u8> {
 pub fn allowed_globals() -> impl Iterator<Item = (&'static str, &'static str)> {
     globals::ALLOW_LIST.iter().map(|&(m, n, _)| (m, n))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{decode, encode};
+    use crate::value::{py_repr, Value};
+
+    fn sur(cps: &[u32]) -> Value {
+        Value::from_code_points(cps.iter().copied()).unwrap_or(Value::None)
+    }
+
+    #[test]
+    fn lone_surrogates_round_trip_with_surrogatepass() {
+        // Bytes printed by CPython 3.11: pickle.dumps(s, protocol) for each s.
+        let cases: [(&[u32], u8, &[u8]); 4] = [
+            (&[0xD800], 2, b"\x80\x02X\x03\x00\x00\x00\xed\xa0\x80q\x00."),
+            (
+                &[0xD800],
+                4,
+                b"\x80\x04\x95\x07\x00\x00\x00\x00\x00\x00\x00\x8c\x03\xed\xa0\x80\x94.",
+            ),
+            (
+                &[0x61, 0xDC00, 0x62],
+                4,
+                b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00\x8c\x05a\xed\xb0\x80b\x94.",
+            ),
+            (
+                &[0xD83D, 0xDE00],
+                4,
+                b"\x80\x04\x95\n\x00\x00\x00\x00\x00\x00\x00\x8c\x06\xed\xa0\xbd\xed\xb8\x80\x94.",
+            ),
+        ];
+        for (cps, proto, bytes) in cases {
+            let v = sur(cps);
+            assert!(matches!(v, Value::SurrogateStr(_)), "{cps:x?}");
+            assert_eq!(encode(&v, proto), bytes, "{cps:x?} protocol {proto}");
+            assert_eq!(decode(bytes).ok(), Some(v), "{cps:x?} protocol {proto}");
+        }
+    }
+
+    #[test]
+    fn protocol_0_unicode_escapes_keep_lone_surrogates() {
+        // pickle.dumps('\ud800', 0) and pickle.dumps('\ud83d\ude00', 0) in CPython 3.11.
+        assert_eq!(decode(b"V\\ud800\np0\n.").ok(), Some(sur(&[0xD800])));
+        let pair = decode(b"V\\ud83d\\ude00\np0\n.").unwrap_or(Value::None);
+        assert_eq!(pair, sur(&[0xD83D, 0xDE00]));
+        assert_eq!(py_repr(&pair), r"'\ud83d\ude00'");
+    }
+
+    #[test]
+    fn invalid_utf8_is_still_refused() {
+        // ED A0 without its third byte, and a byte that never starts UTF-8.
+        assert!(decode(b"\x80\x04\x8c\x02\xed\xa0\x94.").is_err());
+        assert!(decode(b"\x80\x04\x8c\x01\xff\x94.").is_err());
+    }
+}

@@ -3,7 +3,7 @@
 
 use num_bigint::BigInt;
 
-use crate::value::Value;
+use crate::value::{StrBuilder, Value};
 
 /// CPython refuses to turn longer digit strings into an `int` (`sys.get_int_max_str_digits()`).
 const MAX_INT_DIGITS: usize = 4300;
@@ -65,9 +65,11 @@ pub(super) fn escape_decode(data: &[u8]) -> Result<Vec<u8>, &'static str> {
 }
 
 /// Decodes `raw-unicode-escape` text: bytes are Latin-1 code points except `\uXXXX` and
-/// `\UXXXXXXXX` escapes (a backslash before anything else stays a backslash).
-pub(super) fn raw_unicode_escape_decode(data: &[u8]) -> Result<String, &'static str> {
-    let mut out = String::with_capacity(data.len());
+/// `\UXXXXXXXX` escapes (a backslash before anything else stays a backslash). An escape of a
+/// surrogate is a lone surrogate, never joined with a neighbour (`\ud83d\ude00` is two code
+/// points), as in CPython.
+pub(super) fn raw_unicode_escape_decode(data: &[u8]) -> Result<StrBuilder, &'static str> {
+    let mut out = StrBuilder::with_capacity(data.len());
     let mut i = 0;
     while i < data.len() {
         let c = data[i];
@@ -93,7 +95,9 @@ pub(super) fn raw_unicode_escape_decode(data: &[u8]) -> Result<String, &'static 
         for &d in digits {
             code = code * 16 + hex_digit(d).ok_or("invalid \\u escape")?;
         }
-        out.push(char::from_u32(code).ok_or("\\u escape is a surrogate or out of range")?);
+        if !out.push_code_point(code) {
+            return Err("\\Uxxxxxxxx out of range");
+        }
     }
     Ok(out)
 }
@@ -153,15 +157,31 @@ mod tests {
         assert!(escape_decode(br"\x4").is_err());
     }
 
+    fn raw(data: &[u8]) -> Result<Value, &'static str> {
+        raw_unicode_escape_decode(data).map(StrBuilder::into_value)
+    }
+
     #[test]
     fn raw_unicode() {
+        assert_eq!(raw(b"\\u90ae\xe9\\\\u0041"), Ok(Value::str("邮é\\\\u0041")));
+        assert_eq!(raw(b"\\U0001F600"), Ok(Value::str("😀")));
+        assert!(raw(b"\\u12").is_err());
+        assert!(raw(b"\\U00110000").is_err());
+    }
+
+    #[test]
+    fn raw_unicode_keeps_lone_surrogates() {
+        // CPython 3.11: b'\\ud800'.decode('raw-unicode-escape') == '\ud800', and
+        // b'a\\ud83d\\ude00\\U0000dfff'... is 'a', '\ud83d', '\ude00', '\udfff' (never joined).
+        let cps = |v: Value| match v {
+            Value::SurrogateStr(s) => s.code_points().collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        assert_eq!(raw(b"\\ud800").map(cps), Ok(vec![0xD800]));
         assert_eq!(
-            raw_unicode_escape_decode(b"\\u90ae\xe9\\\\u0041").unwrap(),
-            "邮é\\\\u0041"
+            raw(b"a\\ud83d\\ude00\\U0000dfff").map(cps),
+            Ok(vec![0x61, 0xD83D, 0xDE00, 0xDFFF])
         );
-        assert_eq!(raw_unicode_escape_decode(b"\\U0001F600").unwrap(), "😀");
-        assert!(raw_unicode_escape_decode(b"\\ud800").is_err());
-        assert!(raw_unicode_escape_decode(b"\\u12").is_err());
     }
 
     #[test]

@@ -170,3 +170,27 @@ fn extreme_decimal_exponents_do_not_overflow() {
         .is_ok());
     assert_eq!(Value::parse_decimal("1E+9223372036854775807"), None);
 }
+
+#[test]
+fn strs_with_lone_surrogates_concatenate_and_repeat() {
+    // CPython 3.11: 'a' + '\ud800', '\ud83d' + '\ude00' (two code points, not joined),
+    // '\ud800' * 2, '\ud800' * 0, '\ud800' + 1.
+    let sur = |cps: &[u32]| Value::from_code_points(cps.iter().copied()).unwrap_or(Value::None);
+    assert_eq!(add(Value::str("a"), sur(&[0xD800])), "'a\\ud800'");
+    assert_eq!(add(sur(&[0xD83D]), sur(&[0xDE00])), "'\\ud83d\\ude00'");
+    assert_eq!(
+        sur(&[0xD83D]).py_add(&sur(&[0xDE00])).ok(),
+        Some(sur(&[0xD83D, 0xDE00]))
+    );
+    assert_eq!(mul(sur(&[0xD800]), Value::Int(2)), "'\\ud800\\ud800'");
+    assert_eq!(
+        sur(&[0xD800]).py_mul(&Value::Int(0)).ok(),
+        Some(Value::str(""))
+    );
+    assert_eq!(
+        add(sur(&[0xD800]), Value::Int(1)),
+        "TypeError: can only concatenate str (not \"int\") to str"
+    );
+    assert_eq!(py_type_name(&sur(&[0xD800])), "str");
+    assert!(sur(&[0xD800]).truthy());
+}

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::float::float_repr;
-use super::text::{push_bytes_repr, push_str_repr};
+use super::text::{push_bytes_repr, push_str_repr, push_surrogate_str_repr};
 use crate::value::{Date, DateTime, Time, TimeDelta, TzInfo, Value};
 
 /// Containers nested deeper than this print as `...` (Python would raise `RecursionError`).
@@ -27,6 +27,7 @@ pub(crate) fn write_repr(v: &Value, out: &mut String, depth: usize) {
         }
         Value::Float(f) => out.push_str(float_repr(*f).as_str()),
         Value::Str(s) => push_str_repr(s, out),
+        Value::SurrogateStr(s) => push_surrogate_str_repr(s, out),
         Value::Bytes(b) => push_bytes_repr(b, out),
         Value::ByteArray(b) => {
             out.push_str("bytearray(");

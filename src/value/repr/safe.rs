@@ -6,10 +6,18 @@
 //! their UTF-8 text (or hex when not UTF-8), numbers print with `str()`. Once the budget is
 //! spent the next token is dropped, `, ...` is written, then the closing brackets of every
 //! container still open, exactly as Celery's token stream does.
+//!
+//! A `str` holding lone surrogates is written as it is, so the saferepr of such a value holds
+//! them too: [`saferepr_value`] returns that exact Python `str`; [`saferepr`] returns a Rust
+//! `String`, with each lone surrogate spelled `\udXXX` (as Python's `backslashreplace`, which
+//! `sys.stderr` uses, shows it). The text is built as `surrogatepass` UTF-8 bytes, where a code
+//! point starts at every byte that is not a continuation byte.
+
+use std::fmt::Write as _;
 
 use super::float::float_repr;
 use super::python::write_repr;
-use crate::value::{Dict, Value};
+use crate::value::{Dict, StrPiece, Value};
 
 /// Containers deeper than this print as `[...]`, `{...}`, `(...)`.
 const MAX_LEVELS: usize = 3;
@@ -118,7 +126,9 @@ impl<'a> Stream<'a> {
     fn classify(&mut self, value: &'a Value) -> Token<'a> {
         let level = self.stack.len();
         let (items, open, close) = match value {
-            Value::Str(_) | Value::Bytes(_) => return Token::Quoted(value),
+            Value::Str(_) | Value::SurrogateStr(_) | Value::Bytes(_) => {
+                return Token::Quoted(value)
+            }
             Value::Bool(b) => return Token::Text(if *b { "True" } else { "False" }.to_owned()),
             Value::Int(i) => return Token::Text(i.to_string()),
             Value::BigInt(i) => return Token::Text(i.to_string()),
@@ -155,19 +165,53 @@ impl<'a> Stream<'a> {
 }
 
 /// Celery's `saferepr(value, maxlen)`: at most about `maxlen` characters (0 means no limit,
-/// like Python's `maxlen=None`), three levels of nesting.
+/// like Python's `maxlen=None`), three levels of nesting. Lone surrogates in the text (from
+/// `str`s holding them) are spelled `\udXXX`; [`saferepr_value`] keeps them.
 pub fn saferepr(value: &Value, maxlen: usize) -> String {
+    match saferepr_value(value, maxlen) {
+        Value::Str(text) => text,
+        Value::SurrogateStr(s) => {
+            let mut out = String::with_capacity(s.as_surrogatepass_utf8().len() + 8);
+            for piece in s.pieces() {
+                match piece {
+                    StrPiece::Text(t) => out.push_str(t),
+                    StrPiece::Surrogate(u) => {
+                        let _ = write!(out, "\\u{u:04x}");
+                    }
+                }
+            }
+            out
+        }
+        _ => String::new(),
+    }
+}
+
+/// Celery's `saferepr(value, maxlen)` as the exact Python `str` it returns: a
+/// [`Value::Str`], or a [`Value::SurrogateStr`] when the text holds a lone surrogate (as
+/// `argsrepr` does for arguments holding one).
+pub fn saferepr_value(value: &Value, maxlen: usize) -> Value {
+    Value::from_surrogatepass_vec(render_root(value, maxlen))
+        .unwrap_or_else(|| Value::Str(String::new()))
+}
+
+/// The text of `saferepr(value, maxlen)` as `surrogatepass` UTF-8.
+fn render_root(value: &Value, maxlen: usize) -> Vec<u8> {
     let budget = if maxlen == 0 {
         None
     } else {
         Some(maxlen as i64)
     };
-    let mut out = String::new();
+    let mut out = Vec::new();
     render(value, budget, &mut out);
     out
 }
 
-fn render(value: &Value, mut budget: Option<i64>, out: &mut String) {
+/// Python's `len()` of `surrogatepass` UTF-8 text: its number of code points.
+fn char_count(text: &[u8]) -> usize {
+    text.iter().filter(|&&b| b & 0xC0 != 0x80).count()
+}
+
+fn render(value: &Value, mut budget: Option<i64>, out: &mut Vec<u8>) {
     let mut stream = Stream {
         root: Some(value),
         stack: Vec::new(),
@@ -175,89 +219,132 @@ fn render(value: &Value, mut budget: Option<i64>, out: &mut String) {
     while let Some(token) = stream.next() {
         if budget.is_some_and(|b| b <= 0) {
             // The token that found the budget spent is dropped, as Celery does.
-            out.push_str(", ...");
+            out.extend_from_slice(b", ...");
             for frame in stream.stack.iter().rev() {
-                out.push_str(frame.close);
+                out.extend_from_slice(frame.close.as_bytes());
             }
             return;
         }
         let before = out.len();
         match token {
-            Token::Literal(s) => out.push_str(s),
+            Token::Literal(s) => out.extend_from_slice(s.as_bytes()),
             Token::Key(k) => render(k, budget, out),
             Token::Quoted(v) => format_chars(v, budget, out),
-            Token::Text(s) => out.push_str(&truncate(&s, budget)),
+            Token::Text(s) => out.extend_from_slice(&truncate(s.as_bytes(), budget)),
         }
         if let Some(b) = budget.as_mut() {
-            *b -= out[before..].chars().count() as i64;
+            *b -= char_count(&out[before..]) as i64;
         }
     }
 }
 
-/// Celery's `truncate(s, maxlen)`: when `len(s) >= maxlen`, cut to `maxlen` characters, drop
-/// the last partial word (text after the last space) and add `...`.
-fn truncate(s: &str, maxlen: Option<i64>) -> std::borrow::Cow<'_, str> {
+/// Celery's `truncate(s, maxlen)` on `surrogatepass` UTF-8 text: when `len(s) >= maxlen`,
+/// cut to `maxlen` characters, drop the last partial word (text after the last space) and
+/// add `...`.
+fn truncate(s: &[u8], maxlen: Option<i64>) -> std::borrow::Cow<'_, [u8]> {
     let Some(max) = maxlen.filter(|m| *m > 0) else {
         return s.into();
     };
     let max = max as usize;
-    // Count at most `max` characters to learn whether the text is that long.
-    let cut = match s.char_indices().nth(max) {
-        Some((i, _)) => i,
-        None if s.chars().count() >= max => s.len(),
+    // Find where character number `max` starts, counting no further.
+    let mut seen = 0;
+    let mut cut = None;
+    for (i, &b) in s.iter().enumerate() {
+        if b & 0xC0 != 0x80 {
+            if seen == max {
+                cut = Some(i);
+                break;
+            }
+            seen += 1;
+        }
+    }
+    let cut = match cut {
+        Some(i) => i,
+        None if seen >= max => s.len(),
         None => return s.into(),
     };
     let head = &s[..cut];
-    let head = match head.rfind(' ') {
+    let head = match head.iter().rposition(|&b| b == b' ') {
         Some(i) => &head[..i],
         None => head,
     };
-    format!("{head}...").into()
+    let mut t = Vec::with_capacity(head.len() + 3);
+    t.extend_from_slice(head);
+    t.extend_from_slice(b"...");
+    t.into()
 }
 
-fn format_chars(v: &Value, budget: Option<i64>, out: &mut String) {
-    match v {
-        Value::Str(s) => {
-            out.push('\'');
-            let t = truncate(s, budget);
-            for c in t.chars() {
-                if c == '\'' {
-                    out.push('\\');
-                }
-                out.push(c);
+fn format_chars(v: &Value, budget: Option<i64>, out: &mut Vec<u8>) {
+    if let Some(text) = v.str_surrogatepass_utf8() {
+        out.push(b'\'');
+        for &b in truncate(text, budget).iter() {
+            if b == b'\'' {
+                out.push(b'\\');
             }
-            out.push('\'');
+            out.push(b);
         }
+        out.push(b'\'');
+        return;
+    }
+    match v {
         Value::Bytes(b) => {
             let limit = budget.filter(|m| *m > 0).map(|m| m as usize);
             let (chunk, cut) = match limit {
                 Some(m) if b.len() > m => (&b[..m], true),
                 _ => (&b[..], false),
             };
-            out.push_str("b'");
-            match std::str::from_utf8(chunk) {
-                Ok(text) => out.push_str(text),
-                Err(_) => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    for byte in chunk {
-                        out.push(HEX[usize::from(byte >> 4)] as char);
-                        out.push(HEX[usize::from(byte & 0xf)] as char);
-                    }
+            out.extend_from_slice(b"b'");
+            if std::str::from_utf8(chunk).is_ok() {
+                out.extend_from_slice(chunk);
+            } else {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                for byte in chunk {
+                    out.push(HEX[usize::from(byte >> 4)]);
+                    out.push(HEX[usize::from(byte & 0xf)]);
                 }
             }
             if cut {
-                out.push_str("...");
+                out.extend_from_slice(b"...");
             }
-            out.push('\'');
+            out.push(b'\'');
         }
-        other => write_repr(other, out, 0),
+        other => {
+            let mut s = String::new();
+            write_repr(other, &mut s, 0);
+            out.extend_from_slice(s.as_bytes());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::saferepr;
+    use super::{saferepr, saferepr_value};
     use crate::value::Value;
+
+    fn sur(cps: &[u32]) -> Value {
+        Value::from_code_points(cps.iter().copied()).unwrap_or(Value::None)
+    }
+
+    #[test]
+    fn lone_surrogates_are_written_as_they_are() {
+        // Celery 5.5.3: saferepr(('\ud800',)) == "('\ud800',)" (the surrogate itself), and
+        // saferepr('\ud800' * 5 + ' x y', 3) == "'\ud800\ud800\ud800...'".
+        let args = Value::Tuple(vec![sur(&[0xD800])]);
+        let want: Vec<u32> = "('"
+            .chars()
+            .map(u32::from)
+            .chain([0xD800])
+            .chain("',)".chars().map(u32::from))
+            .collect();
+        assert_eq!(saferepr_value(&args, 1024), sur(&want));
+        assert_eq!(saferepr(&args, 1024), "('\\ud800',)");
+        let mut long = vec![0xD800; 5];
+        long.extend(" x y".chars().map(u32::from));
+        let mut want = vec![0x27, 0xD800, 0xD800, 0xD800];
+        want.extend("...'".chars().map(u32::from));
+        assert_eq!(saferepr_value(&sur(&long), 3), sur(&want));
+        assert_eq!(saferepr_value(&Value::str("ok"), 0), Value::str("'ok'"));
+    }
 
     #[test]
     fn python_only_types_match_celery() {

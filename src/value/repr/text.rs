@@ -1,6 +1,7 @@
 //! Python's `repr()` of `str` and `bytes`: the quote choice and the escapes.
 
 use super::nonprintable::NON_PRINTABLE;
+use crate::value::{StrPiece, SurrogateStr};
 
 /// True when Python's `str.isprintable()` is true for this one character.
 pub(crate) fn is_printable(c: char) -> bool {
@@ -43,6 +44,31 @@ pub(crate) fn push_str_repr(s: &str, out: &mut String) {
     let quote = quote_for(s.contains('\''), s.contains('"'));
     out.reserve(s.len() + 2);
     out.push(quote);
+    push_repr_body(s, quote, out);
+    out.push(quote);
+}
+
+/// Appends Python's `repr(s)` for a `str` holding lone surrogates: each one is
+/// non-printable (category Cs), so it prints as `\udXXX`.
+pub(crate) fn push_surrogate_str_repr(s: &SurrogateStr, out: &mut String) {
+    let bytes = s.as_surrogatepass_utf8();
+    let quote = quote_for(bytes.contains(&b'\''), bytes.contains(&b'"'));
+    out.reserve(bytes.len() + 2);
+    out.push(quote);
+    for piece in s.pieces() {
+        match piece {
+            StrPiece::Text(t) => push_repr_body(t, quote, out),
+            StrPiece::Surrogate(u) => {
+                out.push_str("\\u");
+                push_hex(out, u32::from(u), 4);
+            }
+        }
+    }
+    out.push(quote);
+}
+
+/// The text between the quotes of a `str`'s repr.
+fn push_repr_body(s: &str, quote: char, out: &mut String) {
     let mut start = 0;
     for (i, c) in s.char_indices() {
         let plain = c != quote && c != '\\' && is_printable(c);
@@ -76,7 +102,6 @@ pub(crate) fn push_str_repr(s: &str, out: &mut String) {
         }
     }
     out.push_str(&s[start..]);
-    out.push(quote);
 }
 
 /// Appends Python's `repr(b)` for `bytes` (`b'...'`).
@@ -108,6 +133,7 @@ pub(crate) fn push_bytes_repr(b: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Value;
 
     fn s(x: &str) -> String {
         let mut o = String::new();
@@ -135,6 +161,26 @@ mod tests {
             s("\u{2028}邮件\u{1F600}\u{e0001}"),
             "'\\u2028邮件\u{1F600}\\U000e0001'"
         );
+    }
+
+    fn sur(cps: &[u32]) -> String {
+        let Some(Value::SurrogateStr(x)) = Value::from_code_points(cps.iter().copied()) else {
+            panic!("a lone surrogate")
+        };
+        let mut o = String::new();
+        push_surrogate_str_repr(&x, &mut o);
+        o
+    }
+
+    #[test]
+    fn lone_surrogates_print_escaped() {
+        // CPython 3.11: repr('\ud800'), repr('a\udc00b'), repr("\ud800'"), repr('\ud83d\ude00'),
+        // repr('\udfff\t\u00e9"\'').
+        assert_eq!(sur(&[0xD800]), "'\\ud800'");
+        assert_eq!(sur(&[0x61, 0xDC00, 0x62]), "'a\\udc00b'");
+        assert_eq!(sur(&[0xD800, 0x27]), "\"\\ud800'\"");
+        assert_eq!(sur(&[0xD83D, 0xDE00]), "'\\ud83d\\ude00'");
+        assert_eq!(sur(&[0xDFFF, 0x09, 0xE9, 0x22, 0x27]), "'\\udfff\\té\"\\''");
     }
 
     #[test]
