@@ -208,7 +208,12 @@ async fn run(
                 return;
             }
             tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] succeeded in {runtime:.6}s: {}", m.display_name(), m.id, saferepr(&value, 1024));
-            let outcome = Outcome { state: State::Success, result: value, traceback: None, children };
+            let outcome = Outcome {
+                state: State::Success,
+                result: value,
+                traceback: None,
+                children,
+            };
             Box::pin(record_outcome(&shared, m, outcome, ignore_result)).await;
         }
         Err(mut err) if err.retry.is_some() => {
@@ -239,8 +244,12 @@ async fn run(
             }
             let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
             let meta = failure_meta(err);
-            let outcome =
-                Outcome { state: State::Failure, result: meta, traceback: tb, children: Vec::new() };
+            let outcome = Outcome {
+                state: State::Failure,
+                result: meta,
+                traceback: tb,
+                children: Vec::new(),
+            };
             Box::pin(record_outcome(&shared, m, outcome, ignore_result)).await;
             Box::pin(canvas::after_failure(&shared.producer, m)).await;
         }
@@ -347,7 +356,12 @@ struct Outcome {
 /// Records a finished task: as a chord part when it belongs to a chord (the part is counted
 /// even when its own result is ignored), else as a stored result unless `ignore_result`.
 async fn record_outcome(shared: &Shared, m: &TaskMessage, outcome: Outcome, ignore_result: bool) {
-    let Outcome { state, result, traceback, children } = outcome;
+    let Outcome {
+        state,
+        result,
+        traceback,
+        children,
+    } = outcome;
     if m.embed.chord.is_some() {
         let record = (!ignore_result)
             .then(|| result_record(shared, m, state, result.clone(), traceback, children));
