@@ -128,7 +128,8 @@ def tls_server(tmp_path):
     proc.wait(10)
 
 
-def test_a_worker_on_rediss_verifies_the_server_and_runs_tasks(app, tls_server, tmp_path):
+def test_a_worker_on_rediss_verifies_the_server_and_runs_tasks(app, tls_server, tmp_path,
+                                                               monkeypatch):
     """Broker and backend over TLS, `ssl_cert_reqs=required` with the test CA, for both the
     Python producer (kombu, Celery's backend) and the rcelery worker."""
     from urllib.parse import quote
@@ -138,6 +139,8 @@ def test_a_worker_on_rediss_verifies_the_server_and_runs_tasks(app, tls_server, 
     tls = f"ssl_cert_reqs=required&ssl_ca_certs={quote(str(ca), safe='')}"
     broker = f"rediss://:{PASSWORD}@localhost:{port}/{BROKER_DB}?{tls}"
     backend = f"rediss://:{PASSWORD}@localhost:{port}/{RESULT_DB}?{tls}"
+    # Celery and rcelery both read CELERY_RESULT_BACKEND over any other setting.
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", backend)
     conf = effective_config(app, {"broker_url": broker, "result_backend": backend})
     worker = Worker(conf, tmp_path / "worker", kind="rust").start()
     producer = Celery("tls-producer", broker=broker, backend=backend)
@@ -147,6 +150,37 @@ def test_a_worker_on_rediss_verifies_the_server_and_runs_tasks(app, tls_server, 
         result = producer.send_task("tasks.add", (20, 22))
         assert result.get(timeout=30) == 42
         assert "ssl_cert_reqs=required" in worker.log()
+        assert PASSWORD not in worker.log()
+    finally:
+        worker.stop()
+        producer.close()
+
+
+def test_use_ssl_settings_give_the_tls_options(app, tls_server, tmp_path, monkeypatch):
+    """`broker_use_ssl` / `redis_backend_use_ssl` as Django projects write them (Python's
+    `ssl.CERT_REQUIRED`, the CA file), with bare `rediss://` URLs (Celery's backend wants
+    `rediss://` even then): kombu, Celery's backend and the rcelery worker all speak TLS and
+    verify with the CA from the settings."""
+    import ssl
+    from celery import Celery
+    from harness import Worker, effective_config
+    port, ca = tls_server
+    broker = f"rediss://:{PASSWORD}@localhost:{port}/{BROKER_DB}"
+    backend = f"rediss://:{PASSWORD}@localhost:{port}/{RESULT_DB}"
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", backend)
+    use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca)}
+    toml_use_ssl = {**use_ssl, "ssl_cert_reqs": int(ssl.CERT_REQUIRED)}
+    conf = effective_config(app, {"broker_url": broker, "result_backend": backend,
+                                  "broker_use_ssl": toml_use_ssl,
+                                  "redis_backend_use_ssl": toml_use_ssl})
+    worker = Worker(conf, tmp_path / "worker", kind="rust").start()
+    producer = Celery("tls-setting-producer", broker=broker, backend=backend)
+    producer.conf.update(task_queues=app.conf.task_queues, task_default_queue="default",
+                         task_default_exchange="default", task_default_routing_key="default",
+                         broker_use_ssl=use_ssl, redis_backend_use_ssl=use_ssl)
+    try:
+        result = producer.send_task("tasks.add", (40, 2))
+        assert result.get(timeout=30) == 42
         assert PASSWORD not in worker.log()
     finally:
         worker.stop()

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::broker::redis::RedisTransportOptions;
 use crate::broker::QueueSpec;
+use crate::redis_client::url::{CertReqs, TlsOptions};
 use crate::task::Seconds;
 
 /// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`;
@@ -191,9 +192,87 @@ pub struct Config {
     /// thread abandoned at its time limit for `rcelery_wedge_warn_after` (true); the restart
     /// ends those threads, as Celery's pool replaces a child killed at its hard limit.
     pub rcelery_restart_when_wedged: bool,
+    /// `broker_use_ssl`: TLS options for the broker connection (see [`UseSsl`]).
+    pub broker_use_ssl: Option<UseSsl>,
+    /// `redis_backend_use_ssl`: TLS options for a Redis result backend (see [`UseSsl`]).
+    pub redis_backend_use_ssl: Option<UseSsl>,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
+}
+
+/// Celery's `broker_use_ssl` / `redis_backend_use_ssl`: a table of the `ssl_*` options a
+/// Redis URL's query takes (`ssl_cert_reqs` as `"required"`, `"CERT_NONE"`, ... or as
+/// Python's `ssl.CERT_*` number 0, 1, 2), or a boolean, which, as kombu's Redis transport
+/// does with `True`, changes nothing (a `rediss://` URL turns TLS on).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum UseSsl {
+    /// `true` / `false`: no effect on Redis (warned about at startup).
+    Flag(bool),
+    /// The options.
+    Options(SslOptions),
+}
+
+/// The table form of [`UseSsl`] (the un-prefixed names AMQP uses are accepted too).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SslOptions {
+    /// `ssl_cert_reqs`: how the server's certificate is checked.
+    #[serde(alias = "cert_reqs")]
+    pub ssl_cert_reqs: Option<CertReqsSetting>,
+    /// `ssl_ca_certs`: PEM file of the CAs to trust.
+    #[serde(alias = "ca_certs")]
+    pub ssl_ca_certs: Option<PathBuf>,
+    /// `ssl_certfile`: PEM client certificate.
+    #[serde(alias = "certfile")]
+    pub ssl_certfile: Option<PathBuf>,
+    /// `ssl_keyfile`: PEM private key of the client certificate.
+    #[serde(alias = "keyfile")]
+    pub ssl_keyfile: Option<PathBuf>,
+    /// `ssl_check_hostname`: also check that the certificate names the host.
+    pub ssl_check_hostname: Option<bool>,
+}
+
+/// `ssl_cert_reqs` as written: a name or Python's `ssl.CERT_*` value.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CertReqsSetting {
+    /// `ssl.CERT_NONE` (0), `CERT_OPTIONAL` (1), `CERT_REQUIRED` (2).
+    Number(i64),
+    /// `required`, `optional`, `none` or `CERT_REQUIRED`, ...
+    Name(String),
+}
+
+impl UseSsl {
+    /// The TLS options for the Redis client, or `None` when the setting has no effect.
+    /// `name` is the setting's, for the error.
+    pub fn tls_options(&self, name: &str) -> Result<Option<TlsOptions>, String> {
+        let UseSsl::Options(o) = self else {
+            return Ok(None);
+        };
+        let cert_reqs = match &o.ssl_cert_reqs {
+            None => None,
+            Some(CertReqsSetting::Number(0)) => Some(CertReqs::None),
+            Some(CertReqsSetting::Number(1)) => Some(CertReqs::Optional),
+            Some(CertReqsSetting::Number(2)) => Some(CertReqs::Required),
+            Some(CertReqsSetting::Number(n)) => {
+                return Err(format!(
+                    "{name}: ssl_cert_reqs {n} is not 0, 1 or 2 (ssl.CERT_*)"
+                ))
+            }
+            Some(CertReqsSetting::Name(text)) => {
+                Some(CertReqs::parse(text).map_err(|e| format!("{name}: {e}"))?)
+            }
+        };
+        Ok(Some(TlsOptions {
+            cert_reqs,
+            ca_certs: o.ssl_ca_certs.clone(),
+            certfile: o.ssl_certfile.clone(),
+            keyfile: o.ssl_keyfile.clone(),
+            check_hostname: o.ssl_check_hostname.unwrap_or(false),
+        }))
+    }
 }
 
 impl Default for Config {
@@ -236,6 +315,8 @@ impl Default for Config {
             rcelery_result_buffer: 10_000,
             rcelery_wedge_warn_after: DEFAULT_WEDGE_WARN_AFTER,
             rcelery_restart_when_wedged: true,
+            broker_use_ssl: None,
+            redis_backend_use_ssl: None,
             unknown: BTreeMap::new(),
         }
     }
@@ -512,5 +593,38 @@ visibility_timeout = 2
     fn unknown_settings_are_reported() {
         let c = Config::from_toml("frobnicate = 1").unwrap();
         assert_eq!(c.unknown_settings(), vec!["frobnicate"]);
+    }
+
+    #[test]
+    fn use_ssl_tables_read_as_celery_writes_them() {
+        let c = Config::from_toml(
+            "broker_use_ssl = { ssl_cert_reqs = 2, ssl_ca_certs = \"/ca.pem\" }\n\
+             redis_backend_use_ssl = { ssl_cert_reqs = \"CERT_NONE\" }",
+        )
+        .unwrap();
+        let broker = c
+            .broker_use_ssl
+            .unwrap()
+            .tls_options("broker_use_ssl")
+            .unwrap()
+            .unwrap();
+        assert_eq!(broker.cert_reqs, Some(CertReqs::Required));
+        assert_eq!(broker.ca_certs.as_deref(), Some(Path::new("/ca.pem")));
+        let backend = c
+            .redis_backend_use_ssl
+            .unwrap()
+            .tls_options("x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(backend.cert_reqs, Some(CertReqs::None));
+        let flag = Config::from_toml("broker_use_ssl = true").unwrap();
+        assert_eq!(flag.broker_use_ssl.unwrap().tls_options("x"), Ok(None));
+        let bad = Config::from_toml("broker_use_ssl = { ssl_cert_reqs = 7 }").unwrap();
+        assert!(bad
+            .broker_use_ssl
+            .unwrap()
+            .tls_options("broker_use_ssl")
+            .is_err());
+        assert!(Config::from_toml("broker_use_ssl = { ssl_frob = 1 }").is_err());
     }
 }

@@ -118,6 +118,9 @@ pub struct BackendLinkSettings {
     pub buffer: usize,
     /// Where outages are reported.
     pub health: Arc<Health>,
+    /// TLS options from Celery's `redis_backend_use_ssl`: TLS on, the URL's own `ssl_*`
+    /// options winning.
+    pub use_ssl: Option<redis_client::url::TlsOptions>,
 }
 
 impl Default for BackendLinkSettings {
@@ -132,6 +135,7 @@ impl Default for BackendLinkSettings {
             response_timeout: Duration::from_secs(30),
             buffer: 10_000,
             health: Arc::new(Health::new()),
+            use_ssl: None,
         }
     }
 }
@@ -189,8 +193,9 @@ impl RedisBackend {
         global_keyprefix: &str,
         settings: BackendLinkSettings,
     ) -> Result<RedisBackend, BackendError> {
-        let parsed =
-            redis_client::RedisUrl::parse(url).map_err(|e| BackendError::Url(e.to_string()))?;
+        let parsed = redis_client::RedisUrl::parse(url)
+            .and_then(|u| u.with_use_ssl(settings.use_ssl.as_ref()))
+            .map_err(|e| BackendError::Url(e.to_string()))?;
         let client = redis_client::client(&parsed).map_err(|e| BackendError::Url(e.to_string()))?;
         let options = LinkOptions {
             kind: LinkKind::Backend,

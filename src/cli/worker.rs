@@ -9,15 +9,16 @@ use super::args::{Cli, WorkerArgs};
 use super::banner;
 use crate::backend::redis::{BackendLinkSettings, RedisBackend};
 use crate::backend::{DisabledBackend, MetaEncoder, ResultBackend};
-use crate::broker::redis::RedisBroker;
+use crate::broker::redis::{RedisBroker, RedisTransportOptions};
 use crate::broker::Broker;
 use crate::codec::{AcceptContent, Serializer};
-use crate::config::{Config, DEFAULT_BROKER_URL};
+use crate::config::{Config, UseSsl, DEFAULT_BROKER_URL};
 use crate::health::Health;
 use crate::producer::Producer;
 use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
+use crate::redis_client::url::TlsOptions;
 use crate::redis_client::{mask_password, RedisUrl};
 use crate::task::Seconds;
 use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerSettings};
@@ -197,15 +198,17 @@ pub(super) async fn connect_broker(
     config: &Config,
     health: Arc<Health>,
 ) -> Result<ConnectedBroker, String> {
-    let parsed = parse_redis_url("broker", url)?;
-    let broker = RedisBroker::connect_with(
-        url,
-        config.broker_transport_options.clone(),
-        config.broker_connection(),
-        health,
-    )
-    .await
-    .map_err(|e| format!("cannot connect to broker {parsed}: {e}"))?;
+    let use_ssl = use_ssl("broker_use_ssl", config.broker_use_ssl.as_ref())?;
+    let parsed = parse_redis_url("broker", url)?
+        .with_use_ssl(use_ssl.as_ref())
+        .map_err(|e| format!("invalid broker URL {}: {e}", mask_password(url)))?;
+    let options = RedisTransportOptions {
+        use_ssl,
+        ..config.broker_transport_options.clone()
+    };
+    let broker = RedisBroker::connect_with(url, options, config.broker_connection(), health)
+        .await
+        .map_err(|e| format!("cannot connect to broker {parsed}: {e}"))?;
     let lane = Some((url.to_owned(), broker.settle_lane()));
     Ok(ConnectedBroker {
         broker: Arc::new(broker),
@@ -240,6 +243,21 @@ fn parse_redis_url(role: &str, url: &str) -> Result<RedisUrl, String> {
     Ok(parsed)
 }
 
+/// The TLS options of a `*_use_ssl` setting; `true`/`false` are accepted and, as kombu's
+/// Redis transport does, change nothing (said once at startup).
+fn use_ssl(name: &str, setting: Option<&UseSsl>) -> Result<Option<TlsOptions>, String> {
+    let Some(setting) = setting else {
+        return Ok(None);
+    };
+    if let UseSsl::Flag(flag) = setting {
+        tracing::warn!(
+            "{name} = {flag} has no effect on Redis (as with kombu): use a rediss:// URL or a \
+             table of ssl_* options"
+        );
+    }
+    setting.tls_options(name)
+}
+
 /// Connects the result backend. A Redis backend on the same server as a Redis broker whose
 /// `lane` is given sends its results with the broker's acks (one round trip per batch).
 pub(super) async fn connect_backend(
@@ -252,10 +270,17 @@ pub(super) async fn connect_backend(
     let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
         return Ok(Arc::new(DisabledBackend));
     };
+    let use_ssl = use_ssl(
+        "redis_backend_use_ssl",
+        config.redis_backend_use_ssl.as_ref(),
+    )?;
     let parsed = parse_redis_url("result backend", url)?;
     parsed
-        .check_backend_rules()
+        .check_backend_rules(use_ssl.as_ref())
         .map_err(|e| format!("invalid result backend URL {parsed}: {e}"))?;
+    let parsed = parsed
+        .with_use_ssl(use_ssl.as_ref())
+        .map_err(|e| format!("invalid result backend URL {}: {e}", mask_password(url)))?;
     let expires =
         (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
     let link = BackendLinkSettings {
@@ -264,6 +289,7 @@ pub(super) async fn connect_backend(
         response_timeout: parsed.socket_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
         buffer: config.rcelery_result_buffer,
         health,
+        use_ssl,
     };
     // Connected on first use, as Celery's backend: a backend that is down at start is
     // retried like one that goes down later.

@@ -59,10 +59,10 @@ pub enum RedisUrlError {
     #[error("ssl_* options need a rediss:// URL")]
     TlsOnSocket,
     /// Celery's result backend wants `ssl_*` options only with `rediss://`.
-    #[error("ssl_* options are given but the scheme is redis://: a TLS result backend URL starts with rediss://")]
+    #[error("ssl_* options are given (in the URL or in redis_backend_use_ssl) but the scheme is redis://: a TLS result backend URL starts with rediss://")]
     BackendTlsWithoutRediss,
-    /// Celery's result backend wants `ssl_cert_reqs` in every `rediss://` URL.
-    #[error("a rediss:// result backend URL needs ssl_cert_reqs (required, optional or none), as Celery's does")]
+    /// Celery's result backend wants `ssl_cert_reqs` for every TLS connection.
+    #[error("a TLS result backend needs ssl_cert_reqs (required, optional or none) in its URL or in redis_backend_use_ssl, as Celery's does")]
     BackendWithoutCertReqs,
     /// A TLS file named by the URL cannot be used.
     #[error("{option} {path}: {reason}")]
@@ -185,7 +185,8 @@ pub enum CertReqs {
 }
 
 impl CertReqs {
-    fn parse(value: &str) -> Result<CertReqs, RedisUrlError> {
+    /// Reads kombu's spellings: `required`, `optional`, `none` or Python's `CERT_*` names.
+    pub fn parse(value: &str) -> Result<CertReqs, RedisUrlError> {
         match value.to_ascii_lowercase().as_str() {
             "required" | "cert_required" => Ok(CertReqs::Required),
             "optional" | "cert_optional" => Ok(CertReqs::Optional),
@@ -233,6 +234,19 @@ impl TlsOptions {
     /// True when the server's certificate is not checked at all.
     pub fn is_insecure(&self) -> bool {
         self.effective_cert_reqs() == CertReqs::None
+    }
+
+    /// These options (a URL's own) over `setting` (Celery's `broker_use_ssl` /
+    /// `redis_backend_use_ssl`): each option the URL gives wins and the setting fills in the
+    /// rest, as Celery's backend merges its connection parameters.
+    pub fn over(self, setting: &TlsOptions) -> TlsOptions {
+        TlsOptions {
+            cert_reqs: self.cert_reqs.or(setting.cert_reqs),
+            ca_certs: self.ca_certs.or_else(|| setting.ca_certs.clone()),
+            certfile: self.certfile.or_else(|| setting.certfile.clone()),
+            keyfile: self.keyfile.or_else(|| setting.keyfile.clone()),
+            check_hostname: self.check_hostname || setting.check_hostname,
+        }
     }
 }
 
@@ -341,12 +355,33 @@ impl RedisUrl {
         })
     }
 
-    /// Celery's result backend is stricter than kombu's transport: `ssl_*` options need
-    /// `rediss://`, and a `rediss://` URL needs `ssl_cert_reqs`.
-    pub fn check_backend_rules(&self) -> Result<(), RedisUrlError> {
-        match (&self.tls, self.scheme) {
-            (Some(_), Scheme::Redis) => Err(RedisUrlError::BackendTlsWithoutRediss),
-            (Some(tls), _) if tls.cert_reqs.is_none() => Err(RedisUrlError::BackendWithoutCertReqs),
+    /// Applies Celery's `broker_use_ssl` / `redis_backend_use_ssl` table: TLS is on (for a
+    /// `redis://` URL too, as kombu and Celery's backend turn it on for such a table), with
+    /// the URL's own `ssl_*` options winning over the setting's.
+    pub fn with_use_ssl(mut self, setting: Option<&TlsOptions>) -> Result<RedisUrl, RedisUrlError> {
+        let Some(setting) = setting else {
+            return Ok(self);
+        };
+        if self.scheme.is_socket() {
+            return Err(RedisUrlError::TlsOnSocket);
+        }
+        self.tls = Some(match self.tls.take() {
+            Some(own) => own.over(setting),
+            None => setting.clone(),
+        });
+        Ok(self)
+    }
+
+    /// Celery's result backend is stricter than kombu's transport: `ssl_*` options (in the
+    /// URL or in `redis_backend_use_ssl`, which `use_ssl` is) need `rediss://`, and TLS
+    /// needs `ssl_cert_reqs` in one of them.
+    pub fn check_backend_rules(&self, use_ssl: Option<&TlsOptions>) -> Result<(), RedisUrlError> {
+        if (self.tls.is_some() || use_ssl.is_some()) && self.scheme == Scheme::Redis {
+            return Err(RedisUrlError::BackendTlsWithoutRediss);
+        }
+        let merged = self.clone().with_use_ssl(use_ssl)?;
+        match &merged.tls {
+            Some(tls) if tls.cert_reqs.is_none() => Err(RedisUrlError::BackendWithoutCertReqs),
             _ => Ok(()),
         }
     }
@@ -833,18 +868,72 @@ mod tests {
             "kombu turns TLS on for ssl_* options"
         );
         assert_eq!(
-            plain_with_ssl.check_backend_rules(),
+            plain_with_ssl.check_backend_rules(None),
             Err(RedisUrlError::BackendTlsWithoutRediss)
         );
         assert_eq!(
-            parse("rediss://h/0").check_backend_rules(),
+            parse("rediss://h/0").check_backend_rules(None),
             Err(RedisUrlError::BackendWithoutCertReqs)
         );
         assert_eq!(
-            parse("rediss://h/0?ssl_cert_reqs=none").check_backend_rules(),
+            parse("rediss://h/0?ssl_cert_reqs=none").check_backend_rules(None),
             Ok(())
         );
-        assert_eq!(parse("redis://h/0").check_backend_rules(), Ok(()));
+        assert_eq!(parse("redis://h/0").check_backend_rules(None), Ok(()));
+    }
+
+    #[test]
+    fn a_use_ssl_setting_turns_tls_on_and_the_url_options_win() {
+        let setting = TlsOptions {
+            cert_reqs: Some(CertReqs::None),
+            ca_certs: Some(PathBuf::from("/setting-ca.pem")),
+            ..TlsOptions::default()
+        };
+        // Celery's backend: a rediss:// URL without ssl_cert_reqs is fine when the setting
+        // gives it; a redis:// URL with the setting is refused.
+        assert_eq!(
+            parse("rediss://h/0").check_backend_rules(Some(&setting)),
+            Ok(())
+        );
+        assert_eq!(
+            parse("redis://h/0").check_backend_rules(Some(&setting)),
+            Err(RedisUrlError::BackendTlsWithoutRediss)
+        );
+        assert_eq!(
+            parse("rediss://h/0").check_backend_rules(Some(&TlsOptions::default())),
+            Err(RedisUrlError::BackendWithoutCertReqs)
+        );
+        // kombu's transport: a redis:// URL with the setting speaks TLS.
+        let plain = parse("redis://h/0")
+            .with_use_ssl(Some(&setting))
+            .expect("applies");
+        assert_eq!(plain.tls, Some(setting.clone()));
+        let own = parse("rediss://h/0?ssl_cert_reqs=required&ssl_certfile=/c.pem")
+            .with_use_ssl(Some(&setting))
+            .expect("applies")
+            .tls
+            .expect("tls");
+        assert_eq!(
+            own.cert_reqs,
+            Some(CertReqs::Required),
+            "the URL's own option wins"
+        );
+        assert_eq!(
+            own.ca_certs,
+            Some(PathBuf::from("/setting-ca.pem")),
+            "filled in"
+        );
+        assert_eq!(own.certfile, Some(PathBuf::from("/c.pem")));
+        assert_eq!(
+            parse("redis://h/0").with_use_ssl(None).expect("no-op").tls,
+            None
+        );
+        assert_eq!(
+            parse("redis+socket:///tmp/r.sock")
+                .with_use_ssl(Some(&setting))
+                .unwrap_err(),
+            RedisUrlError::TlsOnSocket
+        );
     }
 
     #[test]

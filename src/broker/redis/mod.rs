@@ -38,6 +38,7 @@ use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::{Link, LinkOptions, RetryPolicy, DEFAULT_RESPONSE_TIMEOUT};
 use crate::redis_client::spin::Spinner;
+use crate::redis_client::url::TlsOptions;
 use crate::redis_client::RedisUrl;
 
 /// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
@@ -75,6 +76,10 @@ pub struct RedisTransportOptions {
     /// decoded; it is acked with an error logged and, when its task id can be read, a
     /// `kombu.exceptions.DecodeError` failure stored for it (64 MiB; 0 for no limit).
     pub rcelery_max_message_bytes: usize,
+    /// TLS options from Celery's `broker_use_ssl` (not a transport option; set from the
+    /// config): TLS on, the URL's own `ssl_*` options winning.
+    #[serde(skip)]
+    pub use_ssl: Option<TlsOptions>,
 }
 
 impl Default for RedisTransportOptions {
@@ -92,6 +97,7 @@ impl Default for RedisTransportOptions {
             socket_timeout: None,
             socket_connect_timeout: None,
             rcelery_max_message_bytes: 64 * 1024 * 1024,
+            use_ssl: None,
         }
     }
 }
@@ -170,7 +176,9 @@ impl RedisBroker {
             url: redis_client::mask_password(url),
             reason,
         };
-        let parsed = RedisUrl::parse(url).map_err(|e| bad_url(e.to_string()))?;
+        let parsed = RedisUrl::parse(url)
+            .and_then(|u| u.with_use_ssl(options.use_ssl.as_ref()))
+            .map_err(|e| bad_url(e.to_string()))?;
         let client = redis_client::client(&parsed).map_err(|e| bad_url(e.to_string()))?;
         let display = parsed.to_string();
         // The transport options win over the URL's query, as kombu merges them.
