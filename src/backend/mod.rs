@@ -2,6 +2,7 @@
 //! ([`meta`]) so that Python's `AsyncResult` reads rcelery's results unchanged.
 
 pub mod chord;
+pub mod factory;
 pub mod join;
 pub mod meta;
 pub mod redis;

@@ -4,6 +4,7 @@
 //! prefetch window allows (each delivery holds a [`PrefetchPermit`] until it is settled), and
 //! settles them by tag: ack, reject, or give back at shutdown.
 
+pub mod factory;
 pub mod redis;
 
 use std::sync::Arc;

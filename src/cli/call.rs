@@ -87,8 +87,7 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
             extended: false,
             timezone: tz,
         };
-        let backend =
-            connect_backend(backend_url.as_deref(), encoder, &config, None, health).await?;
+        let backend = connect_backend(backend_url.as_deref(), encoder, &config, None, health)?;
         producer = producer.with_backend(backend);
     }
     let result = producer

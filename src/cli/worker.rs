@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use super::args::{Cli, WorkerArgs};
 use super::banner;
-use crate::backend::redis::{BackendLinkSettings, RedisBackend};
-use crate::backend::{DisabledBackend, MetaEncoder, ResultBackend};
-use crate::broker::redis::{RedisBroker, RedisTransportOptions};
-use crate::broker::Broker;
+use crate::backend::factory::BackendSetup;
+use crate::backend::redis::BackendLinkSettings;
+use crate::backend::{self, MetaEncoder, ResultBackend};
+use crate::broker;
+use crate::broker::factory::{BrokerSetup, ConnectedBroker};
+use crate::broker::redis::RedisTransportOptions;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, UseSsl, DEFAULT_BROKER_URL};
 use crate::health::Health;
 use crate::producer::Producer;
-use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
 use crate::redis_client::url::TlsOptions;
-use crate::redis_client::{mask_password, RedisUrl};
 use crate::task::Seconds;
 use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerSettings};
 use crate::App;
@@ -103,8 +103,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         &config,
         connected.lane.as_ref(),
         Arc::clone(&health),
-    )
-    .await?;
+    )?;
     let broker = connected.broker;
 
     let settings = WorkerSettings {
@@ -186,61 +185,23 @@ pub(super) fn looks_like_file(c: &str) -> bool {
     c.ends_with(".toml") || Path::new(c).is_file()
 }
 
-/// A connected broker and, for a Redis broker, its URL and settle lane (which a result
-/// backend on the same server shares).
-pub(super) struct ConnectedBroker {
-    pub broker: Arc<dyn Broker>,
-    pub lane: Option<(String, Arc<SettleLane>)>,
-}
-
+/// Connects the broker with the config's settings (see [`broker::factory`]).
 pub(super) async fn connect_broker(
     url: &str,
     config: &Config,
     health: Arc<Health>,
 ) -> Result<ConnectedBroker, String> {
-    let use_ssl = use_ssl("broker_use_ssl", config.broker_use_ssl.as_ref())?;
-    let parsed = parse_redis_url("broker", url)?
-        .with_use_ssl(use_ssl.as_ref())
-        .map_err(|e| format!("invalid broker URL {}: {e}", mask_password(url)))?;
-    let options = RedisTransportOptions {
-        use_ssl,
-        ..config.broker_transport_options.clone()
+    let setup = BrokerSetup {
+        transport_options: RedisTransportOptions {
+            use_ssl: use_ssl("broker_use_ssl", config.broker_use_ssl.as_ref())?,
+            ..config.broker_transport_options.clone()
+        },
+        connection: config.broker_connection(),
+        health,
     };
-    let broker = RedisBroker::connect_with(url, options, config.broker_connection(), health)
+    broker::factory::connect(url, setup)
         .await
-        .map_err(|e| format!("cannot connect to broker {parsed}: {e}"))?;
-    let lane = Some((url.to_owned(), broker.settle_lane()));
-    Ok(ConnectedBroker {
-        broker: Arc::new(broker),
-        lane,
-    })
-}
-
-/// Reads a broker or backend URL once, up front: a URL rcelery cannot use is reported with
-/// its password masked (whatever its shape), and its warnings are logged once.
-fn parse_redis_url(role: &str, url: &str) -> Result<RedisUrl, String> {
-    if !redis_client::is_redis_url(url) {
-        let scheme = url
-            .split_once("://")
-            .map(|(s, _)| s)
-            .filter(|s| redis_client::url::is_scheme(s));
-        return Err(match scheme {
-            Some(s) => format!(
-                "{role} transport {s:?} is not supported yet (use redis://); URL {}",
-                mask_password(url)
-            ),
-            None => format!(
-                "invalid {role} URL {}: not a URL (use redis://)",
-                mask_password(url)
-            ),
-        });
-    }
-    let parsed = RedisUrl::parse(url)
-        .map_err(|e| format!("invalid {role} URL {}: {e}", mask_password(url)))?;
-    for warning in parsed.warnings() {
-        tracing::warn!("{role} URL {parsed}: {warning}");
-    }
-    Ok(parsed)
+        .map_err(|e| e.to_string())
 }
 
 /// The TLS options of a `*_use_ssl` setting; `true`/`false` are accepted and, as kombu's
@@ -258,56 +219,36 @@ fn use_ssl(name: &str, setting: Option<&UseSsl>) -> Result<Option<TlsOptions>, S
     setting.tls_options(name)
 }
 
-/// Connects the result backend. A Redis backend on the same server as a Redis broker whose
-/// `lane` is given sends its results with the broker's acks (one round trip per batch).
-pub(super) async fn connect_backend(
+/// Opens the result backend with the config's settings (see [`backend::factory`]); `lane` is
+/// the broker's, shared by a Redis backend on the same server.
+pub(super) fn connect_backend(
     url: Option<&str>,
     encoder: MetaEncoder,
     config: &Config,
     lane: Option<&(String, Arc<SettleLane>)>,
     health: Arc<Health>,
 ) -> Result<Arc<dyn ResultBackend>, String> {
-    let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
-        return Ok(Arc::new(DisabledBackend));
-    };
-    let use_ssl = use_ssl(
-        "redis_backend_use_ssl",
-        config.redis_backend_use_ssl.as_ref(),
-    )?;
-    let parsed = parse_redis_url("result backend", url)?;
-    parsed
-        .check_backend_rules(use_ssl.as_ref())
-        .map_err(|e| format!("invalid result backend URL {parsed}: {e}"))?;
-    let parsed = parsed
-        .with_use_ssl(use_ssl.as_ref())
-        .map_err(|e| format!("invalid result backend URL {}: {e}", mask_password(url)))?;
-    let expires =
-        (config.result_expires > 0.0).then(|| Duration::from_secs_f64(config.result_expires));
     let link = BackendLinkSettings {
         retry: config.backend_retry(),
         connect_timeout: config.broker_connection().timeout,
-        response_timeout: parsed.socket_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
+        response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         buffer: config.rcelery_result_buffer,
         health,
-        use_ssl,
+        use_ssl: use_ssl(
+            "redis_backend_use_ssl",
+            config.redis_backend_use_ssl.as_ref(),
+        )?,
     };
-    // Connected on first use, as Celery's backend: a backend that is down at start is
-    // retried like one that goes down later.
-    let mut backend = RedisBackend::new(
-        url,
+    let setup = BackendSetup {
         encoder,
-        expires,
-        &config.result_backend_transport_options.global_keyprefix,
+        expires: (config.result_expires > 0.0)
+            .then(|| Duration::from_secs_f64(config.result_expires)),
+        global_keyprefix: &config.result_backend_transport_options.global_keyprefix,
+        chord_ordered: config.result_backend_transport_options.result_chord_ordered,
         link,
-    )
-    .map_err(|e| format!("cannot use result backend {parsed}: {e}"))?;
-    backend.set_chord_ordered(config.result_backend_transport_options.result_chord_ordered);
-    if let Some((broker_url, lane)) = lane {
-        if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
-            tracing::debug!("results travel with the broker's acks (same Redis server)");
-        }
-    }
-    Ok(Arc::new(backend))
+        lane,
+    };
+    backend::factory::open(url, setup).map_err(|e| e.to_string())
 }
 
 /// Expands Celery's node-name template (`%h` host, `%n` name, `%d` domain); default

@@ -114,6 +114,71 @@ pub fn is_redis_url(url: &str) -> bool {
     )
 }
 
+/// Why a broker or backend URL was refused before any connection was tried. Every URL in
+/// it is masked.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlRefusal {
+    /// A URL whose scheme names another transport (`amqp://`, `sqs://`, ...).
+    #[error("{role} transport {scheme:?} is not supported yet (use redis://); URL {url}")]
+    Unsupported {
+        /// `broker` or `result backend`.
+        role: &'static str,
+        /// The scheme as written.
+        scheme: String,
+        /// The URL, masked.
+        url: String,
+    },
+    /// Text that is not a URL at all.
+    #[error("invalid {role} URL {url}: not a URL (use redis://)")]
+    NotAUrl {
+        /// `broker` or `result backend`.
+        role: &'static str,
+        /// The text, masked.
+        url: String,
+    },
+    /// A Redis URL that cannot be used.
+    #[error("invalid {role} URL {url}: {source}")]
+    Invalid {
+        /// `broker` or `result backend`.
+        role: &'static str,
+        /// The URL, masked.
+        url: String,
+        /// What is wrong with it.
+        source: RedisUrlError,
+    },
+}
+
+/// Reads a broker or backend URL once, up front: a URL rcelery cannot use is refused with its
+/// password masked (whatever its shape), and the URL's warnings are logged once.
+pub fn read_url(role: &'static str, url: &str) -> Result<RedisUrl, UrlRefusal> {
+    if !is_redis_url(url) {
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s)
+            .filter(|s| url::is_scheme(s));
+        return Err(match scheme {
+            Some(s) => UrlRefusal::Unsupported {
+                role,
+                scheme: s.to_owned(),
+                url: mask_password(url),
+            },
+            None => UrlRefusal::NotAUrl {
+                role,
+                url: mask_password(url),
+            },
+        });
+    }
+    let parsed = RedisUrl::parse(url).map_err(|source| UrlRefusal::Invalid {
+        role,
+        url: mask_password(url),
+        source,
+    })?;
+    for warning in parsed.warnings() {
+        tracing::warn!("{role} URL {parsed}: {warning}");
+    }
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,90 @@
+//! The URL → result backend factory: `disabled` or no URL gives the [`DisabledBackend`], a
+//! Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
+//! itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::redis::{BackendLinkSettings, RedisBackend};
+use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
+use crate::redis_client::lane::SettleLane;
+use crate::redis_client::{self, UrlRefusal};
+
+/// What a result backend is opened with.
+pub struct BackendSetup<'a> {
+    /// How metas are written.
+    pub encoder: MetaEncoder,
+    /// `result_expires` (`None`: results never expire).
+    pub expires: Option<Duration>,
+    /// `result_backend_transport_options.global_keyprefix`.
+    pub global_keyprefix: &'a str,
+    /// `result_backend_transport_options.result_chord_ordered`.
+    pub chord_ordered: bool,
+    /// Retries, timeouts, the result buffer and `redis_backend_use_ssl`; a `socket_timeout`
+    /// in the URL replaces the response timeout.
+    pub link: BackendLinkSettings,
+    /// The broker's URL and settle lane: a backend on the same Redis server sends its
+    /// results with the broker's acks (one round trip per batch).
+    pub lane: Option<&'a (String, Arc<SettleLane>)>,
+}
+
+/// Why no result backend could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendSetupError {
+    /// The URL was refused.
+    #[error(transparent)]
+    Url(#[from] UrlRefusal),
+    /// The backend could not be set up.
+    #[error("cannot use result backend {url}: {source}")]
+    Open {
+        /// The URL, masked.
+        url: String,
+        /// Why.
+        source: BackendError,
+    },
+}
+
+/// Opens the result backend `url` names. A Redis backend connects on first use, as Celery's
+/// does: one that is down at start is retried like one that goes down later.
+pub fn open(
+    url: Option<&str>,
+    setup: BackendSetup<'_>,
+) -> Result<Arc<dyn ResultBackend>, BackendSetupError> {
+    let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
+        return Ok(Arc::new(DisabledBackend));
+    };
+    let role = "result backend";
+    let refused = |source| UrlRefusal::Invalid {
+        role,
+        url: redis_client::mask_password(url),
+        source,
+    };
+    let parsed = redis_client::read_url(role, url)?;
+    let use_ssl = setup.link.use_ssl.clone();
+    parsed
+        .check_backend_rules(use_ssl.as_ref())
+        .map_err(refused)?;
+    let parsed = parsed.with_use_ssl(use_ssl.as_ref()).map_err(refused)?;
+    let mut link = setup.link;
+    if let Some(timeout) = parsed.socket_timeout {
+        link.response_timeout = timeout;
+    }
+    let mut backend = RedisBackend::new(
+        url,
+        setup.encoder,
+        setup.expires,
+        setup.global_keyprefix,
+        link,
+    )
+    .map_err(|source| BackendSetupError::Open {
+        url: parsed.to_string(),
+        source,
+    })?;
+    backend.set_chord_ordered(setup.chord_ordered);
+    if let Some((broker_url, lane)) = setup.lane {
+        if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
+            tracing::debug!("results travel with the broker's acks (same Redis server)");
+        }
+    }
+    Ok(Arc::new(backend))
+}
