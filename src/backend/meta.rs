@@ -92,6 +92,23 @@ pub struct ResultRecord {
     pub extended: Option<ExtendedMeta>,
 }
 
+impl ResultRecord {
+    /// A FAILURE of `task_id` with the exception meta `result`, outside any group or chain
+    /// (a message refused before it ran, a chord body that cannot run).
+    pub fn failure(task_id: &str, result: Value, traceback: Option<String>) -> ResultRecord {
+        ResultRecord {
+            task_id: task_id.to_owned(),
+            state: State::Failure,
+            result,
+            traceback,
+            children: Vec::new(),
+            group_id: None,
+            parent_id: None,
+            extended: None,
+        }
+    }
+}
+
 /// Builds and serializes result metas as a Python worker of the same configuration would.
 #[derive(Debug, Clone)]
 pub struct MetaEncoder {

@@ -656,16 +656,11 @@ async fn cleanup(backend: &dyn ResultBackend, group_id: &str) {
 /// Stores the chord body as FAILURE with `celery.exceptions.ChordError(message)`.
 async fn fail_body(backend: &dyn ResultBackend, body_id: &str, message: &str) {
     let error = TaskError::with_args("ChordError", "celery.exceptions", vec![Value::str(message)]);
-    let record = ResultRecord {
-        task_id: body_id.to_owned(),
-        state: State::Failure,
-        result: exception_meta(&error.exc_type, &error.exc_module, error.args.clone()),
-        traceback: Some(error.traceback_text("celery.chord")),
-        children: Vec::new(),
-        group_id: None,
-        parent_id: None,
-        extended: None,
-    };
+    let record = ResultRecord::failure(
+        body_id,
+        exception_meta(&error.exc_type, &error.exc_module, error.args.clone()),
+        Some(error.traceback_text("celery.chord")),
+    );
     if let Err(e) = backend.store(record).await {
         tracing::error!(task_id = %body_id, error = %e, "could not store the chord body's failure");
     }

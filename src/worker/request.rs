@@ -265,19 +265,8 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
         DecodeError::UnknownTask { id, name } => {
             tracing::error!(task_name = %name, task_id = id.as_deref().unwrap_or(""), "Received unregistered task of type {name:?}.\nThe message has been ignored and discarded.");
             if let Some(id) = id {
-                let record = ResultRecord {
-                    task_id: id.clone(),
-                    state: State::Failure,
-                    result: failure_meta(TaskError::not_registered(name)),
-                    traceback: None,
-                    children: Vec::new(),
-                    group_id: None,
-                    parent_id: None,
-                    extended: None,
-                };
-                if let Err(e) = shared.backend.store(record).await {
-                    tracing::error!(task_id = %id, error = %e, "could not store NotRegistered failure");
-                }
+                let meta = failure_meta(TaskError::not_registered(name));
+                store_refusal(shared, id, meta, "NotRegistered failure").await;
             }
         }
         DecodeError::Undecodable { .. } => {
@@ -300,23 +289,12 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
             );
             if let Some(id) = id {
                 // kombu's DecodeError: what a Python client reading the failure can rebuild.
-                let record = ResultRecord {
-                    task_id: id.clone(),
-                    state: State::Failure,
-                    result: exception_meta(
-                        "DecodeError",
-                        "kombu.exceptions",
-                        vec![Value::Str(error.to_string())],
-                    ),
-                    traceback: None,
-                    children: Vec::new(),
-                    group_id: None,
-                    parent_id: None,
-                    extended: None,
-                };
-                if let Err(e) = shared.backend.store(record).await {
-                    tracing::error!(task_id = %id, error = %e, "could not store the failure of a message too large to decode");
-                }
+                let meta = exception_meta(
+                    "DecodeError",
+                    "kombu.exceptions",
+                    vec![Value::Str(error.to_string())],
+                );
+                store_refusal(shared, id, meta, "failure of a message too large to decode").await;
             }
         }
         _ => tracing::error!(error = %error, "Rejecting message"),
@@ -324,6 +302,18 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
     match error.disposition() {
         Disposition::Ack => unsettled.ack(shared),
         Disposition::Reject => unsettled.reject(shared, false),
+    }
+}
+
+/// Stores the FAILURE of a refused message's task id; `what` names it in the error logged
+/// when it cannot be stored.
+async fn store_refusal(shared: &Shared, id: &str, meta: Value, what: &str) {
+    if let Err(e) = shared
+        .backend
+        .store(ResultRecord::failure(id, meta, None))
+        .await
+    {
+        tracing::error!(task_id = %id, error = %e, "could not store the {what}");
     }
 }
 
