@@ -142,3 +142,25 @@ fn documents_at_the_nesting_limit_keep_the_invariants() {
         checked(envelope::check, deep_headers.as_bytes());
     }
 }
+
+/// Inputs on which a fuzz run once found a violation (`tests/fuzz-crashes/<target>/`), kept
+/// so that the fix stays.
+#[test]
+fn inputs_the_fuzzer_found_keep_the_invariants() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-crashes");
+    let targets: [(&str, fn(&[u8]) -> bool); 4] = [
+        ("envelope", envelope::check),
+        ("json", json::check),
+        ("protocol", protocol::check),
+        ("result_meta", result_meta::check),
+    ];
+    for (target, check) in targets {
+        let Ok(entries) = std::fs::read_dir(dir.join(target)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("readable crash directory").path();
+            checked(check, &std::fs::read(&path).expect("readable crash input"));
+        }
+    }
+}

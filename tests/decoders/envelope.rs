@@ -117,7 +117,12 @@ fn reference(raw: &[u8]) -> Result<(RawMessage, Option<String>), Refusal> {
         .get("properties")
         .and_then(Value::as_dict)
         .unwrap_or(&empty);
-    let text = |d: &Dict, k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
+    // The reader takes text with a lone surrogate with U+FFFD in its place.
+    let text = |d: &Dict, k: &str| match d.get(k) {
+        Some(Value::Str(s)) => Some(s.clone()),
+        Some(Value::SurrogateStr(s)) => Some(s.to_string_lossy()),
+        _ => None,
+    };
     let small = |d: &Dict, k: &str| {
         d.get(k)
             .and_then(Value::as_i64)
@@ -127,6 +132,9 @@ fn reference(raw: &[u8]) -> Result<(RawMessage, Option<String>), Refusal> {
     let body = match top.get("body") {
         Some(Value::Str(s)) => s.as_bytes().to_vec(),
         Some(Value::Bytes(b)) => b.clone(),
+        // The reader takes a body with a lone surrogate as text with U+FFFD in its place
+        // (kombu could not encode it to bytes at all).
+        Some(Value::SurrogateStr(s)) => s.to_string_lossy().into_bytes(),
         _ => return Err(refuse(Kind::Shape, &tag)),
     };
     let body = match props.get("body_encoding").and_then(Value::as_str) {
