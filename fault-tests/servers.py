@@ -94,3 +94,63 @@ class FaultyRedis:
     def stop(self):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of its own (initdb in a temporary directory, trust auth, a free
+    port) that tests can stop at once (`-m immediate`, as a crash) and start again. Runs as
+    the `postgres` system user when started as root, as PostgreSQL requires."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix=f"rcelery-fault-pg-{self.port}-")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "postgres.log")
+        self.bin = self._bindir()
+
+    @staticmethod
+    def _bindir():
+        found = shutil.which("pg_ctl")
+        if found:
+            return os.path.dirname(found)
+        root = "/usr/lib/postgresql"
+        versions = sorted(os.listdir(root), key=lambda v: int(v) if v.isdigit() else 0) \
+            if os.path.isdir(root) else []
+        if not versions:
+            raise RuntimeError("PostgreSQL server binaries not found: install postgresql")
+        return os.path.join(root, versions[-1], "bin")
+
+    def _run(self, *args, check=True):
+        cmd = [os.path.join(self.bin, args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=60)
+
+    def url(self, db="postgres", user="postgres", password=None):
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{db}"
+
+    def connect(self, db="postgres"):
+        import psycopg2
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=db,
+                                connect_timeout=5)
+        conn.autocommit = True
+        return conn
+
+    def start(self, timeout=30.0):
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        if not os.path.exists(self.data):
+            self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", str(int(timeout)),
+                  "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off",
+                  "start")
+        return self
+
+    def crash(self):
+        """Stop at once, as a crash would (no checkpoint; the server recovers at start)."""
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", check=False)
+
+    def stop(self):
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -6,6 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup-python.sh"
 command -v redis-server >/dev/null || { echo "compat-tests: redis-server not on PATH" >&2; exit 1; }
+bash "$ROOT/scripts/ensure-databases.sh"
 if [ "${RCELERY_WORKER:-rust}" = "rust" ] && [ -z "${RCELERY_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release)
 fi

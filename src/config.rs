@@ -196,6 +196,15 @@ pub struct Config {
     pub broker_use_ssl: Option<UseSsl>,
     /// `redis_backend_use_ssl`: TLS options for a Redis result backend (see [`UseSsl`]).
     pub redis_backend_use_ssl: Option<UseSsl>,
+    /// `database_table_names` (`task`, `group`) for the `db+` result backend.
+    pub database_table_names: BTreeMap<String, String>,
+    /// `database_table_schemas` (`task`, `group`) for the `db+` result backend.
+    pub database_table_schemas: BTreeMap<String, String>,
+    /// `database_create_tables_at_setup`: create the result tables at start.
+    pub database_create_tables_at_setup: bool,
+    /// `database_engine_options`: `pool_size`, `max_overflow` and `pool_recycle` are read;
+    /// the rest (SQLAlchemy's own) is accepted and ignored.
+    pub database_engine_options: BTreeMap<String, toml::Value>,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -317,6 +326,10 @@ impl Default for Config {
             rcelery_restart_when_wedged: true,
             broker_use_ssl: None,
             redis_backend_use_ssl: None,
+            database_table_names: BTreeMap::new(),
+            database_table_schemas: BTreeMap::new(),
+            database_create_tables_at_setup: false,
+            database_engine_options: BTreeMap::new(),
             unknown: BTreeMap::new(),
         }
     }
@@ -499,6 +512,34 @@ impl Config {
                 self.result_backend_max_sleep_between_retries_ms.max(1),
             ),
             max_retries: None,
+        }
+    }
+
+    /// The `database_*` settings the `db+` result backend reads.
+    pub fn database_options(&self) -> crate::backend::database::DatabaseOptions {
+        let option = |key: &str| self.database_engine_options.get(key);
+        let number = |key: &str| {
+            option(key).and_then(|v| match v {
+                toml::Value::Integer(i) => Some(*i as f64),
+                toml::Value::Float(f) => Some(*f),
+                _ => None,
+            })
+        };
+        let pool_size = number("pool_size")
+            .map(|size| size + number("max_overflow").unwrap_or(10.0).max(0.0))
+            .map(|n| n.clamp(1.0, 1000.0) as u32);
+        crate::backend::database::DatabaseOptions {
+            tables: crate::backend::database::schema::TableNames {
+                task: self.database_table_names.get("task").cloned(),
+                group: self.database_table_names.get("group").cloned(),
+                task_schema: self.database_table_schemas.get("task").cloned(),
+                group_schema: self.database_table_schemas.get("group").cloned(),
+            },
+            create_tables_at_setup: self.database_create_tables_at_setup,
+            pool_size,
+            pool_recycle: number("pool_recycle")
+                .filter(|s| *s > 0.0)
+                .map(std::time::Duration::from_secs_f64),
         }
     }
 

@@ -1,10 +1,11 @@
 //! The URL → result backend factory: `disabled` or no URL gives the [`DisabledBackend`], a
-//! Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
+//! `db+` URL the [`DatabaseBackend`], a Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
 //! itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::database::{self, DatabaseBackend, DatabaseOptions, DatabaseSettings};
 use super::redis::{BackendLinkSettings, RedisBackend};
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
 use crate::redis_client::lane::SettleLane;
@@ -23,6 +24,8 @@ pub struct BackendSetup<'a> {
     /// Retries, timeouts, the result buffer and `redis_backend_use_ssl`; a `socket_timeout`
     /// in the URL replaces the response timeout.
     pub link: BackendLinkSettings,
+    /// Celery's `database_*` settings, for a `db+` URL.
+    pub database: DatabaseOptions,
     /// The broker's URL and settle lane: a backend on the same Redis server sends its
     /// results with the broker's acks (one round trip per batch).
     pub lane: Option<&'a (String, Arc<SettleLane>)>,
@@ -53,6 +56,9 @@ pub fn open(
     let Some(url) = url.filter(|u| !u.is_empty() && *u != "disabled") else {
         return Ok(Arc::new(DisabledBackend));
     };
+    if database::url::is_database_url(url) {
+        return open_database(url, setup);
+    }
     let role = "result backend";
     let refused = |source| UrlRefusal::Invalid {
         role,
@@ -86,5 +92,34 @@ pub fn open(
             tracing::debug!("results travel with the broker's acks (same Redis server)");
         }
     }
+    Ok(Arc::new(backend))
+}
+
+/// The SQLAlchemy-layout backend for a `db+` URL.
+fn open_database(
+    url: &str,
+    setup: BackendSetup<'_>,
+) -> Result<Arc<dyn ResultBackend>, BackendSetupError> {
+    let masked = redis_client::mask_password(url);
+    let parsed = database::url::parse(url).map_err(|e| BackendSetupError::Open {
+        url: masked.clone(),
+        source: BackendError::Url(e.to_string()),
+    })?;
+    let link = setup.link;
+    let settings = DatabaseSettings {
+        options: setup.database,
+        connect_timeout: link.connect_timeout,
+        statement_timeout: link.response_timeout,
+        retry: link.retry,
+        buffer: link.buffer,
+        health: link.health,
+    };
+    let backend =
+        DatabaseBackend::new(parsed, setup.encoder, setup.expires, settings).map_err(|source| {
+            BackendSetupError::Open {
+                url: masked,
+                source,
+            }
+        })?;
     Ok(Arc::new(backend))
 }

@@ -2,6 +2,7 @@
 //! ([`meta`]) so that Python's `AsyncResult` reads rcelery's results unchanged.
 
 pub mod chord;
+pub mod database;
 pub mod factory;
 pub mod join;
 pub mod meta;
@@ -12,14 +13,16 @@ use futures::future::BoxFuture;
 pub use chord::{ChordPart, ChordProgress};
 pub use meta::{ExtendedMeta, MetaEncoder, ResultRecord, State};
 
-/// Errors storing results.
+/// Errors storing or reading results. No variant names a transport: each backend turns its
+/// driver's errors into these (see the `From` impls beside each backend).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// A Redis command failed.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    /// The backend URL names a backend rcelery does not have.
-    #[error("unsupported result backend {0:?}")]
+    /// The backend's server could not be reached, or refused or failed a command; the text
+    /// names the server's own error (passwords never appear in it).
+    #[error("{0}")]
+    Server(String),
+    /// The backend cannot do what was asked (a setting or feature it does not have).
+    #[error("unsupported: {0}")]
     Unsupported(String),
     /// A batch of results could not be written.
     #[error("storing result failed: {0}")]
@@ -33,9 +36,6 @@ pub enum BackendError {
     /// The backend URL cannot be used (password-free message).
     #[error("invalid result backend URL: {0}")]
     Url(String),
-    /// The connection failed for good or a command was refused.
-    #[error("{0}")]
-    Link(#[from] crate::redis_client::link::LinkError),
 }
 
 /// Where task results go.
@@ -74,41 +74,11 @@ pub trait ResultBackend: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
-    /// Records a finished chord header part (Celery's `on_chord_part_return`) and says
-    /// whether it completed the chord. `record`, the part's own result, is stored first, as
-    /// Celery stores it before `on_chord_part_return` (`None` when results are ignored).
-    fn chord_part_return(
-        &self,
-        part: ChordPart,
-        record: Option<ResultRecord>,
-    ) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
-        let _ = (part, record);
-        Box::pin(async {
-            Err(BackendError::Unsupported(
-                "chords need the redis result backend".into(),
-            ))
-        })
-    }
-
-    /// Records how many parts a chord's header has, before they are sent (Celery's
-    /// `set_chord_size`).
-    fn set_chord_size<'a>(
-        &'a self,
-        group_id: &'a str,
-        size: usize,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        let _ = (group_id, size);
-        Box::pin(async {
-            Err(BackendError::Unsupported(
-                "chords need the redis result backend".into(),
-            ))
-        })
-    }
-
-    /// Deletes a fired chord's counters (`.j`, `.t`, `.s`).
-    fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
-        let _ = group_id;
-        Box::pin(async { Ok(()) })
+    /// The backend's native chord counters, if it has them (Redis keys, django-db's
+    /// `chordcounter` table). A chord on a backend without them is joined by
+    /// `celery.chord_unlock`, as Celery's base backend does.
+    fn native_chords(&self) -> Option<&dyn NativeChords> {
+        None
     }
 
     /// True when [`ResultBackend::store`] has queued the write, in order with the broker's
@@ -133,8 +103,46 @@ pub trait ResultBackend: Send + Sync + 'static {
         0
     }
 
+    /// Deletes expired results (Celery's `backend.cleanup()`, run by the built-in task
+    /// `celery.backend_cleanup`); returns how many rows went. Nothing to do where the store
+    /// expires results itself (Redis).
+    fn cleanup(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
+        Box::pin(async { Ok(0) })
+    }
+
+    /// Checks at start-up what can be checked without waiting: refused credentials or a
+    /// missing database fail the start; a server that is merely down is retried later.
+    fn check_at_start(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The backend URL with the password masked, for logs and the banner.
     fn display_url(&self) -> String;
+}
+
+/// Chords as a capability: a backend that counts finished header parts itself, so the part
+/// that completes a chord fires its body (Celery's `on_chord_part_return` on the Redis and
+/// django-db backends).
+pub trait NativeChords: Send + Sync {
+    /// Records a finished chord header part (Celery's `on_chord_part_return`) and says
+    /// whether it completed the chord. `record`, the part's own result, is stored first, as
+    /// Celery stores it before `on_chord_part_return` (`None` when results are ignored).
+    fn chord_part_return(
+        &self,
+        part: ChordPart,
+        record: Option<ResultRecord>,
+    ) -> BoxFuture<'_, Result<ChordProgress, BackendError>>;
+
+    /// Records how many parts a chord's header has, before they are sent (Celery's
+    /// `set_chord_size`).
+    fn set_chord_size<'a>(
+        &'a self,
+        group_id: &'a str,
+        size: usize,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Deletes a fired chord's counters.
+    fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
 }
 
 /// The backend for `result_backend` unset or `disabled`: results are dropped.

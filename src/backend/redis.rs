@@ -20,7 +20,9 @@ use std::sync::{Arc, LazyLock};
 use redis::Script;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::{BackendError, ChordPart, ChordProgress, MetaEncoder, ResultBackend, ResultRecord};
+use super::{
+    BackendError, ChordPart, ChordProgress, MetaEncoder, NativeChords, ResultBackend, ResultRecord,
+};
 use crate::codec::Serializer;
 use crate::health::{Health, LinkKind};
 use crate::redis_client;
@@ -289,6 +291,18 @@ impl RedisBackend {
     }
 }
 
+impl From<redis::RedisError> for BackendError {
+    fn from(e: redis::RedisError) -> Self {
+        BackendError::Server(format!("redis: {e}"))
+    }
+}
+
+impl From<crate::redis_client::link::LinkError> for BackendError {
+    fn from(e: crate::redis_client::link::LinkError) -> Self {
+        BackendError::Server(e.to_string())
+    }
+}
+
 /// Decodes a stored value (a result meta, a chord part): pickle when it starts with PROTO,
 /// else JSON (Celery writes with the result serializer). Public for the decoder fuzz targets.
 pub fn decode_stored(raw: &[u8]) -> Result<Value, BackendError> {
@@ -392,6 +406,38 @@ impl ResultBackend for RedisBackend {
         .boxed()
     }
 
+    fn native_chords(&self) -> Option<&dyn NativeChords> {
+        Some(self)
+    }
+
+    fn orders_writes_before_acks(&self) -> bool {
+        self.lane.is_some()
+    }
+
+    fn pending_results(&self) -> usize {
+        match &self.lane {
+            Some(lane) => lane.pending_writes(),
+            None => self.buffer.saturating_sub(self.room.available_permits()),
+        }
+    }
+
+    fn wait_for_room(&self) -> BoxFuture<'_, ()> {
+        async move {
+            if self.lane.is_none() {
+                // One free place is enough: each of the few requests waiting here takes one.
+                let _ = self.room.acquire().await;
+            }
+        }
+        .boxed()
+    }
+
+    fn display_url(&self) -> String {
+        redis_client::mask_password(&self.url)
+    }
+}
+
+/// Celery's Redis chord counters (`.j`, `.t`, `.s`; see [`super::chord`]).
+impl NativeChords for RedisBackend {
     fn chord_part_return(
         &self,
         part: ChordPart,
@@ -504,31 +550,6 @@ impl ResultBackend for RedisBackend {
             self.query::<()>(&del).await
         }
         .boxed()
-    }
-
-    fn orders_writes_before_acks(&self) -> bool {
-        self.lane.is_some()
-    }
-
-    fn pending_results(&self) -> usize {
-        match &self.lane {
-            Some(lane) => lane.pending_writes(),
-            None => self.buffer.saturating_sub(self.room.available_permits()),
-        }
-    }
-
-    fn wait_for_room(&self) -> BoxFuture<'_, ()> {
-        async move {
-            if self.lane.is_none() {
-                // One free place is enough: each of the few requests waiting here takes one.
-                let _ = self.room.acquire().await;
-            }
-        }
-        .boxed()
-    }
-
-    fn display_url(&self) -> String {
-        redis_client::mask_password(&self.url)
     }
 }
 

@@ -104,6 +104,10 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         connected.lane.as_ref(),
         Arc::clone(&health),
     )?;
+    backend
+        .check_at_start()
+        .await
+        .map_err(|e| format!("cannot use result backend {}: {e}", backend.display_url()))?;
     let broker = connected.broker;
 
     let settings = WorkerSettings {
@@ -246,6 +250,7 @@ pub(super) fn connect_backend(
         global_keyprefix: &config.result_backend_transport_options.global_keyprefix,
         chord_ordered: config.result_backend_transport_options.result_chord_ordered,
         link,
+        database: config.database_options(),
         lane,
     };
     backend::factory::open(url, setup).map_err(|e| e.to_string())

@@ -81,6 +81,12 @@ impl Producer {
         DateTime::now_in(&self.timezone)
     }
 
+    /// The queue `task_routes` sends `name` to (`None`: the default queue), as Celery's
+    /// `router.route(options, name)['queue']`.
+    pub fn routed_queue(&self, name: &str) -> Option<String> {
+        self.routes.lookup(name).and_then(|r| r.queue.clone())
+    }
+
     /// Celery's `send_task`: publishes `name(*args, **kwargs)` and returns its result handle.
     pub async fn send_task(
         &self,

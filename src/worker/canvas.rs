@@ -274,10 +274,14 @@ fn apply_chord<'a>(
                 Value::List(Vec::new()),
             ]));
         }
-        if let Err(e) = backend.set_chord_size(&group_id, parts.len()).await {
-            tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");
-            return None;
+        let native = backend.native_chords();
+        if let Some(chords) = native {
+            if let Err(e) = chords.set_chord_size(&group_id, parts.len()).await {
+                tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");
+                return None;
+            }
         }
+        let unlock = native.is_none().then(|| body.clone());
         let body = body.to_value();
         let mut members = Vec::with_capacity(parts.len());
         for (index, part) in parts.into_iter().enumerate() {
@@ -327,11 +331,50 @@ fn apply_chord<'a>(
             };
             members.extend(member);
         }
+        if let Some(body) = unlock {
+            send_chord_unlock(producer, &body, &group_id, &members, m).await;
+        }
         Some(Value::List(vec![
             Value::List(vec![Value::Str(group_id), Value::None]),
             Value::List(members),
         ]))
     })
+}
+
+/// Celery's `fallback_chord_unlock`, for a backend without native chords: sends
+/// `celery.chord_unlock(group_id, body, result=[header tuples])` a second from now, on the
+/// body's queue (its own option, else where `task_routes` sends the body) with the body's
+/// priority; it polls the header's results and sends the body once all are ready.
+async fn send_chord_unlock(
+    producer: &Producer,
+    body: &Signature,
+    group_id: &str,
+    members: &[Value],
+    m: &TaskMessage,
+) {
+    let mut kwargs = Dict::new();
+    kwargs.insert("result", Value::List(members.to_vec()));
+    let options = SendOptions {
+        countdown: Some(1.0),
+        queue: body
+            .option_str("queue")
+            .map(str::to_owned)
+            .or_else(|| producer.routed_queue(&body.task)),
+        priority: Some(
+            body.options
+                .get("priority")
+                .and_then(Value::as_i64)
+                .map_or(0, |p| p.clamp(0, 255) as u8),
+        ),
+        ..SendOptions::default()
+    };
+    let args = vec![Value::str(group_id), body.to_value()];
+    if let Err(e) = producer
+        .send_task(super::chord_unlock::NAME, args, kwargs, options)
+        .await
+    {
+        tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not send celery.chord_unlock; the body will not run");
+    }
 }
 
 /// The parts of a chord header, nested groups flattened as Celery's `_freeze_unroll` does
@@ -494,7 +537,16 @@ pub(super) async fn chord_part(
         state,
         result,
     };
-    let outcome = match backend.chord_part_return(part, record).await {
+    let Some(chords) = backend.native_chords() else {
+        // `celery.chord_unlock` joins this chord; the result is stored as for any task.
+        if let Some(record) = record {
+            if let Err(e) = backend.store(record).await {
+                tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "could not store task result");
+            }
+        }
+        return;
+    };
+    let outcome = match chords.chord_part_return(part, record).await {
         Ok(ChordProgress::Ready(parts)) => chord::unpack(&parts),
         Ok(ChordProgress::Pending | ChordProgress::NoSize) => return,
         Ok(ChordProgress::Complex) => join_saved_header(backend, group_id, join_timeout).await,
@@ -648,7 +700,10 @@ pub(super) async fn fire_body(
 
 /// Deletes a finished chord's counters (Celery deletes `.j`, `.t` and `.s` once the body is sent).
 async fn cleanup(backend: &dyn ResultBackend, group_id: &str) {
-    if let Err(e) = backend.chord_cleanup(group_id).await {
+    let Some(chords) = backend.native_chords() else {
+        return;
+    };
+    if let Err(e) = chords.chord_cleanup(group_id).await {
         tracing::warn!(error = %e, "chord {group_id}: could not delete its counters; they expire with result_expires");
     }
 }

@@ -3,6 +3,7 @@
 //! messages, and shuts down without losing any. A watchdog warns when slots stay stuck;
 //! SIGUSR1 logs what every slot holds.
 
+mod backend_cleanup;
 mod canvas;
 mod chord_unlock;
 mod dump;
@@ -168,6 +169,9 @@ impl Worker {
         settings: WorkerSettings,
         health: Arc<Health>,
     ) -> Result<Worker, WorkerError> {
+        if !registry.contains(backend_cleanup::NAME) {
+            registry.insert(backend_cleanup::task_def(Arc::clone(&backend)));
+        }
         if !registry.contains(chord_unlock::NAME) {
             registry.insert(chord_unlock::task_def(
                 Arc::clone(&backend),
