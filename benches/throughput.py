@@ -10,8 +10,14 @@ worker runs with results stored and task_acks_late=True (tasks/celery_config.py)
 * peak RSS: sum over the worker's process tree, sampled with psutil every 20 ms;
 * idle RSS: 2 s after `ready.` with an empty queue.
 
+With `--backends redis,postgresql` each worker also drains the same messages with its results
+in PostgreSQL (`db+postgresql://`, Celery's SQLAlchemy tables, a fresh database per run on the
+machine's server at RCELERY_BENCH_PG, default postgresql://postgres@127.0.0.1:5432); the drain
+ends when N rows are in `celery_taskmeta`.
+
 Prints a table and writes benches/results/latest.json.
 Usage: python benches/throughput.py [--n 20000] [--workers all|python|rust,prefork,solo]
+       [--backends redis|postgresql|redis,postgresql]
 """
 import argparse
 import json
@@ -21,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,10 +95,76 @@ def wait_ready_time(worker, timeout=120):
     return time.monotonic()
 
 
-def run_worker(label, server, conf, dump, n, workdir):
+PG = os.environ.get("RCELERY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+class RedisResults:
+    """Results in Redis db 4 (the fixture's default)."""
+
+    name = "redis"
+
+    def __init__(self, server, port):
+        self.client = server.client(RESULT_DB)
+        self.url = f"redis://127.0.0.1:{port}/{RESULT_DB}"
+
+    def fresh(self):
+        os.environ["CELERY_RESULT_BACKEND"] = self.url
+
+    def count(self):
+        return self.client.dbsize()
+
+    def close(self):
+        pass
+
+
+class PostgresResults:
+    """Results in a fresh PostgreSQL database per run (`db+postgresql://`)."""
+
+    name = "postgresql"
+
+    def __init__(self, server, port):
+        import psycopg2
+        self.psycopg2 = psycopg2
+        self.admin = psycopg2.connect(f"{PG}/postgres")
+        self.admin.autocommit = True
+        self.db = None
+        self.conn = None
+
+    def fresh(self):
+        self.close()
+        self.db = f"rc_bench_{uuid.uuid4().hex[:10]}"
+        self.admin.cursor().execute(f"CREATE DATABASE {self.db}")
+        os.environ["CELERY_RESULT_BACKEND"] = f"db+{PG}/{self.db}"
+
+    def count(self):
+        if self.conn is None:
+            self.conn = self.psycopg2.connect(f"{PG}/{self.db}")
+            self.conn.autocommit = True
+        cur = self.conn.cursor()
+        cur.execute("SELECT to_regclass('celery_taskmeta') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT COUNT(*) FROM celery_taskmeta")
+        return cur.fetchone()[0]
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.db:
+            self.admin.cursor().execute(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+            self.db = None
+
+
+BACKENDS = {"redis": RedisResults, "postgresql": PostgresResults}
+
+
+def run_worker(label, server, conf, dump, n, workdir, results):
     from harness import Worker
-    broker, backend = server.client(BROKER_DB), server.client(RESULT_DB)
+    broker = server.client(BROKER_DB)
     server.client().flushall()
+    results.fresh()
+    conf = dict(conf, result_backend=os.environ["CELERY_RESULT_BACKEND"])
     # Idle RSS on an empty queue first.
     w = Worker(conf, workdir / "idle", **KINDS[label])
     w.start()
@@ -99,6 +172,8 @@ def run_worker(label, server, conf, dump, n, workdir):
     idle = RssSampler(w.proc.pid).sample()
     w.stop()
     server.client().flushall()
+    results.fresh()
+    conf = dict(conf, result_backend=os.environ["CELERY_RESULT_BACKEND"])
     broker.restore("default", 0, dump)
     w = Worker(conf, workdir / "drain", **KINDS[label])
     spawned = time.monotonic()
@@ -107,15 +182,15 @@ def run_worker(label, server, conf, dump, n, workdir):
     sampler.start()
     try:
         ready = wait_ready_time(w)
-        while backend.dbsize() < n:
+        while results.count() < n:
             if not w.alive():
                 raise RuntimeError(f"{label} died:\n{w.log_tail()}")
-            time.sleep(0.01)
+            time.sleep(0.01 if results.name == "redis" else 0.05)
         done = time.monotonic()
     finally:
         sampler.stop()
         rc = w.stop()
-    return {"worker": label, "n": n, "drain_s": round(done - ready, 3),
+    return {"worker": label, "backend": results.name, "n": n, "drain_s": round(done - ready, 3),
             "drain_from_spawn_s": round(done - spawned, 3),
             "tasks_per_s": round(n / (done - ready), 1),
             "peak_rss_mib": round(sampler.peak / 2 ** 20, 1),
@@ -123,22 +198,26 @@ def run_worker(label, server, conf, dump, n, workdir):
 
 
 def ratios(runs):
-    by = {r["worker"]: r for r in runs}
     out = {}
-    rust = by.get("rcelery -c 2")
-    for other in ("celery prefork -c 2", "celery solo"):
-        if rust and other in by:
+    for backend in BACKENDS:
+        by = {r["worker"]: r for r in runs if r.get("backend", "redis") == backend}
+        rust = by.get("rcelery -c 2")
+        for other in ("celery prefork -c 2", "celery solo"):
+            if not (rust and other in by):
+                continue
             key = "prefork" if "prefork" in other else "solo"
-            out[f"rcelery/{key}"] = {
+            suffix = "" if backend == "redis" else f" ({backend})"
+            out[f"rcelery/{key}{suffix}"] = {
                 "tasks_per_s": round(rust["tasks_per_s"] / by[other]["tasks_per_s"], 2),
                 "peak_rss": round(rust["peak_rss_mib"] / by[other]["peak_rss_mib"], 3)}
     return out
 
 
 def print_table(runs, rat):
-    print(f"{'worker':<22}{'tasks/s':>10}{'drain s':>10}{'peak RSS MiB':>14}{'idle RSS MiB':>14}")
+    print(f"{'worker':<22}{'results':<12}{'tasks/s':>10}{'drain s':>10}{'peak RSS MiB':>14}"
+          f"{'idle RSS MiB':>14}")
     for r in runs:
-        print(f"{r['worker']:<22}{r['tasks_per_s']:>10}{r['drain_s']:>10}"
+        print(f"{r['worker']:<22}{r['backend']:<12}{r['tasks_per_s']:>10}{r['drain_s']:>10}"
               f"{r['peak_rss_mib']:>14}{r['idle_rss_mib']:>14}")
     for k, v in rat.items():
         print(f"{k}: throughput x{v['tasks_per_s']}, peak RSS x{v['peak_rss']}")
@@ -149,6 +228,8 @@ def main():
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--workers", default="all", help="all, python, or rust,prefork,solo")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RCELERY_BENCH_REDIS_PORT", 6391)))
+    parser.add_argument("--backends", default="redis",
+                        help="where results go: redis, postgresql, or both comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benches" / "results" / "latest.json"))
     args = parser.parse_args()
     labels = list(KINDS) if args.workers == "all" else \
@@ -171,9 +252,16 @@ def main():
         print(f"enqueued {args.n} tasks.add in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         runs = []
         with tempfile.TemporaryDirectory(prefix="rcelery-bench-") as tmp:
-            for i, label in enumerate(labels):
-                runs.append(run_worker(label, server, conf, dump, args.n, Path(tmp) / str(i)))
-                print(f"{label}: {runs[-1]}", file=sys.stderr)
+            for name in args.backends.split(","):
+                results = BACKENDS[name.strip()](server, args.port)
+                try:
+                    for label in labels:
+                        workdir = Path(tmp) / f"{len(runs)}"
+                        runs.append(run_worker(label, server, conf, dump, args.n, workdir,
+                                               results))
+                        print(f"{label} ({name}): {runs[-1]}", file=sys.stderr)
+                finally:
+                    results.close()
     finally:
         server.stop()
     rat = ratios(runs)

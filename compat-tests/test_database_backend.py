@@ -79,6 +79,11 @@ def db(request, tmp_path, monkeypatch, workers):
     database.drop()
 
 
+def start(workers, db, **overrides):
+    """(Re)starts the worker under test with its results in `db`."""
+    return workers.start({"result_backend": db.url, **overrides})
+
+
 def client_for(app, db, **conf):
     """A producer app like the deployment's, with its results in `db`."""
     client = Celery("client", broker=app.conf.broker_url, backend=db.url)
@@ -101,7 +106,7 @@ def as_bytes(value):
 
 
 def test_results_are_rows_as_celery_writes_them(app, db, workers):
-    workers.start({"result_extended": True})
+    start(workers, db, result_extended=True)
     client = client_for(app, db, result_extended=True)
     ok = client.send_task("tasks.add", (2, 3))
     assert ok.get(timeout=30) == 5
@@ -135,7 +140,7 @@ def test_results_are_rows_as_celery_writes_them(app, db, workers):
 
 
 def test_a_started_row_has_no_date_done_and_no_extended_fields(app, db, workers):
-    workers.start({"task_track_started": True})
+    start(workers, db, task_track_started=True)
     client = client_for(app, db)
     r = client.send_task("tasks.sleep", (3,))
     wait_for(lambda: client.backend.get_task_meta(r.id)["status"] == "STARTED", 20, "STARTED")
@@ -147,7 +152,7 @@ def test_a_started_row_has_no_date_done_and_no_extended_fields(app, db, workers)
 
 
 def test_a_success_is_never_overwritten(app, db, workers):
-    workers.start()
+    start(workers, db)
     client = client_for(app, db)
     task_id = str(uuid.uuid4())
     client.backend.store_result(task_id, 42, "SUCCESS")
@@ -161,7 +166,7 @@ def test_a_success_is_never_overwritten(app, db, workers):
 
 def test_rows_python_wrote_are_read_by_the_worker(app, db, workers):
     """`celery.chord_unlock` joins a header whose results Python stored."""
-    workers.start()
+    start(workers, db)
     client = client_for(app, db)
     ids = [str(uuid.uuid4()) for _ in range(3)]
     for i, task_id in enumerate(ids):
@@ -174,7 +179,7 @@ def test_rows_python_wrote_are_read_by_the_worker(app, db, workers):
 
 
 def test_a_chord_is_joined_by_chord_unlock(app, db, workers):
-    workers.start()
+    start(workers, db)
     client = client_for(app, db)
     t = lambda name: client.signature(name)  # noqa: E731
     r = chord(group(t("tasks.add").clone((i, i)) for i in range(10)), t("tasks.xsum")).delay()
@@ -182,7 +187,7 @@ def test_a_chord_is_joined_by_chord_unlock(app, db, workers):
 
 
 def test_a_group_saved_by_python_is_restored(app, db, workers):
-    workers.start()
+    start(workers, db)
     client = client_for(app, db)
     res = group(client.signature("tasks.add").clone((i, 1)) for i in range(3)).apply_async()
     res.save()
@@ -193,7 +198,7 @@ def test_a_group_saved_by_python_is_restored(app, db, workers):
 
 
 def test_backend_cleanup_deletes_expired_rows(app, db, workers):
-    workers.start({"result_expires": 60})
+    start(workers, db, result_expires=60)
     client = client_for(app, db, result_expires=60)
     fresh = client.send_task("tasks.add", (1, 2))
     old = client.send_task("tasks.add", (3, 4))
@@ -229,7 +234,7 @@ def _indexes(db):
 
 
 def test_tables_are_created_as_celery_creates_them(app, db, workers, tmp_path, monkeypatch):
-    workers.start()
+    start(workers, db)
     client = client_for(app, db)
     assert client.send_task("tasks.add", (1, 1)).get(timeout=30) == 2
     made_by_worker = (_columns(db), _indexes(db))

@@ -149,7 +149,9 @@ class PrivatePostgres:
 
     def crash(self):
         """Stop at once, as a crash would (no checkpoint; the server recovers at start)."""
-        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", check=False)
+        done = self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {done.stdout} {done.stderr}")
 
     def stop(self):
         self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop", check=False)

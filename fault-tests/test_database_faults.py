@@ -32,6 +32,20 @@ def stored(server, ids):
         conn.close()
 
 
+def stored_rows(server):
+    """How many rows `celery_taskmeta` has (0 before the table exists)."""
+    conn = server.connect("results")
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT COUNT(*) FROM pg_tables WHERE tablename = 'celery_taskmeta'")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT COUNT(*) FROM celery_taskmeta")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_refused_credentials_are_a_clear_startup_error(redis_factory, worker_factory, postgres):
     broker = redis_factory()
     url = "db+" + postgres.url("results", user="nosuchuser", password="S3cretPw0rd")
@@ -58,10 +72,11 @@ def test_postgres_crash_loses_no_result(redis_factory, worker_factory, producer_
     broker = redis_factory()
     url = "db+" + postgres.url("results")
     worker = worker_factory(worker_config(broker.url(0), url, task_acks_late=acks_late))
-    app = producer_factory(broker.url(0), url)
+    # The producer needs no result backend here (the rows are read with SQL below).
+    app = producer_factory(broker.url(0), broker.url(1))
     sender = Sender(app, "tasks.add", 600, rate=300)
     sender.start()
-    time.sleep(0.7)
+    wait_for(lambda: stored_rows(postgres) >= 50, 30, "the first results stored")
     postgres.crash()
     # Longer than a connection attempt waits (broker_connection_timeout, 4 s): the stores
     # fail and are retried, not merely slow.

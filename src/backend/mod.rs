@@ -15,7 +15,7 @@ pub use meta::{ExtendedMeta, MetaEncoder, ResultRecord, State};
 
 /// Errors storing or reading results. No variant names a transport: each backend turns its
 /// driver's errors into these (see the `From` impls beside each backend).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The backend's server could not be reached, or refused or failed a command; the text
     /// names the server's own error (passwords never appear in it).

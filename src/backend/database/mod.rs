@@ -27,7 +27,7 @@ use futures::FutureExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 use sqlx::Row;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::{BackendError, MetaEncoder, ResultBackend, ResultRecord};
 use crate::health::{Health, LinkKind};
@@ -79,8 +79,26 @@ struct Prepared {
     statements: Statements,
 }
 
-/// The SQLAlchemy-layout result backend.
+/// The SQLAlchemy-layout result backend. Results go through one writer task, which stores
+/// the results that are waiting together in one transaction (one commit, one flush of the
+/// database's log, however many results finished at once).
 pub struct DatabaseBackend {
+    store: Arc<Store>,
+    writes: mpsc::UnboundedSender<Write>,
+}
+
+/// A result waiting for the writer.
+struct Write {
+    row: TaskRow,
+    done: oneshot::Sender<Result<(), BackendError>>,
+    _room: OwnedSemaphorePermit,
+}
+
+/// Results stored in one transaction at most.
+const BATCH: usize = 256;
+
+/// The pool, the tables and the settings, shared by the backend and its writer.
+struct Store {
     url: DatabaseUrl,
     pool: AnyPool,
     encoder: MetaEncoder,
@@ -122,7 +140,7 @@ impl DatabaseBackend {
             .connect_lazy(&url.connect)
             .map_err(|e| BackendError::Url(format!("{}: {}", url.masked, masked(&e))))?;
         let tables = Tables::new(url.dialect, &settings.options.tables);
-        Ok(DatabaseBackend {
+        let store = Arc::new(Store {
             url,
             pool,
             encoder,
@@ -131,9 +149,37 @@ impl DatabaseBackend {
             prepared: OnceCell::new(),
             room: Arc::new(Semaphore::new(settings.buffer.max(1))),
             settings,
-        })
+        });
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(Arc::clone(&store), queue));
+        Ok(DatabaseBackend { store, writes })
     }
+}
 
+/// The writer: takes every result waiting (up to [`BATCH`]) and stores them in one
+/// transaction, retried as one until it lands.
+async fn write_batches(store: Arc<Store>, mut queue: mpsc::UnboundedReceiver<Write>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let rows: Vec<&TaskRow> = batch.iter().map(|w| &w.row).collect();
+        let outcome = store.retrying(true, || store.write(&rows)).await;
+        if outcome.is_err() && batch.len() > 1 {
+            // A row the database refuses (a task name longer than the column) fails the
+            // whole transaction: store each alone, so only that one fails.
+            for w in batch.drain(..) {
+                let one = [&w.row];
+                let alone = store.retrying(true, || store.write(&one)).await;
+                let _ = w.done.send(alone);
+            }
+            continue;
+        }
+        for w in batch.drain(..) {
+            let _ = w.done.send(outcome.clone());
+        }
+    }
+}
+
+impl Store {
     /// Finds the tables, creating the missing ones, and writes the statements for them.
     async fn prepare(&self) -> Result<&Prepared, sqlx::Error> {
         self.prepared
@@ -218,26 +264,30 @@ impl DatabaseBackend {
         }
     }
 
-    async fn write(&self, row: &TaskRow) -> Result<(), sqlx::Error> {
+    /// Stores `rows` in one transaction, in order.
+    async fn write(&self, rows: &[&TaskRow]) -> Result<(), sqlx::Error> {
         let prepared = self.prepare().await?;
-        let mut q = sqlx::query(&prepared.statements.store)
-            .bind(row.task_id.clone())
-            .bind(row.status)
-            .bind(row.result.clone())
-            .bind(row.date_done.clone())
-            .bind(row.traceback.clone());
-        if prepared.layout.children {
-            q = q.bind(row.children.clone());
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            let mut q = sqlx::query(&prepared.statements.store)
+                .bind(row.task_id.clone())
+                .bind(row.status)
+                .bind(row.result.clone())
+                .bind(row.date_done.clone())
+                .bind(row.traceback.clone());
+            if prepared.layout.children {
+                q = q.bind(row.children.clone());
+            }
+            q.bind(row.name.clone())
+                .bind(row.args.clone())
+                .bind(row.kwargs.clone())
+                .bind(row.worker.clone())
+                .bind(row.retries)
+                .bind(row.queue.clone())
+                .execute(&mut *tx)
+                .await?;
         }
-        q.bind(row.name.clone())
-            .bind(row.args.clone())
-            .bind(row.kwargs.clone())
-            .bind(row.worker.clone())
-            .bind(row.retries)
-            .bind(row.queue.clone())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        tx.commit().await
     }
 
     async fn read(&self, task_id: &str) -> Result<Option<ReadRow>, sqlx::Error> {
@@ -370,14 +420,24 @@ fn masked(e: &sqlx::Error) -> String {
 impl ResultBackend for DatabaseBackend {
     fn store(&self, record: ResultRecord) -> BoxFuture<'_, Result<(), BackendError>> {
         async move {
-            let _room = Arc::clone(&self.room)
+            let store = &self.store;
+            let room = Arc::clone(&store.room)
                 .acquire_owned()
                 .await
                 .map_err(|_| BackendError::Closed)?;
-            let layout = self.retrying(true, || async { Ok(self.prepare().await?.layout) });
-            let layout = layout.await?;
-            let row = TaskRow::new(&record, &self.encoder, self.url.dialect, layout);
-            self.retrying(true, || self.write(&row)).await
+            let layout = store
+                .retrying(true, || async { Ok(store.prepare().await?.layout) })
+                .await?;
+            let row = TaskRow::new(&record, &store.encoder, store.url.dialect, layout);
+            let (done, stored) = oneshot::channel();
+            self.writes
+                .send(Write {
+                    row,
+                    done,
+                    _room: room,
+                })
+                .map_err(|_| BackendError::Closed)?;
+            stored.await.map_err(|_| BackendError::Closed)?
         }
         .boxed()
     }
@@ -387,8 +447,11 @@ impl ResultBackend for DatabaseBackend {
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>, BackendError>> {
         async move {
-            let row = self.retrying(false, || self.read(task_id)).await?;
-            row.map(|r| r.into_meta(task_id, self.encoder.extended))
+            let row = self
+                .store
+                .retrying(false, || self.store.read(task_id))
+                .await?;
+            row.map(|r| r.into_meta(task_id, self.store.encoder.extended))
                 .transpose()
         }
         .boxed()
@@ -399,7 +462,10 @@ impl ResultBackend for DatabaseBackend {
         group_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>, BackendError>> {
         async move {
-            let raw = self.retrying(false, || self.read_group(group_id)).await?;
+            let raw = self
+                .store
+                .retrying(false, || self.store.read_group(group_id))
+                .await?;
             raw.as_deref().map(super::redis::decode_stored).transpose()
         }
         .boxed()
@@ -407,30 +473,32 @@ impl ResultBackend for DatabaseBackend {
 
     fn cleanup(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
         async move {
-            let Some(expires) = self.expires else {
+            let Some(expires) = self.store.expires else {
                 return Ok(0);
             };
-            let before = row::expired_before(self.url.dialect, expires);
-            self.retrying(false, || self.delete_expired(&before)).await
+            let before = row::expired_before(self.store.url.dialect, expires);
+            self.store
+                .retrying(false, || self.store.delete_expired(&before))
+                .await
         }
         .boxed()
     }
 
     fn check_at_start(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         async move {
-            let attempt = tokio::time::timeout(self.settings.connect_timeout, self.prepare());
+            let attempt = tokio::time::timeout(self.store.settings.connect_timeout, self.store.prepare());
             match attempt.await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) if !is_transient(&e) => Err(BackendError::Server(masked(&e))),
-                Ok(Err(e)) if self.settings.options.create_tables_at_setup => {
+                Ok(Err(e)) if self.store.settings.options.create_tables_at_setup => {
                     Err(BackendError::Server(masked(&e)))
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %masked(&e), "result backend {} unreachable at start; results wait for it", self.url.masked);
+                    tracing::warn!(error = %masked(&e), "result backend {} unreachable at start; results wait for it", self.store.url.masked);
                     Ok(())
                 }
                 Err(_) => {
-                    tracing::warn!("result backend {} did not answer at start; results wait for it", self.url.masked);
+                    tracing::warn!("result backend {} did not answer at start; results wait for it", self.store.url.masked);
                     Ok(())
                 }
             }
@@ -440,19 +508,20 @@ impl ResultBackend for DatabaseBackend {
 
     fn wait_for_room(&self) -> BoxFuture<'_, ()> {
         async move {
-            drop(self.room.acquire().await);
+            drop(self.store.room.acquire().await);
         }
         .boxed()
     }
 
     fn pending_results(&self) -> usize {
-        self.settings
+        self.store
+            .settings
             .buffer
             .max(1)
-            .saturating_sub(self.room.available_permits())
+            .saturating_sub(self.store.room.available_permits())
     }
 
     fn display_url(&self) -> String {
-        self.url.masked.clone()
+        self.store.url.masked.clone()
     }
 }
