@@ -213,3 +213,52 @@ def test_a_missing_python_is_a_clear_error(redis_server, started, tmp_path):
                      env={"RCELERY_PYTHON": str(tmp_path / "no-such-python")})
     assert worker.wait_exit() != 0
     assert "RCELERY_PYTHON=" in worker.log() and "is not an executable file" in worker.log()
+
+
+def test_values_that_are_not_plain_data_are_converted_or_reported(quiet, t, started, tmp_path,
+                                                                   backend):
+    """timedelta -> seconds, sets/tuples -> lists, Queue objects in task_queues and routes;
+    a router given as code and a crontab are left out with a note, not a failure."""
+    tasks, _ = t
+    project = tmp_path / "odd"
+    (project / "proj").mkdir(parents=True)
+    (project / "proj" / "__init__.py").write_text("from .celery import app\n")
+    (project / "proj" / "celery.py").write_text(f"""
+from datetime import timedelta
+from celery import Celery
+from celery.schedules import crontab
+from kombu import Exchange, Queue
+
+def router(name, args, kwargs, options, task=None, **kw):
+    return None
+
+app = Celery('proj')
+app.conf.update(
+    broker_url='redis://:{PASSWORD}@127.0.0.1:{PORT}/{BROKER_DB}',
+    result_backend='redis://:{PASSWORD}@127.0.0.1:{PORT}/{RESULT_DB}',
+    result_expires=timedelta(minutes=5),
+    task_soft_time_limit=timedelta(seconds=2.5),
+    accept_content={{'json', 'pickle'}},
+    task_queues=(
+        Queue('default', Exchange('default'), routing_key='default', max_priority=10),
+        Queue('math', Exchange('m', type='direct'), routing_key='m',
+              queue_arguments={{'x-max-priority': 4}}),
+    ),
+    task_routes=({{'tasks.mul': {{'queue': Queue('math')}}}}, router),
+    beat_schedule={{'every-minute': {{'task': 'tasks.add', 'schedule': crontab(), 'args': (1, 2)}}}},
+)
+""")
+    worker = started(["-A", "proj", "worker", "-l", "debug", "-n", "odd@%h"],
+                     cwd=project).wait_ready()
+    log = worker.log()
+    assert banner_line(log, "config").startswith("Celery app proj ")
+    assert "default          exchange=default(direct) key=default max_priority=10" in log, log
+    assert "math             exchange=m(direct) key=m max_priority=4" in log, log
+    result = tasks.add.delay(1, 2)
+    assert result.get(timeout=30) == 3
+    assert 0 < backend.ttl(f"celery-task-meta-{result.id}") <= 300, "result_expires = 5 min"
+    worker.stop()
+    log = worker.log()
+    assert "task_routes[1]: a router given as code" in log, log
+    assert '"beat_schedule"' in log and "crontab" in log, log
+    assert PASSWORD not in log
