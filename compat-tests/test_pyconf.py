@@ -262,3 +262,43 @@ app.conf.update(
     assert "task_routes[1]: a router given as code" in log, log
     assert '"beat_schedule"' in log and "crontab" in log, log
     assert PASSWORD not in log
+
+
+def test_a_django_namespace_config_is_read(quiet, t, started, tmp_path):
+    """`config_from_object('django.conf:settings', namespace='CELERY')`: CELERY_* Django
+    settings, the timezone falling back to Django's TIME_ZONE."""
+    tasks, _ = t
+    project = tmp_path / "dj"
+    (project / "site_").mkdir(parents=True)
+    (project / "site_" / "__init__.py").write_text("")
+    (project / "site_" / "settings.py").write_text(f"""
+SECRET_KEY = 'x'
+INSTALLED_APPS = []
+DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql', 'NAME': 'app',
+                           'USER': 'postgres', 'PASSWORD': '{SECRET}', 'HOST': 'db',
+                           'PORT': 5432}}}}
+TIME_ZONE = 'Asia/Shanghai'
+CELERY_BROKER_URL = 'redis://:{PASSWORD}@127.0.0.1:{PORT}/{BROKER_DB}'
+CELERY_RESULT_BACKEND = 'redis://:{PASSWORD}@127.0.0.1:{PORT}/{RESULT_DB}'
+CELERY_ACCEPT_CONTENT = ['json', 'pickle']
+CELERY_WORKER_CONCURRENCY = 3
+CELERY_RCELERY_RESULT_BUFFER = 77
+""")
+    (project / "site_" / "celery.py").write_text("""
+import os
+from celery import Celery
+os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site_.settings')
+app = Celery('site_')
+app.config_from_object('django.conf:settings', namespace='CELERY')
+""")
+    env = {"CELERY_RESULT_BACKEND": "", "DJANGO_SETTINGS_MODULE": "site_.settings"}
+    worker = started(["-A", "site_", "worker", "-Q", "default", "-l", "info"], cwd=project,
+                     env=env).wait_ready()
+    log = worker.log()
+    assert banner_line(log, "transport") == f"redis://:**@127.0.0.1:{PORT}/{BROKER_DB}"
+    assert banner_line(log, "results") == f"redis://:**@127.0.0.1:{PORT}/{RESULT_DB}"
+    assert banner_line(log, "concurrency").startswith("3 ")
+    result = tasks.add.delay(2, 2)
+    assert result.get(timeout=30) == 4
+    worker.stop()
+    assert SECRET not in worker.log()

@@ -504,6 +504,17 @@ impl LoadedConfig {
         for note in &app.notes {
             tracing::warn!("Celery app {}: {note}", app.app);
         }
+        if let Some(django) = &app.django {
+            let db = django.database.as_ref();
+            tracing::debug!(
+                "Django settings {}: default database {} {} at {}:{}",
+                django.settings_module.as_deref().unwrap_or("?"),
+                db.and_then(|d| d.engine.as_deref()).unwrap_or("none"),
+                db.and_then(|d| d.name.as_deref()).unwrap_or(""),
+                db.and_then(|d| d.host.as_deref()).unwrap_or(""),
+                db.and_then(|d| d.port.as_deref()).unwrap_or(""),
+            );
+        }
     }
 }
 

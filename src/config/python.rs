@@ -38,11 +38,11 @@ const STDERR_TAIL_LINES: usize = 12;
 /// A bare name with neither (`-A tasks` on a machine with no Python project there) is the
 /// compiled-in app.
 pub fn wants_python(app: &str, dir: &Path) -> bool {
-    if app.contains(['.', ':']) {
-        return true;
-    }
     if app.is_empty() || app.contains(['/', '\\']) {
         return false;
+    }
+    if app.contains(['.', ':']) {
+        return true;
     }
     dir.join(format!("{app}.py")).is_file() || dir.join(app).is_dir()
 }
@@ -457,9 +457,9 @@ mod tests {
         assert_eq!(config.result_expires, 60.0);
         assert_eq!(config.task_queues[0].max_priority, Some(10));
         assert_eq!(app.skipped[0].setting, "beat_schedule");
+        assert!(app.describe().contains("Celery app tasks.task"));
         let db = app.django.unwrap().database.unwrap();
         assert_eq!(db.port.as_deref(), Some("5432"));
         assert!(!format!("{db:?}").contains("pw\""));
-        assert!(app.describe().contains("Celery app tasks.task"));
     }
 }
