@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "rcelery", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
-    /// The app to run (Celery's `-A`); rcelery runs the app compiled into this binary and
-    /// warns if the name differs.
+    /// The app (Celery's `-A`). rcelery runs the tasks compiled into this binary; when `-A`
+    /// names a Python Celery app (a dotted or `module:attr` name, or a module found in the
+    /// working directory) and no TOML file is given, its settings are read from it, asking
+    /// Python once at start-up (`RCELERY_PYTHON`, else the virtualenv, else python3).
     #[arg(short = 'A', long = "app", global = true)]
     pub app: Option<String>,
     /// Broker URL (overrides `broker_url`).
@@ -18,7 +20,9 @@ pub struct Cli {
     /// Result backend URL (overrides `result_backend`).
     #[arg(long = "result-backend", global = true)]
     pub result_backend: Option<String>,
-    /// TOML config file with Celery setting names (default: ./rcelery.toml if present).
+    /// TOML config file with Celery setting names (default: ./rcelery.toml if present); it
+    /// wins over the Celery app's settings. A Python module name is given to the Celery app
+    /// as `CELERY_CONFIG_MODULE`, as `celery --config` does.
     #[arg(long = "config", global = true)]
     pub config: Option<String>,
     /// Celery's loader (accepted, no effect).

@@ -8,6 +8,10 @@ pub struct Info<'a> {
     pub hostname: &'a str,
     /// App name.
     pub app: &'a str,
+    /// Where the settings came from.
+    pub config: &'a str,
+    /// Tasks the Celery app registers that this binary does not have.
+    pub python_only_tasks: Vec<&'a str>,
     /// Broker URL, password masked.
     pub transport: String,
     /// Backend URL, password masked.
@@ -33,6 +37,7 @@ pub fn render(i: &Info<'_>) -> String {
 - *** --- * --- \n\
 - ** ---------- [config]\n\
 - ** ---------- .> app:         {app}\n\
+- ** ---------- .> config:      {config}\n\
 - ** ---------- .> transport:   {transport}\n\
 - ** ---------- .> results:     {results}\n\
 - *** --- * --- .> concurrency: {conc} (tokio; -P {pool} accepted)\n\
@@ -41,6 +46,7 @@ pub fn render(i: &Info<'_>) -> String {
  -------------- [queues]\n",
         host = i.hostname,
         app = i.app,
+        config = i.config,
         transport = i.transport,
         results = i.results,
         conc = i.concurrency,
@@ -59,6 +65,12 @@ pub fn render(i: &Info<'_>) -> String {
     s.push_str("\n[tasks]\n");
     for t in &i.tasks {
         s.push_str(&format!("  . {t}\n"));
+    }
+    if !i.python_only_tasks.is_empty() {
+        s.push_str("\n[tasks only in the Celery app: not run here]\n");
+        for t in &i.python_only_tasks {
+            s.push_str(&format!("  . {t}\n"));
+        }
     }
     s
 }

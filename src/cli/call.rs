@@ -2,13 +2,12 @@
 //! publishes a task as Celery's `celery call` does and prints its id (or, with `--wait`, its
 //! result as JSON).
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{CallArgs, Cli};
-use super::worker::{connect_backend, connect_broker, looks_like_file};
+use super::worker::{config_request, connect_backend, connect_broker};
 use crate::backend::MetaEncoder;
 use crate::codec::{json, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
@@ -27,8 +26,8 @@ pub async fn run(cli: &Cli, args: &CallArgs) -> ExitCode {
 }
 
 async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
-    let config_path = cli.config.as_deref().filter(|c| looks_like_file(c));
-    let config = Config::load(config_path.map(Path::new)).map_err(|e| e.to_string())?;
+    let loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
+    let config = &loaded.config;
     let broker_url = cli
         .broker
         .clone()
@@ -71,7 +70,7 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
     }
 
     let health = Arc::new(crate::health::Health::new());
-    let broker = connect_broker(&broker_url, &config, Arc::clone(&health))
+    let broker = connect_broker(&broker_url, config, Arc::clone(&health))
         .await?
         .broker;
     let mut producer = Producer::new(
@@ -87,7 +86,7 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
             extended: false,
             timezone: tz,
         };
-        let backend = connect_backend(backend_url.as_deref(), encoder, &config, None, health)?;
+        let backend = connect_backend(backend_url.as_deref(), encoder, config, None, health)?;
         producer = producer.with_backend(backend);
     }
     let result = producer

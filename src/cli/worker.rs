@@ -1,6 +1,5 @@
 //! `rcelery worker`: builds broker, backend and worker from config, environment and flags.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use crate::broker;
 use crate::broker::factory::{BrokerSetup, ConnectedBroker};
 use crate::broker::redis::RedisTransportOptions;
 use crate::codec::{AcceptContent, Serializer};
-use crate::config::{Config, UseSsl, DEFAULT_BROKER_URL};
+use crate::config::{Config, ConfigRequest, LoadedConfig, UseSsl, DEFAULT_BROKER_URL};
 use crate::health::Health;
 use crate::producer::Producer;
 use crate::redis_client::lane::SettleLane;
@@ -41,17 +40,10 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     if let Some(dir) = &cli.workdir {
         std::env::set_current_dir(dir).map_err(|e| format!("cannot change to {dir}: {e}"))?;
     }
-    let config_path = cli.config.as_deref().filter(|c| looks_like_file(c));
-    if let Some(c) = cli.config.as_deref().filter(|c| !looks_like_file(c)) {
-        tracing::warn!(
-            "--config {c:?} is a Python module name; rcelery reads a TOML file (ignored)"
-        );
-    }
-    let config = Config::load(config_path.map(Path::new)).map_err(|e| e.to_string())?;
+    let loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
+    loaded.log_unused();
+    let config = &loaded.config;
     let routes = config.routes()?;
-    for key in config.unknown_settings() {
-        tracing::warn!("setting {key:?} is not used by rcelery");
-    }
     if let Some(a) = &cli.app {
         let base = a.split(['.', ':']).next().unwrap_or(a);
         if base != app.name() {
@@ -91,7 +83,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     let hostname = node_name(args.hostname.as_deref());
 
     let health = Arc::new(Health::new());
-    let connected = connect_broker(&broker_url, &config, Arc::clone(&health)).await?;
+    let connected = connect_broker(&broker_url, config, Arc::clone(&health)).await?;
     let encoder = MetaEncoder {
         serializer: result_serializer,
         extended: config.result_extended,
@@ -100,7 +92,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     let backend = connect_backend(
         backend_url.as_deref(),
         encoder,
-        &config,
+        config,
         connected.lane.as_ref(),
         Arc::clone(&health),
     )?;
@@ -148,9 +140,12 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         wedge_warn_after: config.wedge_warn_after(),
         restart_when_wedged: config.rcelery_restart_when_wedged,
     };
+    let source = loaded.source.to_string();
     let info = banner::Info {
         hostname: &hostname,
         app: app.name(),
+        config: &source,
+        python_only_tasks: python_only_tasks(&loaded, &app),
         transport: broker.display_url(),
         results: backend.display_url(),
         concurrency,
@@ -185,8 +180,30 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     Ok(exit)
 }
 
-pub(super) fn looks_like_file(c: &str) -> bool {
-    c.ends_with(".toml") || Path::new(c).is_file()
+/// What the command line says about where the settings are.
+pub(super) fn config_request(cli: &Cli) -> ConfigRequest<'_> {
+    ConfigRequest {
+        config: cli.config.as_deref(),
+        app: cli.app.as_deref(),
+        loader: cli.loader.as_deref(),
+        broker: cli.broker.as_deref(),
+        result_backend: cli.result_backend.as_deref(),
+        skip_checks: cli.skip_checks,
+    }
+}
+
+/// The Celery app's own tasks (not Celery's built-ins) that this binary does not have.
+fn python_only_tasks<'a>(loaded: &'a LoadedConfig, app: &App) -> Vec<&'a str> {
+    let Some(celery_app) = &loaded.celery_app else {
+        return Vec::new();
+    };
+    let have = app.registry().names();
+    celery_app
+        .tasks
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.starts_with("celery.") && !have.contains(t))
+        .collect()
 }
 
 /// Connects the broker with the config's settings (see [`broker::factory`]).
@@ -214,7 +231,8 @@ fn use_ssl(name: &str, setting: Option<&UseSsl>) -> Result<Option<TlsOptions>, S
     let Some(setting) = setting else {
         return Ok(None);
     };
-    if let UseSsl::Flag(flag) = setting {
+    // `false` is Celery's default, said by every Celery app: nothing to warn about.
+    if let UseSsl::Flag(flag @ true) = setting {
         tracing::warn!(
             "{name} = {flag} has no effect on Redis (as with kombu): use a rediss:// URL or a \
              table of ssl_* options"

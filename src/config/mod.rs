@@ -1,8 +1,12 @@
 //! Configuration with Celery's setting names, read from a TOML file (`--config FILE`, or
-//! `rcelery.toml` in the working directory), then the environment (`CELERY_BROKER_URL`,
-//! `CELERY_RESULT_BACKEND`), then command-line flags.
+//! `rcelery.toml` in the working directory) or from the project's Celery app (asked of
+//! Python once at start-up, see [`python`]), then the environment (`CELERY_BROKER_URL`,
+//! `CELERY_RESULT_BACKEND`), then command-line flags. [`Config::resolve`] decides which.
+
+pub mod python;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +38,9 @@ pub struct QueueConfig {
     pub routing_key: Option<String>,
     /// `max_priority` (`x-max-priority`).
     pub max_priority: Option<u8>,
+    /// kombu's `queue_arguments` (`x-max-priority` is read from it when `max_priority` is
+    /// not given; the rest has no meaning on Redis).
+    pub queue_arguments: Option<toml::Table>,
 }
 
 impl QueueConfig {
@@ -50,7 +57,13 @@ impl QueueConfig {
                 .routing_key
                 .clone()
                 .unwrap_or_else(|| self.name.clone()),
-            max_priority: self.max_priority,
+            max_priority: self.max_priority.or_else(|| {
+                self.queue_arguments
+                    .as_ref()?
+                    .get("x-max-priority")?
+                    .as_integer()
+                    .and_then(|p| u8::try_from(p).ok())
+            }),
         }
     }
 }
@@ -375,9 +388,160 @@ const KNOWN_WITHOUT_EFFECT: &[&str] = &[
     "worker_hijack_root_logger",
 ];
 
+/// Every setting [`Config`] has a field for (the names Python is asked for; see
+/// [`python`]).
+pub const SETTING_NAMES: &[&str] = &[
+    "broker_url",
+    "result_backend",
+    "task_queues",
+    "task_default_queue",
+    "task_create_missing_queues",
+    "task_acks_late",
+    "task_track_started",
+    "task_ignore_result",
+    "worker_prefetch_multiplier",
+    "worker_concurrency",
+    "result_expires",
+    "result_extended",
+    "accept_content",
+    "task_serializer",
+    "result_serializer",
+    "timezone",
+    "enable_utc",
+    "broker_transport_options",
+    "result_backend_transport_options",
+    "result_chord_retry_interval",
+    "result_chord_join_timeout",
+    "worker_shutdown_timeout",
+    "task_time_limit",
+    "task_soft_time_limit",
+    "task_default_rate_limit",
+    "worker_disable_rate_limits",
+    "task_routes",
+    "rcelery_forward_unknown_tasks",
+    "broker_connection_retry",
+    "broker_connection_retry_on_startup",
+    "broker_connection_max_retries",
+    "broker_connection_timeout",
+    "result_backend_base_sleep_between_retries_ms",
+    "result_backend_max_sleep_between_retries_ms",
+    "rcelery_result_buffer",
+    "rcelery_wedge_warn_after",
+    "rcelery_restart_when_wedged",
+    "broker_use_ssl",
+    "redis_backend_use_ssl",
+];
+
+/// Where the settings came from (shown in the banner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A TOML file: `--config FILE`, or `rcelery.toml` in the working directory.
+    File(PathBuf),
+    /// A Python Celery app (`-A`), as described by [`python::CeleryApp::describe`].
+    CeleryApp(String),
+    /// Neither: rcelery's defaults, which are Celery's.
+    Defaults,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::CeleryApp(what) => f.write_str(what),
+            ConfigSource::Defaults => f.write_str("defaults (no rcelery.toml, no Celery app)"),
+        }
+    }
+}
+
+/// What the command line says about where the settings are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigRequest<'a> {
+    /// `--config`: a TOML file (a `.toml` name or an existing file), else a Python module
+    /// name, handed to the Celery app as `CELERY_CONFIG_MODULE` (as `celery --config` does).
+    pub config: Option<&'a str>,
+    /// `-A`.
+    pub app: Option<&'a str>,
+    /// `--loader`.
+    pub loader: Option<&'a str>,
+    /// `-b`.
+    pub broker: Option<&'a str>,
+    /// `--result-backend`.
+    pub result_backend: Option<&'a str>,
+    /// `--skip-checks`.
+    pub skip_checks: bool,
+}
+
+/// The configuration, where it came from, and the Celery app's answer when Python was
+/// asked.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The settings (environment overrides applied).
+    pub config: Config,
+    /// Where they came from.
+    pub source: ConfigSource,
+    /// The Celery app's answer (task names, Django, what was skipped), when Python was asked.
+    pub celery_app: Option<python::CeleryApp>,
+}
+
+impl LoadedConfig {
+    /// Logs, once at startup, what the source had that rcelery does not use: settings
+    /// unknown to rcelery (a warning for a TOML file, debug for a Celery app, which reports
+    /// every setting it changed), settings the app holds as code, and the helper's notes.
+    pub fn log_unused(&self) {
+        let from_app = self.celery_app.is_some();
+        for key in self.config.unknown_settings() {
+            if from_app {
+                tracing::debug!("setting {key:?} of the Celery app is not used by rcelery");
+            } else {
+                tracing::warn!("setting {key:?} is not used by rcelery");
+            }
+        }
+        let Some(app) = &self.celery_app else {
+            return;
+        };
+        for s in &app.skipped {
+            if SETTING_NAMES.contains(&s.setting.as_str()) {
+                tracing::warn!(
+                    "setting {:?} of the Celery app is not data; rcelery's default is used: {}",
+                    s.setting,
+                    s.reason
+                );
+            } else {
+                tracing::debug!(
+                    "setting {:?} of the Celery app is not data (not used by rcelery): {}",
+                    s.setting,
+                    s.reason
+                );
+            }
+        }
+        for note in &app.notes {
+            tracing::warn!("Celery app {}: {note}", app.app);
+        }
+        if let Some(django) = &app.django {
+            let db = django.database.as_ref();
+            tracing::debug!(
+                "Django settings {}: default database {} {} at {}:{}",
+                django.settings_module.as_deref().unwrap_or("?"),
+                db.and_then(|d| d.engine.as_deref()).unwrap_or("none"),
+                db.and_then(|d| d.name.as_deref()).unwrap_or(""),
+                db.and_then(|d| d.host.as_deref()).unwrap_or(""),
+                db.and_then(|d| d.port.as_deref()).unwrap_or(""),
+            );
+        }
+    }
+}
+
+/// Whether `--config VALUE` names a TOML file (rather than a Python module).
+pub fn looks_like_file(value: &str) -> bool {
+    value.ends_with(".toml") || Path::new(value).is_file()
+}
+
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The Celery app's settings could not be read.
+    #[error(transparent)]
+    Python(#[from] python::PythonConfigError),
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -397,8 +561,77 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Finds the settings as the command line asks, in this order:
+    ///
+    /// 1. a TOML file: `--config FILE`, else `rcelery.toml` in the working directory;
+    /// 2. else, when `-A` names a Python Celery app by [`python::wants_python`]'s rule, that
+    ///    app's settings, asked of Python once ([`python::ask`]);
+    /// 3. else rcelery's defaults (Celery's).
+    ///
+    /// Then `CELERY_BROKER_URL` and `CELERY_RESULT_BACKEND` from the environment win.
+    pub fn resolve(request: &ConfigRequest<'_>) -> Result<LoadedConfig, ConfigError> {
+        let file_flag = request.config.filter(|c| looks_like_file(c));
+        let module_flag = request.config.filter(|c| !looks_like_file(c));
+        let default_file = Path::new("rcelery.toml");
+        let file = file_flag
+            .map(Path::new)
+            .or_else(|| default_file.exists().then_some(default_file));
+        let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let python_app = request
+            .app
+            .filter(|a| python::wants_python(a, &here))
+            .filter(|_| file.is_none());
+        if let (Some(module), None) = (module_flag, python_app) {
+            tracing::warn!(
+                "--config {module:?} is a Python module name, and no Celery app is read; \
+                 rcelery reads a TOML file (ignored)"
+            );
+        }
+        let mut loaded = if let Some(path) = file {
+            if let Some(app) = request.app.filter(|a| python::wants_python(a, &here)) {
+                tracing::info!(
+                    "settings from {}; the Celery app {app:?} is not asked (without a TOML \
+                     file, rcelery reads the app's settings)",
+                    path.display()
+                );
+            }
+            LoadedConfig {
+                config: Config::from_file(path)?,
+                source: ConfigSource::File(path.to_owned()),
+                celery_app: None,
+            }
+        } else if let Some(app) = python_app {
+            let interpreter = python::find_python()?;
+            let answer = python::ask(
+                &interpreter,
+                &python::Request {
+                    app,
+                    config_module: module_flag,
+                    loader: request.loader,
+                    broker: request.broker,
+                    result_backend: request.result_backend,
+                    skip_checks: request.skip_checks,
+                },
+            )?;
+            LoadedConfig {
+                config: answer.config()?,
+                source: ConfigSource::CeleryApp(answer.describe()),
+                celery_app: Some(answer),
+            }
+        } else {
+            LoadedConfig {
+                config: Config::default(),
+                source: ConfigSource::Defaults,
+                celery_app: None,
+            }
+        };
+        loaded.config.apply_environment();
+        Ok(loaded)
+    }
+
     /// Loads `path`, or `rcelery.toml` in the working directory if it exists, else defaults;
     /// then applies `CELERY_BROKER_URL` and `CELERY_RESULT_BACKEND` from the environment.
+    /// (No Celery app is asked; see [`Config::resolve`].)
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let default_file = Path::new("rcelery.toml");
         let file = path.or_else(|| default_file.exists().then_some(default_file));
@@ -406,6 +639,14 @@ impl Config {
             Some(p) => Config::from_file(p)?,
             None => Config::default(),
         };
+        config.apply_environment();
+        Ok(config)
+    }
+
+    /// `CELERY_BROKER_URL` and `CELERY_RESULT_BACKEND` from the environment, when set,
+    /// replace `broker_url` and `result_backend` (as Celery's `Settings` reads them).
+    fn apply_environment(&mut self) {
+        let config = self;
         if let Ok(url) = std::env::var("CELERY_BROKER_URL") {
             if !url.is_empty() {
                 config.broker_url = Some(url);
@@ -416,7 +657,6 @@ impl Config {
                 config.result_backend = Some(url);
             }
         }
-        Ok(config)
     }
 
     /// Reads one TOML file.
@@ -436,6 +676,55 @@ impl Config {
         // The parser's message quotes the offending line, which may hold a password.
         toml::from_str(text)
             .map_err(|e| crate::redis_client::mask::mask_secrets_in_text(&e.to_string()))
+    }
+
+    /// Reads settings given as JSON under Celery's names (the Celery app's answer, see
+    /// [`python`]) through the same deserialization as a TOML file: each value becomes its
+    /// TOML form (`null` means "not set", so rcelery's default, which is Celery's), then the
+    /// table is read as a TOML file's would be. Unknown settings land in
+    /// [`Config::unknown`]. An error names every setting whose value does not fit.
+    pub fn from_json_settings(
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Config, String> {
+        let mut table = toml::Table::new();
+        let mut errors = Vec::new();
+        for (key, value) in settings {
+            match json_to_toml(value) {
+                Ok(Some(v)) => {
+                    table.insert(key.clone(), v);
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(format!("{key}: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        Config::from_table(table)
+    }
+
+    /// Reads a TOML table of settings; an error names each setting that does not fit.
+    pub fn from_table(table: toml::Table) -> Result<Config, String> {
+        match toml::Value::Table(table.clone()).try_into::<Config>() {
+            Ok(config) => Ok(config),
+            Err(whole) => {
+                let errors: Vec<String> = table
+                    .into_iter()
+                    .filter_map(|(key, value)| {
+                        let one = toml::Table::from_iter([(key.clone(), value)]);
+                        toml::Value::Table(one)
+                            .try_into::<Config>()
+                            .err()
+                            .map(|e| format!("{key}: {}", e.to_string().trim_end()))
+                    })
+                    .collect();
+                Err(if errors.is_empty() {
+                    whole.to_string()
+                } else {
+                    errors.join("; ")
+                })
+            }
+        }
     }
 
     /// Settings present in the file that rcelery does not know.
@@ -554,6 +843,42 @@ impl Config {
     }
 }
 
+/// A JSON value as TOML: `null` is "not set" (dropped; `Ok(None)`), also inside objects; an
+/// array cannot hold one.
+fn json_to_toml(value: &serde_json::Value) -> Result<Option<toml::Value>, String> {
+    use serde_json::Value as J;
+    Ok(Some(match value {
+        J::Null => return Ok(None),
+        J::Bool(b) => toml::Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => match n.as_f64() {
+                Some(f) if n.is_u64() => {
+                    return Err(format!("{f} is too large an integer"));
+                }
+                Some(f) => toml::Value::Float(f),
+                None => return Err(format!("{n} is not a number rcelery can read")),
+            },
+        },
+        J::String(s) => toml::Value::String(s.clone()),
+        J::Array(items) => toml::Value::Array(
+            items
+                .iter()
+                .map(|item| json_to_toml(item)?.ok_or_else(|| "a list holds None".to_owned()))
+                .collect::<Result<_, _>>()?,
+        ),
+        J::Object(members) => {
+            let mut table = toml::Table::new();
+            for (k, v) in members {
+                if let Some(v) = json_to_toml(v).map_err(|e| format!("{k}: {e}"))? {
+                    table.insert(k.clone(), v);
+                }
+            }
+            toml::Value::Table(table)
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,6 +953,110 @@ visibility_timeout = 2
         assert!(c.unknown_settings().is_empty());
         let zero = Config::from_toml("rcelery_wedge_warn_after = 0").unwrap();
         assert_eq!(zero.wedge_warn_after(), minute);
+    }
+
+    #[test]
+    fn setting_names_are_the_config_fields() {
+        let source = include_str!("mod.rs");
+        let start = source.find("pub struct Config {").unwrap();
+        let end = start + source[start..].find("\n}\n").unwrap();
+        let fields: Vec<&str> = source[start..end]
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub "))
+            .filter_map(|l| l.split_once(':').map(|(name, _)| name))
+            .filter(|name| *name != "unknown")
+            .collect();
+        assert_eq!(fields, SETTING_NAMES);
+    }
+
+    fn json(text: &str) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn json_settings_read_like_the_same_toml() {
+        let from_json = Config::from_json_settings(&json(
+            r#"{"broker_url": "redis://:123456@localhost:6379/3", "task_serializer": "pickle",
+                "accept_content": ["json", "pickle"], "task_default_queue": "default",
+                "task_acks_late": true, "worker_prefetch_multiplier": 4,
+                "timezone": "Asia/Shanghai", "imports": ["tasks.async_tasks"],
+                "task_queues": [{"name": "default", "exchange": "default",
+                    "exchange_type": "direct", "routing_key": "default", "max_priority": 10}],
+                "broker_transport_options": {"visibility_timeout": 2}}"#,
+        ))
+        .unwrap();
+        let from_toml = Config::from_toml(DEPLOYMENT).unwrap();
+        assert_eq!(from_json.broker_url, from_toml.broker_url);
+        assert_eq!(from_json.task_queues, from_toml.task_queues);
+        assert_eq!(from_json.accept_content, from_toml.accept_content);
+        assert_eq!(from_json.task_acks_late, from_toml.task_acks_late);
+        assert_eq!(
+            from_json.broker_transport_options.visibility_timeout,
+            from_toml.broker_transport_options.visibility_timeout
+        );
+        assert_eq!(from_json.tz().unwrap(), chrono_tz::Asia::Shanghai);
+        assert!(from_json.unknown_settings().is_empty());
+    }
+
+    #[test]
+    fn json_null_is_unset_and_unknown_settings_are_kept_aside() {
+        let c = Config::from_json_settings(&json(
+            r#"{"result_backend": null, "task_time_limit": null, "worker_concurrency": null,
+                "result_expires": 60, "task_soft_time_limit": 2.5,
+                "worker_max_tasks_per_child": 100, "beat_scheduler": "x",
+                "custom_thing": {"a": [1, 2], "b": null},
+                "broker_transport_options": {"visibility_timeout": 30, "sep": ":"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(c.result_backend, None);
+        assert_eq!(c.task_time_limit, None);
+        assert_eq!(c.worker_concurrency, None);
+        assert_eq!(c.result_expires, 60.0);
+        assert_eq!(c.task_soft_time_limit, Some(Seconds::Float(2.5)));
+        assert_eq!(c.unknown_settings(), vec!["custom_thing"]);
+        assert_eq!(c.broker_transport_options.visibility_timeout, 30.0);
+    }
+
+    #[test]
+    fn json_settings_that_do_not_fit_are_named() {
+        let err = Config::from_json_settings(&json(
+            r#"{"task_acks_late": "yes", "worker_prefetch_multiplier": -1, "timezone": "UTC"}"#,
+        ))
+        .unwrap_err();
+        assert!(err.contains("task_acks_late"), "{err}");
+        assert!(err.contains("worker_prefetch_multiplier"), "{err}");
+        assert!(!err.contains("timezone"), "{err}");
+        let err =
+            Config::from_json_settings(&json(r#"{"accept_content": ["json", null]}"#)).unwrap_err();
+        assert!(err.contains("accept_content"), "{err}");
+    }
+
+    #[test]
+    fn queue_arguments_give_the_max_priority() {
+        let c = Config::from_json_settings(&json(
+            r#"{"task_queues": [{"name": "q", "queue_arguments": {"x-max-priority": 5}},
+                                {"name": "r", "max_priority": 3,
+                                 "queue_arguments": {"x-max-priority": 9}}]}"#,
+        ))
+        .unwrap();
+        let specs: Vec<_> = c.task_queues.iter().map(QueueConfig::to_spec).collect();
+        assert_eq!(specs[0].max_priority, Some(5));
+        assert_eq!(specs[0].exchange, "q");
+        assert_eq!(specs[1].max_priority, Some(3));
+    }
+
+    #[test]
+    fn json_task_routes_read_as_toml_ones() {
+        let c = Config::from_json_settings(&json(
+            r#"{"task_routes": {"tasks.add": "math", "tasks.*": {"queue": "rest", "priority": 3}}}"#,
+        ))
+        .unwrap();
+        let routes = c.routes().unwrap();
+        assert_eq!(
+            routes.lookup("tasks.add").unwrap().queue.as_deref(),
+            Some("math")
+        );
+        assert_eq!(routes.lookup("tasks.mul").unwrap().priority, Some(3));
     }
 
     #[test]
