@@ -430,6 +430,10 @@ pub const SETTING_NAMES: &[&str] = &[
     "rcelery_restart_when_wedged",
     "broker_use_ssl",
     "redis_backend_use_ssl",
+    "database_table_names",
+    "database_table_schemas",
+    "database_create_tables_at_setup",
+    "database_engine_options",
 ];
 
 /// Where the settings came from (shown in the banner).
