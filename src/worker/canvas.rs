@@ -785,13 +785,15 @@ fn chain_tasks(chain: &Signature) -> Option<Vec<Signature>> {
 
 /// The task signature to send for a chord body: the body itself, or for a chain body its
 /// first task carrying the rest of the chain (after any chain the body already carries, as
-/// Celery's `_prepare_chain_from_options` orders them) and the chain's calling options.
+/// Celery's `_prepare_chain_from_options` orders them) and the chain's calling options. The
+/// rest may hold groups and chords (Celery 5.5's client folds `chain | chord` into the body
+/// of the chord before it); they are applied as chain steps.
 fn first_step(body: Signature) -> Option<Signature> {
     match body.subtask_type.as_deref() {
         None => Some(body),
         Some("chain") => {
             let mut tasks = chain_tasks(&body)?;
-            if tasks.is_empty() || tasks.iter().any(|t| t.subtask_type.is_some()) {
+            if tasks.first().is_none_or(|t| t.subtask_type.is_some()) {
                 return None;
             }
             let mut first = tasks.remove(0);
