@@ -8,13 +8,14 @@ import json
 import pickle
 import subprocess
 import time
+import uuid
 
 import pytest
 from celery import chain, chord, group
 
 from conftest import BROKER_DB, PASSWORD, PORT, RESULT_DB
 from harness import rcelery_binary
-from helpers import wait_raw_result
+from helpers import CELERY_57, raw_result, wait_raw_result
 
 BROKER_URL = f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{BROKER_DB}"
 BACKEND_URL = f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{RESULT_DB}"
@@ -310,3 +311,71 @@ def test_a_raw_chain_with_a_group_then_more_steps_continues_in_every_member(work
             m = t.add.AsyncResult(m.id)
         echoed.append(m.children[0].get(timeout=30))
     assert echoed == [{"args": [4], "kwargs": {}}, {"args": [5], "kwargs": {}}]
+
+
+def _new_behaviour(kind):
+    """rcelery follows Celery 5.7 whichever Celery its peers run; a Python worker its own."""
+    return kind == "rust" or CELERY_57
+
+
+def test_a_failed_header_fails_every_task_of_a_group_body(worker, kind, t, backend):
+    """5.6+ (`_handle_group_chord_error`): each task of a group body is stored as FAILURE
+    with the failed part's exception and sends its errbacks; the group id fails too. 5.5
+    stored ChordError for the group id only."""
+    errbacks = [str(uuid.uuid4()), str(uuid.uuid4())]
+    body = group(t.echo.s().on_error(t.limited.s().set(task_id=errbacks[0])),
+                 t.mul.s(2).on_error(t.limited.s().set(task_id=errbacks[1])))
+    r = chord([t.add.s(1, 1), t.fail.s("boom")], body)()
+    members = [m.id for m in r.results]
+    group_meta = json.loads(wait_raw_result(backend, r.id))
+    assert group_meta["status"] == "FAILURE"
+    if _new_behaviour(kind):
+        boom = {"exc_type": "ValueError", "exc_message": ["boom"], "exc_module": "builtins"}
+        assert group_meta["result"] == boom
+        for member, errback in zip(members, errbacks):
+            meta = json.loads(wait_raw_result(backend, member))
+            assert (meta["status"], meta["result"]) == ("FAILURE", boom)
+            assert json.loads(wait_raw_result(backend, errback))["result"] == member
+    else:
+        assert group_meta["result"]["exc_type"] == "ChordError"
+        assert all(raw_result(backend, m) is None for m in members)
+
+
+def test_a_chord_body_is_frozen_with_the_header_group_id(worker, t, backend):
+    """5.6+: `chord.run` freezes the body with `group_id=<header group id>`."""
+    r = chord([t.add.s(1, 1), t.add.s(2, 2)], t.xsum.s()).delay()
+    assert r.get(timeout=30) == 6
+    meta = json.loads(wait_raw_result(backend, r.id))
+    if CELERY_57:
+        assert meta["group_id"] == r.parent.id
+    else:
+        assert "group_id" not in meta
+    assert meta["parent_id"] in [p.id for p in r.parent.results]
+
+
+def test_a_chord_the_worker_applies_freezes_its_body_with_the_header_group_id(worker, kind, t,
+                                                                               backend):
+    """The same when the worker applies the chord (a chain step), and (5.6+) the body's parent
+    is the header part that completed it, not the task that applied the chord."""
+    r = chain(t.add.s(1, 2), chord([t.mul.s(2), t.mul.s(3)], t.xsum.s())).delay()
+    assert r.get(timeout=30) == 15
+    header, first = r.parent, r.parent.parent
+    meta = json.loads(wait_raw_result(backend, r.id))
+    if _new_behaviour(kind):
+        assert meta["group_id"] == header.id
+        assert meta["parent_id"] in [p.id for p in header.results]
+    else:
+        assert "group_id" not in meta
+        assert meta["parent_id"] == first.id
+
+
+def test_a_chain_of_chords_is_not_folded(worker, t):
+    """5.6+: `chain | chord` appends the chord (consecutive chords in one chain) instead of
+    folding it into the previous chord's body; the worker applies each in turn."""
+    c = chain(t.add.s(1, 2), chord([t.mul.s(2), t.mul.s(3)], t.xsum.s())) | \
+        chord([t.add.s(1), t.add.s(2)], t.xsum.s())
+    if CELERY_57:
+        assert [type(task).__name__ for task in c.tasks] == ["Signature", "_chord", "_chord"]
+    r = c.delay()
+    assert r.get(timeout=30) == 33
+

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Create (or reuse) .venv in the repo root with python-fixtures/requirements.txt installed.
-# Idempotent: reinstalls only when requirements.txt changed. Fails loudly on any error.
+# Idempotent: reinstalls only when the requirements file changed. Fails loudly on any error.
+# RCELERY_VENV (a directory name in the repo root) and RCELERY_REQUIREMENTS (a file in
+# python-fixtures/) select another pair, e.g. .venv-5.5 with requirements-5.5.txt.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
-REQ="$ROOT/python-fixtures/requirements.txt"
+VENV="$ROOT/${RCELERY_VENV:-.venv}"
+REQ="$ROOT/python-fixtures/${RCELERY_REQUIREMENTS:-requirements.txt}"
 STAMP="$VENV/.requirements.sha256"
 
 PYTHON="${PYTHON:-python3}"

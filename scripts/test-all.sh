@@ -23,7 +23,9 @@ fi
 echo "== cargo test"
 cargo test --workspace --release 2>&1
 echo "== fuzz smoke run (every decoder, 20 s each)" && bash scripts/fuzz-smoke.sh
-echo "== compatibility tests (real Celery, real Redis)"
+echo "== compatibility tests (real Celery 5.7, real Redis)"
 bash scripts/compat-tests.sh
+echo "== compatibility tests of the older line (golden and canvas tests, real Celery 5.5)"
+bash scripts/compat-tests-5.5.sh
 echo "== fault tests (real redis-servers killed, restarted, paused and filled)"
 bash scripts/fault-tests.sh

@@ -1,5 +1,6 @@
-//! Golden fixtures captured from real Celery 5.5.3 (`python-fixtures/golden/`, written by
-//! `python-fixtures/capture/capture_wire.py`; never by hand):
+//! Golden fixtures captured from real Celery 5.7.0 (`python-fixtures/golden/`, written by
+//! `python-fixtures/capture/capture_wire.py`; never by hand), and the older line's (5.5.3)
+//! messages that differ (`python-fixtures/golden-5.5/`):
 //! - every captured task message decodes, with the id and name the producer sent;
 //! - every result meta a Python worker stored is reproduced byte for byte by our encoder.
 
@@ -12,8 +13,13 @@ use rcelery::protocol::decode_task;
 use rcelery::Value;
 
 fn golden(dir: &str) -> Vec<(PathBuf, serde_json::Value)> {
+    golden_in("golden", dir)
+}
+
+fn golden_in(base: &str, dir: &str) -> Vec<(PathBuf, serde_json::Value)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python-fixtures/golden")
+        .join("python-fixtures")
+        .join(base)
         .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("golden fixtures missing at {}: {e}", root.display()))
@@ -32,10 +38,45 @@ fn golden(dir: &str) -> Vec<(PathBuf, serde_json::Value)> {
         .collect()
 }
 
+/// The older line's messages: `send_task` sent `ignore_result: false` in 5.5 and sends `null`
+/// (leave it to the task) in 5.7; both decode, to `Some(false)` and `None`.
+#[test]
+fn the_older_lines_messages_decode_with_their_ignore_result() {
+    let accept = AcceptContent::from_names(&["json", "pickle"]).expect("known serializers");
+    let decode = |raw: &str| {
+        let mut env = parse_envelope(raw.as_bytes()).expect("envelope");
+        decode_task(&mut env.message, &accept, |_| true).expect("task message")
+    };
+    for (path, old) in golden_in("golden-5.5", "messages") {
+        let name = path.file_name().expect("file name");
+        let new_path = path
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .expect("python-fixtures")
+            .join("golden/messages")
+            .join(name);
+        let new: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&new_path).expect("the 5.7 capture of the same case"),
+        )
+        .expect("JSON");
+        let (old_msg, new_msg) = (
+            decode(old["raw"].as_str().expect("raw")),
+            decode(new["raw"].as_str().expect("raw")),
+        );
+        assert_eq!(old_msg.id, new_msg.id, "{}", path.display());
+        assert_eq!(old_msg.ignore_result, Some(false), "{}", path.display());
+        assert_eq!(new_msg.ignore_result, None, "{}", path.display());
+    }
+}
+
 #[test]
 fn every_captured_message_decodes() {
     let accept = AcceptContent::from_names(&["json", "pickle"]).expect("known serializers");
-    for (path, g) in golden("messages") {
+    for (path, g) in golden("messages")
+        .into_iter()
+        .chain(golden_in("golden-5.5", "messages"))
+    {
         let raw = g["raw"].as_str().expect("raw envelope");
         let mut env =
             parse_envelope(raw.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -1,4 +1,4 @@
-//! Golden tests for the JSON codec against output captured from kombu 5.5.4
+//! Golden tests for the JSON codec against output captured from kombu 5.7.0
 //! (`python-fixtures/capture/capture_json.py` → `python-fixtures/golden/json_values.json`).
 
 use rcelery::codec::json::{decode, encode};

@@ -1,4 +1,4 @@
-//! Golden tests for `py_repr` and `saferepr` against CPython 3.11 / Celery 5.5.3
+//! Golden tests for `py_repr` and `saferepr` against CPython 3.11 / Celery 5.7.0
 //! (`python-fixtures/capture/capture_saferepr.py` → `python-fixtures/golden/saferepr_values.json`).
 
 use rcelery::codec::json::decode;

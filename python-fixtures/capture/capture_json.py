@@ -1,8 +1,8 @@
 """Captures kombu's JSON encoding of a broad set of values.
 
-Run with the pinned venv (celery 5.5.3 / kombu 5.5.4):
+Run with the pinned venv (python-fixtures/requirements.txt):
 
-    /work/main/.venv/bin/python python-fixtures/capture/capture_json.py
+    .venv/bin/python python-fixtures/capture/capture_json.py
 
 Writes python-fixtures/golden/json_values.json:
 - "values": for each value, its Python ``repr``, the exact text of

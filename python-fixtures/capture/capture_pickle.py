@@ -3,7 +3,7 @@
 
 Run with the project venv (CPython 3.11):
 
-    /work/main/.venv/bin/python python-fixtures/capture/capture_pickle.py
+    .venv/bin/python python-fixtures/capture/capture_pickle.py
 
 Writes python-fixtures/golden/pickle_values.json:
 

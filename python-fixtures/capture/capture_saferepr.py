@@ -1,8 +1,8 @@
 """Captures Python's repr() and Celery's saferepr() (as used for argsrepr/kwargsrepr).
 
-Run with the pinned venv (celery 5.5.3 / kombu 5.5.4):
+Run with the pinned venv (python-fixtures/requirements.txt):
 
-    /work/main/.venv/bin/python python-fixtures/capture/capture_saferepr.py
+    .venv/bin/python python-fixtures/capture/capture_saferepr.py
 
 Each input is given as kombu JSON (so the Rust side can build the same value with the JSON
 decoder); with "tuple" true the decoded top-level list is turned into a tuple, as Celery's
@@ -75,7 +75,10 @@ def main():
             "saferepr": {str(m): as_json_text(saferepr(value, m or None)) for m in MAXLENS},
         })
     doc = {"python": sys.version.split()[0], "celery": celery.__version__, "cases": out}
-    path = pathlib.Path(__file__).resolve().parent.parent / "golden" / "saferepr_values.json"
+    # An optional argument names another directory (golden-5.5/ for the older line).
+    out_dir = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else \
+        pathlib.Path(__file__).resolve().parent.parent / "golden"
+    path = out_dir.resolve() / "saferepr_values.json"
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {path} ({len(out)} cases)")
 

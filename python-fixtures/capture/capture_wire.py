@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Capture golden wire data from real Celery 5.5.3 / kombu 5.5.4 on a private redis-server.
+"""Capture golden wire data from the installed real Celery / kombu on a private redis-server.
 
 1. Sends every case of capture/cases.py with the real producer (no worker running) and
    reads the raw envelopes with LRANGE -> golden/messages/<case>.json.
@@ -7,7 +7,8 @@
    celery-task-meta-* strings -> golden/results/<case>.json.
 3. Repeats for result_extended=True and task_track_started=True (STARTED read mid-run).
 
-Usage: python capture/capture_wire.py [--port 6392]   (env CAPTURE_REDIS_PORT also works)
+Usage: python capture/capture_wire.py [--port 6392] [--out DIR]   (env CAPTURE_REDIS_PORT also works)
+--out (default golden/) lets the older line (.venv-5.5) capture elsewhere: see golden-5.5/README.md.
 See golden/README.md for the file format. Never edit the outputs by hand.
 """
 import argparse
@@ -25,7 +26,7 @@ sys.path.insert(0, str(FIXTURES))
 
 from harness import RedisServer, Worker, effective_config  # noqa: E402
 
-GOLDEN = FIXTURES / "golden"
+GOLDEN = FIXTURES / "golden"  # --out replaces it
 PASSWORD = "123456"
 BROKER_DB, RESULT_DB = 3, 4
 
@@ -178,9 +179,14 @@ def capture_started(apps, server, workdir, case, versions):
 
 
 def main():
+    global GOLDEN
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--port", type=int, default=int(os.environ.get("CAPTURE_REDIS_PORT", 6392)))
+    parser.add_argument("--out", type=Path, default=None, help="directory to write (golden/)")
     args = parser.parse_args()
+    GOLDEN = (args.out or GOLDEN).resolve()
+    for sub in ("messages", "results"):
+        (GOLDEN / sub).mkdir(parents=True, exist_ok=True)
     configure_env(args.port)
     import celery
     import kombu

@@ -120,3 +120,10 @@ def retry_until(self, n):
     if self.request.retries < n:
         raise self.retry(countdown=0, max_retries=None)
     return self.request.retries
+
+
+@app.task(name="tasks.reject")
+def reject(reason, requeue=False):
+    """Raise Celery's Reject(reason, requeue): the message is rejected (requeued or not)."""
+    from celery.exceptions import Reject
+    raise Reject(reason, requeue=requeue)

@@ -35,9 +35,30 @@ pub enum ChordProgress {
     Complex,
 }
 
+/// Why a chord's body cannot be sent: the text of its `ChordError`, and the exception meta of
+/// the failed header part when there is one (Celery 5.6+ sets it as the `ChordError`'s
+/// `__cause__`, and a group body's tasks are failed with it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChordFailure {
+    /// The `ChordError` message, e.g. `Dependency <tid> raised ValueError('boom')`.
+    pub message: String,
+    /// The failed part's exception meta (`{"exc_type", "exc_message", "exc_module"}`).
+    pub cause: Option<Value>,
+}
+
+impl From<String> for ChordFailure {
+    fn from(message: String) -> Self {
+        ChordFailure {
+            message,
+            cause: None,
+        }
+    }
+}
+
 /// A completed chord's parts, unpacked as Celery's `_unpack_chord_result`: the results in
-/// order, or the error text `Dependency <tid> raised <repr>` for the first failed part.
-pub fn unpack(parts: &[Value]) -> Result<Vec<Value>, String> {
+/// order, or the error text `Dependency <tid> raised <repr>` for the first failed part (with
+/// its exception meta as the cause).
+pub fn unpack(parts: &[Value]) -> Result<Vec<Value>, ChordFailure> {
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
         let items = part.as_seq().unwrap_or_default();
@@ -46,7 +67,10 @@ pub fn unpack(parts: &[Value]) -> Result<Vec<Value>, String> {
         let result = items.get(3).cloned().unwrap_or(Value::None);
         if matches!(state, "FAILURE" | "REVOKED") {
             let (exc_type, args) = super::meta::exception_parts(&result);
-            return Err(format!("Dependency {tid} raised {exc_type}({args})"));
+            return Err(ChordFailure {
+                message: format!("Dependency {tid} raised {exc_type}({args})"),
+                cause: Some(result),
+            });
         }
         out.push(result);
     }
@@ -82,9 +106,11 @@ mod tests {
             part("a", "SUCCESS", Value::Int(2)),
             part("b", "FAILURE", Value::Dict(exc)),
         ];
+        let failure = unpack(&bad).expect_err("a part failed");
+        assert_eq!(failure.message, "Dependency b raised ValueError('boom')");
         assert_eq!(
-            unpack(&bad),
-            Err("Dependency b raised ValueError('boom')".to_owned())
+            failure.cause,
+            Some(bad[1].as_seq().unwrap_or_default()[3].clone())
         );
     }
 }

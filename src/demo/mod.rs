@@ -22,5 +22,6 @@ pub fn app() -> rcelery::App {
         .register(task::noop::task())
         .register(task::retry_until::task())
         .register(task::flaky::task())
+        .register(task::reject::task())
         .register(async_tasks::send_mail::task())
 }

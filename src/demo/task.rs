@@ -180,6 +180,12 @@ pub fn noop(#[args] _args: Vec<Value>, #[kwargs] _kwargs: Dict) -> TaskResult<()
     Ok(())
 }
 
+/// `tasks.reject(reason, requeue=False)`: raises Celery's `Reject(reason, requeue)`.
+#[rcelery::task(name = "tasks.reject", inline)]
+pub fn reject(reason: Value, #[default(false)] requeue: bool) -> TaskResult<()> {
+    Err(TaskError::reject(reason, requeue))
+}
+
 /// `tasks.flaky(n)`: fails with `ValueError("attempt <retries>")` until its retry count is
 /// `n`, retried automatically (`autoretry_for`, no delay); then returns the count.
 #[rcelery::task(name = "tasks.flaky", inline, autoretry_for = ["ValueError"], default_retry_delay = 0)]

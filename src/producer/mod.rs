@@ -185,7 +185,7 @@ impl Producer {
                 hard: o.time_limit,
                 soft: o.soft_time_limit,
             },
-            ignore_result: o.ignore_result,
+            ignore_result: Some(o.ignore_result),
             shadow: o.shadow.clone(),
             origin: o.origin.clone().unwrap_or_else(|| self.origin.clone()),
             replaced_task_nesting: o.replaced_task_nesting,

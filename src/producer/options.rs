@@ -127,8 +127,14 @@ impl SendOptions {
     }
 
     /// These options with every option set in `other` taking its place (Celery's
-    /// `{**sig.options, **options}`; `None` options in `other` do not override).
+    /// `Signature._merge`: `{**sig.options, **options}`; `None` options in `other` do not
+    /// override), except `group_id`, which Celery keeps immutable: a signature frozen into a
+    /// group keeps its own (since Celery 5.6 a group nested in a chord header has an id of its
+    /// own while its tasks carry the chord's).
     pub fn overridden_by(mut self, other: SendOptions) -> SendOptions {
+        if self.group_id.is_none() {
+            self.group_id = other.group_id.clone();
+        }
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
@@ -146,7 +152,6 @@ impl SendOptions {
             soft_time_limit,
             parent_id,
             root_id,
-            group_id,
             group_index,
             chain,
             chord,

@@ -54,8 +54,10 @@ pub struct TaskMessage {
     pub parent_id: Option<String>,
     /// Time limits.
     pub timelimit: TimeLimits,
-    /// True when no result should be stored.
-    pub ignore_result: bool,
+    /// The `ignore_result` header: `Some` overrides the task's own setting both ways (Celery
+    /// 5.6+: `apply_async(ignore_result=...)`), `None` (null or missing, as `send_task` and
+    /// protocol 1 send it) leaves it to the task.
+    pub ignore_result: Option<bool>,
     /// Name shown in logs instead of `name`, if set.
     pub shadow: Option<String>,
     /// `repr` of the args, as the producer wrote it.

@@ -41,8 +41,9 @@ pub struct NewTask {
     pub parent_id: Option<String>,
     /// `[hard, soft]` limits.
     pub timelimit: TimeLimits,
-    /// Do not store the result.
-    pub ignore_result: bool,
+    /// The `ignore_result` header: `Some(true)` asks the worker not to store the result,
+    /// `Some(false)` to store it whatever the task says, `None` (null) leaves it to the task.
+    pub ignore_result: Option<bool>,
     /// Name shown instead of `name`.
     pub shadow: Option<String>,
     /// Sender node name (`gen<pid>@<host>`).
@@ -120,7 +121,10 @@ impl NewTask {
             saferepr_value(&Value::Dict(self.kwargs.clone()), REPR_MAXSIZE),
         );
         h.insert("origin", self.origin.as_str());
-        h.insert("ignore_result", self.ignore_result);
+        h.insert(
+            "ignore_result",
+            self.ignore_result.map_or(Value::None, Value::Bool),
+        );
         h.insert("replaced_task_nesting", self.replaced_task_nesting);
         h.insert("stamped_headers", Value::None);
         h.insert("stamps", Value::Dict(Dict::new()));
@@ -188,6 +192,7 @@ mod tests {
             name: "tasks.add".into(),
             args: vec![Value::Int(2), Value::Int(3)],
             origin: "gen1@h".into(),
+            ignore_result: Some(false),
             ..NewTask::default()
         };
         let text = String::from_utf8(json::encode(&Value::Dict(t.headers()))).expect("utf-8");

@@ -51,7 +51,7 @@ pub(super) fn from_body(
         root_id: opt_string(b.get("root_id")),
         parent_id: opt_string(b.get("parent_id")),
         timelimit: time_limits(b.get("timelimit")),
-        ignore_result: false,
+        ignore_result: None,
         shadow: opt_string(b.get("shadow")),
         argsrepr: None,
         kwargsrepr: None,

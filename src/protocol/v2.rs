@@ -33,7 +33,10 @@ pub(super) fn from_parts(
         root_id: opt_string(h.get("root_id")),
         parent_id: opt_string(h.get("parent_id")),
         timelimit: time_limits(h.get("timelimit")),
-        ignore_result: h.get("ignore_result").is_some_and(Value::truthy),
+        ignore_result: h
+            .get("ignore_result")
+            .filter(|v| !v.is_none())
+            .map(Value::truthy),
         shadow: opt_string(h.get("shadow")),
         argsrepr: opt_string(h.get("argsrepr")),
         kwargsrepr: opt_string(h.get("kwargsrepr")),

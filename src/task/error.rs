@@ -20,6 +20,10 @@ pub struct TaskError {
     pub traceback: Option<String>,
     /// Set when this is Celery's `Retry`: the task asked to run again.
     pub retry: Option<Box<super::retry::RetryRequest>>,
+    /// Set when this is Celery's `Reject(reason, requeue)`: `Some(requeue)`. The message is
+    /// rejected (back on the queue when `requeue`); without requeue the task is stored as
+    /// FAILURE `Reject` (Celery 5.7), with requeue nothing is stored.
+    pub reject: Option<bool>,
 }
 
 /// The module of Celery's time-limit exceptions (as Celery stores `exc_module`).
@@ -42,7 +46,21 @@ impl TaskError {
             args,
             traceback: None,
             retry: None,
+            reject: None,
         }
+    }
+
+    /// Celery's `Reject(reason, requeue)` (`celery.exceptions`): the task rejects its
+    /// message. With `requeue` it goes back to the queue; without, it is dropped and (since
+    /// Celery 5.7) stored as FAILURE `Reject(reason, False)`, and the task's errbacks run.
+    pub fn reject(reason: impl Into<Value>, requeue: bool) -> Self {
+        let mut e = TaskError::with_args(
+            "Reject",
+            "celery.exceptions",
+            vec![reason.into(), Value::Bool(requeue)],
+        );
+        e.reject = Some(requeue);
+        e
     }
 
     /// `ValueError(message)`.

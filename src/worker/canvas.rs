@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::backend::chord::ChordFailure;
 use crate::backend::join::{self, Joined, ResultNode};
 use crate::backend::meta::exception_meta;
 use crate::backend::{chord, ChordPart, ChordProgress, ResultBackend, ResultRecord, State};
@@ -243,9 +244,9 @@ fn apply_chord<'a>(
         if let Some(chain) = &options.chain {
             body.options.insert("chain", chain.clone());
         }
-        if let Some(parent) = &options.parent_id {
-            body.options.insert("parent_id", parent.as_str());
-        }
+        // Celery 5.6+ (`chord._body_options`): the body's parent is the header part that
+        // completes the chord, not the task applying it; `parent_id` is not passed on.
+        body.options.remove("parent_id");
         if let Some(root) = &options.root_id {
             body.options.insert("root_id", root.as_str());
         }
@@ -253,6 +254,9 @@ fn apply_chord<'a>(
             body.options
                 .insert("task_id", uuid::Uuid::new_v4().to_string());
         }
+        // Celery 5.6+: `body.freeze(task_id, group_id=<the header's group id>)`; a frozen
+        // signature keeps a group id it already has (for a chain body, its last task gets it).
+        freeze_group_id(&mut body, &group_id);
         let partial = if sig.immutable {
             sig.args.clone()
         } else {
@@ -447,6 +451,31 @@ fn chord_as_part(
     Some((inner, body_id))
 }
 
+/// `freeze(group_id=...)` of a chord body: a task keeps a group id it already has, a chain
+/// passes it to its last task; groups and chords take theirs from their own ids.
+fn freeze_group_id(body: &mut Signature, group_id: &str) {
+    match body.subtask_type.as_deref() {
+        None => {
+            if body.option_str("group_id").is_none() {
+                body.options.insert("group_id", group_id);
+            }
+        }
+        Some("chain") => {
+            let Some(mut tasks) = chain_tasks(body) else {
+                return;
+            };
+            if let Some(last) = tasks.last_mut() {
+                freeze_group_id(last, group_id);
+            }
+            body.kwargs.insert(
+                "tasks",
+                Value::List(tasks.iter().map(Signature::to_value).collect()),
+            );
+        }
+        Some(_) => {}
+    }
+}
+
 /// The signature's task id, a new one set first if it has none (`freeze()`).
 fn frozen_id(sig: &mut Signature) -> String {
     if let Some(id) = sig.option_str("task_id") {
@@ -549,7 +578,9 @@ pub(super) async fn chord_part(
     let outcome = match chords.chord_part_return(part, record).await {
         Ok(ChordProgress::Ready(parts)) => chord::unpack(&parts),
         Ok(ChordProgress::Pending | ChordProgress::NoSize) => return,
-        Ok(ChordProgress::Complex) => join_saved_header(backend, group_id, join_timeout).await,
+        Ok(ChordProgress::Complex) => join_saved_header(backend, group_id, join_timeout)
+            .await
+            .map_err(ChordFailure::from),
         Err(e) => {
             tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not store and record this part");
             return;
@@ -610,7 +641,7 @@ pub(super) async fn fire_body(
     m: &TaskMessage,
     group_id: &str,
     body: &Value,
-    outcome: Result<Vec<Value>, String>,
+    outcome: Result<Vec<Value>, ChordFailure>,
 ) {
     let parsed = Signature::from_value(body);
     let kind = parsed.as_ref().and_then(|b| b.subtask_type.clone());
@@ -672,7 +703,11 @@ pub(super) async fn fire_body(
                 }
             }
         }
-        Err(message) => {
+        Err(failure) if group_body => {
+            tracing::error!(task_id = %m.id, task_name = %m.name, "Chord {group_id:?} raised: ChordError({:?})", failure.message);
+            fail_group_body(producer, backend, m, &sig, &failure).await;
+        }
+        Err(ChordFailure { message, .. }) => {
             tracing::error!(task_id = %m.id, task_name = %m.name, "Chord {group_id:?} raised: ChordError({message:?})");
             if let Some(id) = &body_id {
                 let errbacks = SendOptions::from_signature_options(&sig.options).link_error;
@@ -694,6 +729,77 @@ pub(super) async fn fire_body(
                 }
                 fail_body(backend, id, &message).await;
             }
+        }
+    }
+}
+
+/// Celery 5.6+'s `_handle_group_chord_error` for a chord whose body is a group and whose
+/// header failed: every task of the body sends its own errbacks and the group's (each once,
+/// called with the task's id) and is stored as FAILURE with the failed part's exception (the
+/// `ChordError`'s cause, or the `ChordError` itself when there is none), then the group's own
+/// id is stored as FAILURE too. Celery then broadcasts a revoke of the group's tasks, which
+/// only matters to workers that still hold them; rcelery has no remote control to send it.
+async fn fail_group_body(
+    producer: &Producer,
+    backend: &dyn ResultBackend,
+    m: &TaskMessage,
+    sig: &Signature,
+    failure: &ChordFailure,
+) {
+    let cause = failure.cause.clone().unwrap_or_else(|| {
+        exception_meta(
+            "ChordError",
+            "celery.exceptions",
+            vec![Value::str(&failure.message)],
+        )
+    });
+    let (exc_type, _) = crate::backend::meta::exception_parts(&cause);
+    let group_errbacks = SendOptions::from_signature_options(&sig.options).link_error;
+    let members = sig
+        .kwargs
+        .get("tasks")
+        .map(|v| signatures(v, m, "chord body member"))
+        .unwrap_or_default();
+    for mut member in members {
+        let id = frozen_id(&mut member);
+        let mut errbacks = SendOptions::from_signature_options(&member.options).link_error;
+        for e in &group_errbacks {
+            if !errbacks.contains(e) {
+                errbacks.push(e.clone());
+            }
+        }
+        if !errbacks.is_empty() {
+            // Celery's fake request has no root: the task's own id is the errbacks' root.
+            let options = SendOptions {
+                parent_id: Some(id.clone()),
+                root_id: Some(id.clone()),
+                ..SendOptions::default()
+            };
+            apply_group(
+                producer,
+                &errbacks,
+                vec![Value::Str(id.clone())],
+                options,
+                m,
+                None,
+            )
+            .await;
+        }
+        let tb =
+            TaskError::with_args(&exc_type, "builtins", Vec::new()).traceback_text("celery.chord");
+        if let Err(e) = backend
+            .store(ResultRecord::failure(&id, cause.clone(), Some(tb)))
+            .await
+        {
+            tracing::error!(task_id = %id, error = %e, "could not store the failure of a chord body's task");
+        }
+    }
+    if let Some(group_id) = sig.option_str("task_id") {
+        if let Err(e) = backend
+            .store(ResultRecord::failure(group_id, cause, None))
+            .await
+        {
+            tracing::error!(task_id = %group_id, error = %e, "could not store the failure of a chord body's group");
         }
     }
 }
@@ -734,13 +840,15 @@ fn chain_tasks(chain: &Signature) -> Option<Vec<Signature>> {
 
 /// The task signature to send for a chord body: the body itself, or for a chain body its
 /// first task carrying the rest of the chain (after any chain the body already carries, as
-/// Celery's `_prepare_chain_from_options` orders them) and the chain's calling options.
+/// Celery's `_prepare_chain_from_options` orders them) and the chain's calling options. The
+/// rest may hold groups and chords (Celery 5.5's client folds `chain | chord` into the body
+/// of the chord before it); they are applied as chain steps.
 fn first_step(body: Signature) -> Option<Signature> {
     match body.subtask_type.as_deref() {
         None => Some(body),
         Some("chain") => {
             let mut tasks = chain_tasks(&body)?;
-            if tasks.is_empty() || tasks.iter().any(|t| t.subtask_type.is_some()) {
+            if tasks.first().is_none_or(|t| t.subtask_type.is_some()) {
                 return None;
             }
             let mut first = tasks.remove(0);

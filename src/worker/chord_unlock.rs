@@ -88,7 +88,7 @@ async fn unlock(
         }
         Ok(Joined::Ready(values)) => Ok(values),
         // Celery names the culprit only when its meta is cached, which failures never are.
-        Ok(Joined::Failed(repr)) => Err(repr),
+        Ok(Joined::Failed(repr)) => Err(repr.into()),
     };
     canvas::fire_body(
         producer,

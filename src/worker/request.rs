@@ -123,11 +123,12 @@ async fn run(
     if !acks_late {
         unsettled.ack(&shared);
     }
-    let ignore_result = message.ignore_result
-        || def
-            .options
+    // Celery 5.6+: the message's own `ignore_result` wins over the task's, both ways.
+    let ignore_result = message.ignore_result.unwrap_or_else(|| {
+        def.options
             .ignore_result
-            .unwrap_or(shared.settings.ignore_result);
+            .unwrap_or(shared.settings.ignore_result)
+    });
     let request = Arc::new(Request {
         message,
         hostname: shared.settings.hostname.clone(),
@@ -219,7 +220,7 @@ async fn run(
         Err(mut err) if err.retry.is_some() => {
             let r = err.retry.take().map(|r| *r);
             if let Some(r) = r {
-                match Box::pin(retry::send(&shared.producer, m, &r)).await {
+                match Box::pin(retry::send(&shared.producer, m, &r, ignore_result)).await {
                     Ok(()) => {
                         tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] retry: {}", m.display_name(), m.id, retry_message(&r));
                         if !ignore_result {
@@ -235,6 +236,23 @@ async fn run(
                     }
                 }
             }
+        }
+        Err(err) if err.reject.is_some() => {
+            let requeue = err.reject.unwrap_or(false);
+            tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
+            if !requeue {
+                // Celery 5.7: a task that rejects its message without requeue will never run
+                // again, so it is stored as FAILURE (no traceback) and its errbacks run.
+                let outcome = Outcome {
+                    state: State::Failure,
+                    result: failure_meta(err),
+                    traceback: None,
+                    children: Vec::new(),
+                };
+                Box::pin(record_outcome(&shared, m, outcome, ignore_result)).await;
+                Box::pin(canvas::after_failure(&shared.producer, m)).await;
+            }
+            return unsettled.reject(&shared, requeue);
         }
         Err(err) => {
             // A hard time limit was logged when it fired and is stored without a traceback.

@@ -9,11 +9,13 @@ use crate::protocol::TaskMessage;
 use crate::task::{Context, Request, RetryRequest, TaskError, TaskOptions};
 use crate::value::Value;
 
-/// Publishes the retry of `m`.
+/// Publishes the retry of `m`; `ignore_result` is the request's effective setting, which the
+/// retry carries (Celery 5.7's `signature_from_request`).
 pub(super) async fn send(
     producer: &Producer,
     m: &TaskMessage,
     r: &RetryRequest,
+    ignore_result: bool,
 ) -> Result<(), crate::broker::BrokerError> {
     let di = &m.delivery_info;
     let (queue, exchange, routing_key) = match &r.queue {
@@ -47,7 +49,7 @@ pub(super) async fn send(
         soft_time_limit: m.timelimit.soft,
         link: sigs(&m.embed.callbacks),
         link_error: sigs(&m.embed.errbacks),
-        ignore_result: m.ignore_result,
+        ignore_result,
         // Sent from inside the task: a request without a parent gets this task as parent.
         parent_id: Some(m.parent_id.clone().unwrap_or_else(|| m.id.clone())),
         root_id: Some(m.root_id.clone().unwrap_or_else(|| m.id.clone())),

@@ -83,7 +83,7 @@ mod tests {
             root_id: None,
             parent_id: None,
             timelimit: decoded,
-            ignore_result: false,
+            ignore_result: None,
             shadow: None,
             argsrepr: None,
             kwargsrepr: None,

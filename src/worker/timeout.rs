@@ -183,7 +183,7 @@ mod tests {
             root_id: None,
             parent_id: None,
             timelimit: Default::default(),
-            ignore_result: false,
+            ignore_result: None,
             shadow: None,
             argsrepr: None,
             kwargsrepr: None,

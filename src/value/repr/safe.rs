@@ -4,8 +4,11 @@
 //!
 //! It is not `repr()`: strings are wrapped in `'...'` with only `'` escaped, bytes print as
 //! their UTF-8 text (or hex when not UTF-8), numbers print with `str()`. Once the budget is
-//! spent the next token is dropped, `, ...` is written, then the closing brackets of every
-//! container still open, exactly as Celery's token stream does.
+//! spent, closing brackets that come next are still written (nothing was left out of those
+//! containers); the first other token is dropped, `, ...` is written, then the closing
+//! brackets of every container still open, except that of a container the dropped token
+//! opened, exactly as Celery 5.7's token stream does (5.5 wrote `, ...` at once and closed
+//! every container).
 //!
 //! A `str` holding lone surrogates is written as it is, so the saferepr of such a value holds
 //! them too: [`saferepr_value`] returns that exact Python `str`; [`saferepr`] returns a Rust
@@ -24,14 +27,27 @@ const MAX_LEVELS: usize = 3;
 
 /// One token of the stream.
 enum Token<'a> {
-    /// A bracket or separator; `truncatable` ones are not written when closing up.
-    Literal(&'static str),
+    /// A bracket or separator, with its direction (Celery's `_literal.direction`).
+    Literal(&'static str, Dir),
+    /// A container past the nesting limit (`[...]`): a literal, never truncated.
+    Elided(String),
     /// A dict key: rendered with a nested `saferepr`.
     Key(&'a Value),
     /// A `str` or `bytes`, rendered by the quoting rules.
     Quoted(&'a Value),
     /// Any other text (numbers, reprs, elided containers).
     Text(String),
+}
+
+/// Which way a literal moves the nesting level.
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    /// Opens a container.
+    Open,
+    /// A separator.
+    Sep,
+    /// Closes a container.
+    Close,
 }
 
 /// What a container's frame iterates over.
@@ -110,11 +126,11 @@ impl<'a> Stream<'a> {
         let value = match self.stack.last_mut() {
             None => self.root.take()?,
             Some(frame) => match frame.next() {
-                Step::Lit(s) => return Some(Token::Literal(s)),
+                Step::Lit(s) => return Some(Token::Literal(s, Dir::Sep)),
                 Step::Key(k) => return Some(Token::Key(k)),
                 Step::End(s) => {
                     self.stack.pop();
-                    return Some(Token::Literal(s));
+                    return Some(Token::Literal(s, Dir::Close));
                 }
                 Step::Value(v) => v,
             },
@@ -147,7 +163,7 @@ impl<'a> Stream<'a> {
             }
         };
         if level >= MAX_LEVELS {
-            return Token::Text(format!("{open}...{close}"));
+            return Token::Elided(format!("{open}...{close}"));
         }
         let mut frame = Frame {
             items,
@@ -158,8 +174,8 @@ impl<'a> Stream<'a> {
         let start = frame.next();
         self.stack.push(frame);
         match start {
-            Step::Lit(s) => Token::Literal(s),
-            _ => Token::Literal(open),
+            Step::Lit(s) => Token::Literal(s, Dir::Open),
+            _ => Token::Literal(open, Dir::Open),
         }
     }
 }
@@ -218,16 +234,24 @@ fn render(value: &Value, mut budget: Option<i64>, out: &mut Vec<u8>) {
     };
     while let Some(token) = stream.next() {
         if budget.is_some_and(|b| b <= 0) {
-            // The token that found the budget spent is dropped, as Celery does.
+            if let Token::Literal(s, Dir::Close) = token {
+                // The value cut short was the last of its container: close it, uncounted.
+                out.extend_from_slice(s.as_bytes());
+                continue;
+            }
+            // The token that found the budget spent is dropped, as Celery does; the closing
+            // bracket of a container it opened is not written either.
             out.extend_from_slice(b", ...");
-            for frame in stream.stack.iter().rev() {
+            let skip = usize::from(matches!(token, Token::Literal(_, Dir::Open)));
+            for frame in stream.stack.iter().rev().skip(skip) {
                 out.extend_from_slice(frame.close.as_bytes());
             }
             return;
         }
         let before = out.len();
         match token {
-            Token::Literal(s) => out.extend_from_slice(s.as_bytes()),
+            Token::Literal(s, _) => out.extend_from_slice(s.as_bytes()),
+            Token::Elided(s) => out.extend_from_slice(s.as_bytes()),
             Token::Key(k) => render(k, budget, out),
             Token::Quoted(v) => format_chars(v, budget, out),
             Token::Text(s) => out.extend_from_slice(&truncate(s.as_bytes(), budget)),
@@ -327,7 +351,7 @@ mod tests {
 
     #[test]
     fn lone_surrogates_are_written_as_they_are() {
-        // Celery 5.5.3: saferepr(('\ud800',)) == "('\ud800',)" (the surrogate itself), and
+        // Celery 5.7.0 (as 5.5.3): saferepr(('\ud800',)) == "('\ud800',)" (the surrogate itself), and
         // saferepr('\ud800' * 5 + ' x y', 3) == "'\ud800\ud800\ud800...'".
         let args = Value::Tuple(vec![sur(&[0xD800])]);
         let want: Vec<u32> = "('"

@@ -1,0 +1,108 @@
+"""Worker behaviour that changed in Celery 5.6/5.7, checked against the real Celery installed
+(RCELERY_WORKER=python) and rcelery, which follows 5.7. Where the installed Celery is of the
+older line (5.5), the Python worker's expected behaviour is 5.5's.
+
+Read from Celery 5.7.0's source: `celery/worker/request.py` (`Request.__init__` ignore_result,
+`on_failure` for `Reject`, `on_timeout`), `celery/app/task.py` (`get_actual_ignore_result`),
+`celery/worker/control.py` (`revoke` storing REVOKED).
+"""
+import json
+import uuid
+
+import pytest
+
+from helpers import CELERY_57, raw_result, wait_drained, wait_raw_result
+
+
+@pytest.fixture
+def t(app):
+    import tasks.task as tasks
+    return tasks
+
+
+def stored(backend, task_id, timeout=30.0):
+    return json.loads(wait_raw_result(backend, task_id, timeout=timeout))
+
+
+def new_behaviour(kind):
+    """rcelery follows 5.7 whichever Celery its peers run; a Python worker its own version."""
+    return kind == "rust" or CELERY_57
+
+
+def settle(app, broker):
+    """Let every message already sent be handled (a marker task after them, then empty queues)."""
+    assert app.tasks["tasks.add"].apply_async((1, 1), serializer="json").get(timeout=30) == 2
+    wait_drained(broker)
+
+
+def test_a_message_ignore_result_true_overrides_the_task(worker, app, broker, backend, t):
+    r = t.add.apply_async((2, 3), ignore_result=True)
+    settle(app, broker)
+    assert raw_result(backend, r.id) is None
+
+
+def test_a_message_ignore_result_false_overrides_the_task(worker, kind, app, broker, backend, t):
+    """`tasks.noop` has `ignore_result=True`; the message's explicit False wins in 5.6+."""
+    r = t.noop.apply_async((1,), ignore_result=False)
+    settle(app, broker)
+    if new_behaviour(kind):
+        meta = stored(backend, r.id)
+        assert (meta["status"], meta["result"]) == ("SUCCESS", None)
+    else:
+        assert raw_result(backend, r.id) is None
+
+
+def test_a_null_ignore_result_header_leaves_it_to_the_task(worker, app, broker, backend):
+    """`send_task` sends `ignore_result: null` in 5.7: the task's own setting decides."""
+    ignored = app.send_task("tasks.noop", args=(1,), queue="default")
+    kept = app.send_task("tasks.add", args=(1, 2), queue="default")
+    assert kept.get(timeout=30) == 3
+    settle(app, broker)
+    assert raw_result(backend, ignored.id) is None
+
+
+def test_reject_without_requeue_stores_failure_and_runs_errbacks(worker, kind, app, broker,
+                                                                 backend, t):
+    errback_id = str(uuid.uuid4())
+    r = t.reject.apply_async(("nope",), link_error=t.limited.s().set(task_id=errback_id))
+    settle(app, broker)
+    if new_behaviour(kind):
+        meta = stored(backend, r.id)
+        assert meta["status"] == "FAILURE"
+        assert meta["result"] == {"exc_type": "Reject", "exc_message": ["nope", False],
+                                  "exc_module": "celery.exceptions"}
+        assert meta["traceback"] is None
+        assert stored(backend, errback_id)["result"] == r.id
+    else:
+        assert raw_result(backend, r.id) is None
+    wait_drained(broker)  # rejected: gone from the queue and from `unacked`
+
+
+def test_a_hard_time_limit_runs_the_errbacks(worker, backend, t):
+    errback_id = str(uuid.uuid4())
+    r = t.sleep.apply_async((5,), time_limit=1, link_error=t.limited.s().set(task_id=errback_id))
+    meta = stored(backend, r.id)
+    assert meta["status"] == "FAILURE"
+    assert meta["result"]["exc_type"] == "TimeLimitExceeded"
+    assert stored(backend, errback_id)["result"] == r.id
+
+
+NO_REMOTE_CONTROL = "rcelery has no remote control (pidbox) yet: a revoke never reaches it"
+
+
+def test_revoke_stores_revoked(request, worker, kind, app, broker, backend, t):
+    """5.6+: a worker receiving `revoke` for a task it does not run marks it REVOKED
+    (5.5 only remembered the id and discarded the task when it came)."""
+    if kind == "rust":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=NO_REMOTE_CONTROL))
+    elif not CELERY_57:
+        pytest.fail("5.5 stores nothing at revoke time: this test is for 5.6+ only "
+                    "(the 5.5 run does not include this file)")
+    task_id = str(uuid.uuid4())
+    app.control.revoke(task_id)
+    meta = stored(backend, task_id, timeout=10)
+    assert meta["status"] == "REVOKED"
+    # The task then arrives: it is discarded, the state stays REVOKED.
+    t.add.apply_async((1, 2), task_id=task_id)
+    settle(app, broker)
+    assert stored(backend, task_id)["status"] == "REVOKED"
