@@ -20,6 +20,11 @@ if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
   redis-cli -p 6379 ping >/dev/null || { echo "FATAL: cannot start Redis on 6379" >&2; exit 1; }
 fi
 
+# The test builds skip link-time optimisation: a dozen test binaries each link the whole
+# library with its SQL drivers, and thin LTO on each doubled the build. The scripts below
+# reuse the same artifacts; benchmarks (benches/) build with Cargo.toml's profile.
+export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-off}"
+
 echo "== cargo test"
 cargo test --workspace --release 2>&1
 echo "== fuzz smoke run (every decoder, 20 s each)" && bash scripts/fuzz-smoke.sh

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::database::{self, DatabaseBackend, DatabaseOptions, DatabaseSettings};
+use super::database::{self, DatabaseOptions};
 use super::redis::{BackendLinkSettings, RedisBackend};
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
 use crate::redis_client::lane::SettleLane;
@@ -96,6 +96,7 @@ pub fn open(
 }
 
 /// The SQLAlchemy-layout backend for a `db+` URL.
+#[cfg(feature = "sql")]
 fn open_database(
     url: &str,
     setup: BackendSetup<'_>,
@@ -106,7 +107,7 @@ fn open_database(
         source: BackendError::Url(e.to_string()),
     })?;
     let link = setup.link;
-    let settings = DatabaseSettings {
+    let settings = database::DatabaseSettings {
         options: setup.database,
         connect_timeout: link.connect_timeout,
         statement_timeout: link.response_timeout,
@@ -114,12 +115,22 @@ fn open_database(
         buffer: link.buffer,
         health: link.health,
     };
-    let backend =
-        DatabaseBackend::new(parsed, setup.encoder, setup.expires, settings).map_err(|source| {
-            BackendSetupError::Open {
-                url: masked,
-                source,
-            }
+    let backend = database::DatabaseBackend::new(parsed, setup.encoder, setup.expires, settings)
+        .map_err(|source| BackendSetupError::Open {
+            url: masked,
+            source,
         })?;
     Ok(Arc::new(backend))
+}
+
+/// Without the `sql` feature a `db+` URL is refused.
+#[cfg(not(feature = "sql"))]
+fn open_database(
+    url: &str,
+    _setup: BackendSetup<'_>,
+) -> Result<Arc<dyn ResultBackend>, BackendSetupError> {
+    Err(BackendSetupError::Open {
+        url: redis_client::mask_password(url),
+        source: BackendError::Unsupported("rcelery was built without the sql feature".into()),
+    })
 }

@@ -711,26 +711,33 @@ pub(super) async fn fire_body(
             tracing::error!(task_id = %m.id, task_name = %m.name, "Chord {group_id:?} raised: ChordError({message:?})");
             if let Some(id) = &body_id {
                 let errbacks = SendOptions::from_signature_options(&sig.options).link_error;
-                if !errbacks.is_empty() {
-                    let options = SendOptions {
-                        parent_id: Some(id.clone()),
-                        root_id: Some(m.root_id.clone().unwrap_or_else(|| id.clone())),
-                        ..SendOptions::default()
-                    };
-                    apply_group(
-                        producer,
-                        &errbacks,
-                        vec![Value::Str(id.clone())],
-                        options,
-                        m,
-                        None,
-                    )
-                    .await;
-                }
+                let root = m.root_id.clone().unwrap_or_else(|| id.clone());
+                send_errbacks(producer, m, &errbacks, id, root).await;
                 fail_body(backend, id, &message).await;
             }
         }
     }
+}
+
+/// Sends a failed task's errbacks as one group called with `(task_id,)`, the task as their
+/// parent and `root` as their root.
+async fn send_errbacks(
+    producer: &Producer,
+    m: &TaskMessage,
+    errbacks: &[Signature],
+    task_id: &str,
+    root: String,
+) {
+    if errbacks.is_empty() {
+        return;
+    }
+    let options = SendOptions {
+        parent_id: Some(task_id.to_owned()),
+        root_id: Some(root),
+        ..SendOptions::default()
+    };
+    let args = vec![Value::str(task_id)];
+    apply_group(producer, errbacks, args, options, m, None).await;
 }
 
 /// Celery 5.6+'s `_handle_group_chord_error` for a chord whose body is a group and whose
@@ -768,23 +775,8 @@ async fn fail_group_body(
                 errbacks.push(e.clone());
             }
         }
-        if !errbacks.is_empty() {
-            // Celery's fake request has no root: the task's own id is the errbacks' root.
-            let options = SendOptions {
-                parent_id: Some(id.clone()),
-                root_id: Some(id.clone()),
-                ..SendOptions::default()
-            };
-            apply_group(
-                producer,
-                &errbacks,
-                vec![Value::Str(id.clone())],
-                options,
-                m,
-                None,
-            )
-            .await;
-        }
+        // Celery's fake request has no root: the task's own id is the errbacks' root.
+        send_errbacks(producer, m, &errbacks, &id, id.clone()).await;
         let tb =
             TaskError::with_args(&exc_type, "builtins", Vec::new()).traceback_text("celery.chord");
         if let Err(e) = backend
