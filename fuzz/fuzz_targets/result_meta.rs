@@ -1,4 +1,4 @@
-//! Fuzzes the result-meta reader (`backend::redis::decode_stored`) and what reads a meta
+//! Fuzzes the result-meta reader (`backend::meta::decode_stored`) and what reads a meta
 //! after it (states, exceptions, children, chord parts).
 //! The invariants are in `tests/decoders/result_meta.rs`, shared with `tests/decoder_robustness.rs`.
 #![no_main]

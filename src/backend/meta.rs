@@ -264,6 +264,17 @@ pub fn exception_meta(exc_type: &str, exc_module: &str, args: Vec<Value>) -> Val
     Value::Dict(d)
 }
 
+/// Decodes a stored value (a result meta, a chord part): pickle when it starts with PROTO,
+/// else JSON (Celery writes with the result serializer). Used by every backend; public for
+/// the decoder fuzz targets.
+pub fn decode_stored(raw: &[u8]) -> Result<Value, super::BackendError> {
+    if raw.first() == Some(&0x80) {
+        crate::codec::pickle::decode(raw).map_err(|e| super::BackendError::Decode(e.to_string()))
+    } else {
+        crate::codec::json::decode(raw).map_err(|e| super::BackendError::Decode(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use std::sync::{Arc, LazyLock};
 use redis::Script;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::meta::decode_stored;
 use super::{
     BackendError, ChordPart, ChordProgress, MetaEncoder, NativeChords, ResultBackend, ResultRecord,
 };
@@ -300,16 +301,6 @@ impl From<redis::RedisError> for BackendError {
 impl From<crate::redis_client::link::LinkError> for BackendError {
     fn from(e: crate::redis_client::link::LinkError) -> Self {
         BackendError::Server(e.to_string())
-    }
-}
-
-/// Decodes a stored value (a result meta, a chord part): pickle when it starts with PROTO,
-/// else JSON (Celery writes with the result serializer). Public for the decoder fuzz targets.
-pub fn decode_stored(raw: &[u8]) -> Result<Value, BackendError> {
-    if raw.first() == Some(&0x80) {
-        crate::codec::pickle::decode(raw).map_err(|e| BackendError::Decode(e.to_string()))
-    } else {
-        crate::codec::json::decode(raw).map_err(|e| BackendError::Decode(e.to_string()))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Invariants of the result-meta reader (`rcelery::backend::redis::decode_stored`, which the
+//! Invariants of the result-meta reader (`rcelery::backend::meta::decode_stored`, which the
 //! Redis backend uses for every meta and chord part it reads), shared by the `result_meta`
 //! fuzz target and `tests/decoder_robustness.rs`:
 //!
@@ -10,8 +10,8 @@
 
 use rcelery::backend::chord;
 use rcelery::backend::join::ResultNode;
+use rcelery::backend::meta::decode_stored;
 use rcelery::backend::meta::exception_parts;
-use rcelery::backend::redis::decode_stored;
 use rcelery::backend::{ExtendedMeta, MetaEncoder, ResultRecord, State};
 use rcelery::codec::{json, Serializer};
 use rcelery::value::Value;

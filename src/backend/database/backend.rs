@@ -417,7 +417,7 @@ impl ResultBackend for DatabaseBackend {
                 .retrying(false, || self.store.read_group(group_id))
                 .await?;
             raw.as_deref()
-                .map(crate::backend::redis::decode_stored)
+                .map(crate::backend::meta::decode_stored)
                 .transpose()
         }
         .boxed()

@@ -13,8 +13,8 @@ use chrono_tz::Tz;
 
 use super::sql::Layout;
 use super::url::Dialect;
+use crate::backend::meta::decode_stored;
 use crate::backend::meta::{MetaEncoder, ResultRecord};
-use crate::backend::redis::decode_stored;
 use crate::backend::BackendError;
 use crate::codec::pickle;
 use crate::value::{Dict, Value};
