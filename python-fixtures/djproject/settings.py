@@ -1,8 +1,11 @@
 """Django settings for the fixture project.
 
-Only what the Celery side needs: the Redis broker coordinates (read from the
-environment, with the defaults real deployments write) and a throw-away
-sqlite database so `django.setup()` works without any service.
+What the Celery side needs: the Redis broker coordinates (read from the environment, with the
+defaults real deployments write), the apps a deployment installs (django-celery-results,
+django-celery-beat, and `users`, the model `export_users` reads), and a database: a throw-away
+sqlite file by default, so `django.setup()` works without any service, or the server the
+environment names (`DJANGO_DB_ENGINE=postgresql` with `DJANGO_DB_NAME`, `DJANGO_DB_HOST`,
+`DJANGO_DB_PORT`, `DJANGO_DB_USER`, `DJANGO_DB_PASSWORD`), as the deployment's PostgreSQL.
 """
 import os
 from pathlib import Path
@@ -15,13 +18,30 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django_celery_results",
+    "django_celery_beat",
+    "users",
 ]
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DJANGO_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+_ENGINE = os.environ.get("DJANGO_DB_ENGINE", "sqlite3")
+if _ENGINE == "sqlite3":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("DJANGO_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": f"django.db.backends.{_ENGINE}",
+            "NAME": os.environ.get("DJANGO_DB_NAME", "celery_test_2"),
+            "HOST": os.environ.get("DJANGO_DB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DJANGO_DB_PORT", "5432"),
+            "USER": os.environ.get("DJANGO_DB_USER", "postgres"),
+            "PASSWORD": os.environ.get("DJANGO_DB_PASSWORD", ""),
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 USE_TZ = True
 TIME_ZONE = "Asia/Shanghai"
 

@@ -1,0 +1,1 @@
+"""The deployment's `users` app: the model `export_users` reads."""
