@@ -2,6 +2,8 @@
 //! keys, so a chord whose header runs partly on Python workers and partly on rcelery fires its
 //! body exactly once: each finished header part is added to the sorted set
 //! `celery-taskset-meta-<gid>.j`, and the part that brings its size to `.s` (+ `.t`) fires.
+//! As in Celery 5.7, a part is counted once however often it runs (`.d`), and the part that
+//! completes the chord claims its dispatch (`.c`) so that the body is sent once.
 
 use super::State;
 use crate::value::Value;
@@ -31,8 +33,12 @@ pub enum ChordProgress {
     /// This part completed the chord: every part as `[1, task_id, state, result]`, in
     /// `group_index` order.
     Ready(Vec<Value>),
-    /// The header was saved as a `GroupResult` (nested groups): not supported yet.
+    /// This part completed a chord whose header was saved as a `GroupResult` (nested groups):
+    /// the body's arguments come from joining that group.
     Complex,
+    /// The chord's body was already sent (Celery 5.7's done marker): this is a late copy of a
+    /// part, and nothing is to be done.
+    Fired,
 }
 
 /// Why a chord's body cannot be sent: the text of its `ChordError`, and the exception meta of

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::database::{self, DatabaseOptions};
-use super::redis::{BackendLinkSettings, RedisBackend};
+use super::redis::{BackendLinkSettings, ChordSettings, RedisBackend};
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::{self, UrlRefusal};
@@ -21,6 +21,8 @@ pub struct BackendSetup<'a> {
     pub global_keyprefix: &'a str,
     /// `result_backend_transport_options.result_chord_ordered`.
     pub chord_ordered: bool,
+    /// `result_chord_join_timeout`, which also bounds a Redis chord's dispatch claim.
+    pub chord_join_timeout: Duration,
     /// Retries, timeouts, the result buffer and `redis_backend_use_ssl`; a `socket_timeout`
     /// in the URL replaces the response timeout.
     pub link: BackendLinkSettings,
@@ -86,7 +88,10 @@ pub fn open(
         url: parsed.to_string(),
         source,
     })?;
-    backend.set_chord_ordered(setup.chord_ordered);
+    backend.set_chord_settings(ChordSettings {
+        ordered: setup.chord_ordered,
+        join_timeout: setup.chord_join_timeout,
+    });
     if let Some((broker_url, lane)) = setup.lane {
         if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
             tracing::debug!("results travel with the broker's acks (same Redis server)");

@@ -143,6 +143,26 @@ pub trait NativeChords: Send + Sync {
 
     /// Deletes a fired chord's counters.
     fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Called by the part that completed a chord just before it sends the body: true while
+    /// this worker still owns the chord's dispatch (Celery 5.7's claim on the Redis backend,
+    /// extended to cover the publish). False: another worker took it over, and the body must
+    /// not be sent from here.
+    fn keep_dispatch_claim<'a>(
+        &'a self,
+        group_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        let _ = group_id;
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Called after a chord failed (a failed part, a join error) and its body was stored as
+    /// FAILURE: forgets the chord's size, so a copy of a header part arriving later does not
+    /// fail it again (Celery 5.7); the parts' results stay.
+    fn chord_failed<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        let _ = group_id;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The backend for `result_backend` unset or `disabled`: results are dropped.

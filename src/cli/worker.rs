@@ -267,6 +267,7 @@ pub(super) fn connect_backend(
             .then(|| Duration::from_secs_f64(config.result_expires)),
         global_keyprefix: &config.result_backend_transport_options.global_keyprefix,
         chord_ordered: config.result_backend_transport_options.result_chord_ordered,
+        chord_join_timeout: Duration::from_secs_f64(config.result_chord_join_timeout.max(0.0)),
         link,
         database: config.database_options(),
         lane,

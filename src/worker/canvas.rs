@@ -577,7 +577,7 @@ pub(super) async fn chord_part(
     };
     let outcome = match chords.chord_part_return(part, record).await {
         Ok(ChordProgress::Ready(parts)) => chord::unpack(&parts),
-        Ok(ChordProgress::Pending | ChordProgress::NoSize) => return,
+        Ok(ChordProgress::Pending | ChordProgress::NoSize | ChordProgress::Fired) => return,
         Ok(ChordProgress::Complex) => join_saved_header(backend, group_id, join_timeout)
             .await
             .map_err(ChordFailure::from),
@@ -586,11 +586,27 @@ pub(super) async fn chord_part(
             return;
         }
     };
-    // Celery deletes the counters once it has tried to send the body, not after a ChordError.
+    // Celery 5.7: the body goes out only while this worker still owns the chord's dispatch;
+    // then the counters are deleted. A failed chord keeps its parts and forgets its size.
     let sent = outcome.is_ok();
+    if sent {
+        match chords.keep_dispatch_claim(group_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(task_id = %m.id, task_name = %m.name, "chord {group_id}: body not sent: its dispatch claim is no longer this worker's");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not extend its dispatch claim; body not sent");
+                return;
+            }
+        }
+    }
     fire_body(producer, backend, m, group_id, body, outcome).await;
     if sent {
         cleanup(backend, group_id).await;
+    } else if let Err(e) = chords.chord_failed(group_id).await {
+        tracing::warn!(task_id = %m.id, error = %e, "chord {group_id}: could not forget its size after the failure");
     }
 }
 

@@ -10,20 +10,22 @@
 //! is gone is kept and written after the reconnect, never dropped. At most
 //! `rcelery_result_buffer` results wait at once; see [`ResultBackend::wait_for_room`].
 
+mod chords;
+
 use std::time::Duration;
+
+pub use chords::ChordSettings;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use redis::aio::MultiplexedConnection;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use redis::Script;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::meta::decode_stored;
-use super::{
-    BackendError, ChordPart, ChordProgress, MetaEncoder, NativeChords, ResultBackend, ResultRecord,
-};
+use super::{BackendError, MetaEncoder, NativeChords, ResultBackend, ResultRecord};
 use crate::codec::Serializer;
 use crate::health::{Health, LinkKind};
 use crate::redis_client;
@@ -39,56 +41,6 @@ fn store_script() -> Script {
         "{STORE_RESULTS_LUA}\nstore_results(1, #KEYS, tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), 4)\nreturn #KEYS\n"
     ))
 }
-
-/// Records a chord part and reports progress, atomically (Celery does the same steps in one
-/// MULTI pipeline, then `ZRANGE`s when ready). Keys: `.j`, `.t`, `.s`, the group's taskset
-/// meta; then the encoded part, its score, the expiry (0: none), and whether parts are kept in
-/// Celery's ordered way (`result_chord_ordered`: a sorted set scored by group index) or in
-/// completion order (a list).
-/// Returns `{0}` no chord size, `{1}` pending, `{2, parts}` ready, `{3}` saved (complex) header.
-const CHORD_PART_LUA: &str = r#"
-local function chord_part(jkey, tkey, skey, gkey, part, score, exp, ordered)
-  local ready
-  if ordered then
-    redis.call('ZADD', jkey, score, part)
-    ready = redis.call('ZCOUNT', jkey, '-inf', '+inf')
-  else
-    redis.call('RPUSH', jkey, part)
-    ready = redis.call('LLEN', jkey)
-  end
-  local diff = redis.call('GET', tkey)
-  local size = redis.call('GET', skey)
-  if exp > 0 then
-    redis.call('EXPIRE', jkey, exp)
-    redis.call('EXPIRE', tkey, exp)
-    redis.call('EXPIRE', skey, exp)
-  end
-  if not size then return {0} end
-  local total = tonumber(size) + tonumber(diff or '0')
-  if ready ~= total then return {1} end
-  if redis.call('EXISTS', gkey) == 1 then return {3} end
-  if ordered then return {2, redis.call('ZRANGE', jkey, 0, -1)} end
-  return {2, redis.call('LRANGE', jkey, 0, total)}
-end
-"#;
-
-/// A chord part alone. KEYS: `.j`, `.t`, `.s`, taskset meta. ARGV: part, score, expiry,
-/// `1`/`0` ordered.
-static CHORD_PART: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{CHORD_PART_LUA}\nreturn chord_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1')\n"
-    ))
-});
-
-/// The part's own result stored first (Celery's rule, see [`STORE_RESULTS_LUA`]), then the
-/// chord part: one round trip where Celery makes two. KEYS: as [`CHORD_PART`], then the meta
-/// key. ARGV: as [`CHORD_PART`], then expiry, SUCCESS marker, the offset the marker must start
-/// within, and the meta.
-static STORE_AND_CHORD_PART: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{STORE_RESULTS_LUA}\n{CHORD_PART_LUA}\nstore_results(5, 1, tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), 8)\nreturn chord_part(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1')\n"
-    ))
-});
 
 /// Results at least this large make the connection be made anew after their write (see
 /// [`Link::recycle`]).
@@ -158,9 +110,11 @@ pub struct RedisBackend {
     /// The broker's settle lane, when the broker is on the same server: results then ride
     /// with its acks and fetches instead of going through `tx`.
     lane: Option<Arc<SettleLane>>,
-    /// `result_chord_ordered`: chord parts in a sorted set by group index (Celery's default)
-    /// rather than a list in completion order.
-    chord_ordered: bool,
+    /// How chord parts are kept and how long a dispatch claim lasts.
+    chords: chords::ChordSettings,
+    /// The dispatch claims this worker holds (group id → token), from the part that
+    /// completed a chord until its cleanup.
+    claims: chords::Claims,
 }
 
 impl RedisBackend {
@@ -242,15 +196,16 @@ impl RedisBackend {
             tx,
             marker,
             lane: None,
-            chord_ordered: true,
+            chords: chords::ChordSettings::default(),
+            claims: chords::Claims::default(),
         })
     }
 
-    /// `result_backend_transport_options.result_chord_ordered` (true by default). Every
-    /// worker of a chord, Python or Rust, must use the same setting: it decides the type of
-    /// the `.j` key they all add to.
-    pub fn set_chord_ordered(&mut self, ordered: bool) {
-        self.chord_ordered = ordered;
+    /// How this backend keeps chord parts (`result_chord_ordered`; every worker of a chord,
+    /// Python or Rust, must use the same) and how long its dispatch claims last (from
+    /// `result_chord_join_timeout`, as Celery 5.7 derives them).
+    pub fn set_chord_settings(&mut self, settings: chords::ChordSettings) {
+        self.chords = settings;
     }
 
     /// Sends results through the broker's settle lane from now on. Only for a broker on the
@@ -424,123 +379,6 @@ impl ResultBackend for RedisBackend {
 
     fn display_url(&self) -> String {
         redis_client::mask_password(&self.url)
-    }
-}
-
-/// Celery's Redis chord counters (`.j`, `.t`, `.s`; see [`super::chord`]).
-impl NativeChords for RedisBackend {
-    fn chord_part_return(
-        &self,
-        part: ChordPart,
-        record: Option<ResultRecord>,
-    ) -> BoxFuture<'_, Result<ChordProgress, BackendError>> {
-        async move {
-            let group = format!("{}celery-taskset-meta-{}", self.prefix, part.group_id);
-            let entry = Value::List(vec![
-                Value::Int(1),
-                Value::Str(part.task_id.clone()),
-                Value::str(part.state.as_str()),
-                part.result,
-            ]);
-            let encoded = self.encoder.serializer.encode(&entry);
-            let score = part
-                .group_index
-                .map_or_else(|| "+inf".to_owned(), |i| i.to_string());
-            let script: &Script = if record.is_some() {
-                &STORE_AND_CHORD_PART
-            } else {
-                &CHORD_PART
-            };
-            let mut invocation = script.prepare_invoke();
-            invocation
-                .key(format!("{group}.j"))
-                .key(format!("{group}.t"))
-                .key(format!("{group}.s"))
-                .key(&group)
-                .arg(encoded)
-                .arg(score)
-                .arg(self.expires)
-                .arg(if self.chord_ordered { "1" } else { "0" });
-            if let Some(record) = &record {
-                invocation
-                    .key(format!(
-                        "{}celery-task-meta-{}",
-                        self.prefix, record.task_id
-                    ))
-                    .arg(self.expires)
-                    .arg(&self.marker.0)
-                    .arg(self.marker.1)
-                    .arg(self.encoder.encode(record));
-            }
-            let invocation = &invocation;
-            let reply: Vec<redis::Value> = self
-                .link
-                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-                .await?;
-            let code = match reply.first() {
-                Some(redis::Value::Int(c)) => *c,
-                _ => return Err(BackendError::Decode("unexpected chord script reply".into())),
-            };
-            Ok(match code {
-                0 => ChordProgress::NoSize,
-                1 => ChordProgress::Pending,
-                3 => ChordProgress::Complex,
-                _ => {
-                    let raw = match reply.into_iter().nth(1) {
-                        Some(redis::Value::Array(items)) => items,
-                        _ => Vec::new(),
-                    };
-                    let mut parts = Vec::with_capacity(raw.len());
-                    for item in raw {
-                        if let redis::Value::BulkString(bytes) = item {
-                            parts.push(decode_stored(&bytes)?);
-                        }
-                    }
-                    ChordProgress::Ready(parts)
-                }
-            })
-        }
-        .boxed()
-    }
-
-    fn set_chord_size<'a>(
-        &'a self,
-        group_id: &'a str,
-        size: usize,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        async move {
-            // Celery's `RedisBackend.set`: SETEX (SET without expiry) and PUBLISH the value.
-            let key = format!("{}celery-taskset-meta-{group_id}.s", self.prefix);
-            let mut pipe = redis::pipe();
-            if self.expires > 0 {
-                pipe.cmd("SETEX")
-                    .arg(&key)
-                    .arg(self.expires)
-                    .arg(size)
-                    .ignore();
-            } else {
-                pipe.cmd("SET").arg(&key).arg(size).ignore();
-            }
-            pipe.cmd("PUBLISH").arg(&key).arg(size).ignore();
-            let pipe = &pipe;
-            self.link
-                .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-                .await?;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
-        async move {
-            let group = format!("{}celery-taskset-meta-{group_id}", self.prefix);
-            let mut del = redis::cmd("DEL");
-            del.arg(format!("{group}.j"))
-                .arg(format!("{group}.t"))
-                .arg(format!("{group}.s"));
-            self.query::<()>(&del).await
-        }
-        .boxed()
     }
 }
 
