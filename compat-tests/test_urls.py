@@ -11,6 +11,7 @@ import pytest
 
 from conftest import BROKER_DB, PASSWORD, PORT, RESULT_DB
 from harness import rcelery_binary
+from harness.tls import make_certs
 
 SECRET = "S3cretPw"
 
@@ -75,25 +76,6 @@ def test_an_unusable_url_fails_clearly_without_printing_its_password(
 
 # -- TLS ------------------------------------------------------------------------------------
 
-def _openssl(cwd, *args):
-    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True)
-    assert proc.returncode == 0, f"openssl {args}: {proc.stderr.decode(errors='replace')}"
-
-
-def _make_certs(d):
-    """A CA and a server certificate for localhost it signed (EC keys, PEM)."""
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(d, "req", "-x509", "-days", "2", "-subj", "/CN=rcelery test CA", "-keyout", "ca.key",
-             "-out", "ca.pem", *ec, "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                                  "extendedKeyUsage=serverAuth\n")
-    _openssl(d, "req", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr", *ec)
-    _openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "server.ext")
-    return d / "ca.pem", d / "server.pem", d / "server.key"
-
-
 def _free_port():
     import socket
     with socket.socket() as s:
@@ -105,7 +87,7 @@ def _free_port():
 def tls_server(tmp_path):
     """A password-protected redis-server that speaks only TLS, on a free port."""
     import time
-    ca, cert, key = _make_certs(tmp_path)
+    ca, cert, key = make_certs(tmp_path)
     port = _free_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",

@@ -137,14 +137,31 @@ class PrivatePostgres:
         conn.autocommit = True
         return conn
 
-    def start(self, timeout=30.0):
+    def start(self, timeout=30.0, tls=None, hba=None):
+        """Starts the server. `tls`: (certificate, key) paths to serve TLS with; `hba`: lines
+        put before initdb's own in pg_hba.conf (the first matching line wins)."""
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
         if not os.path.exists(self.data):
             self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off"
+        if tls:
+            cert, key = (os.path.join(self.dir, name) for name in ("server.pem", "server.key"))
+            shutil.copyfile(tls[0], cert)
+            shutil.copyfile(tls[1], key)
+            os.chmod(key, 0o600)
+            if os.geteuid() == 0:
+                for path in (cert, key):
+                    shutil.chown(path, "postgres")
+            options += f" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}"
+        if hba:
+            conf = os.path.join(self.data, "pg_hba.conf")
+            with open(conf) as f:
+                existing = f.read()
+            with open(conf, "w") as f:
+                f.write("".join(line + "\n" for line in hba) + existing)
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", str(int(timeout)),
-                  "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off",
-                  "start")
+                  "-o", options, "start")
         return self
 
     def crash(self):

@@ -362,6 +362,18 @@ fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// True when the TLS handshake itself refused the server (an unknown issuer, a name that does
+/// not match, TLS required but not offered): rustls reports these through the I/O error.
+fn is_tls_refusal(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    }
+}
+
 /// A driver error's text with any URL or password in it masked.
 fn masked(e: &sqlx::Error) -> String {
     mask_secrets_in_text(&e.to_string())
@@ -441,7 +453,11 @@ impl ResultBackend for DatabaseBackend {
             let attempt = tokio::time::timeout(self.store.settings.connect_timeout, self.store.prepare());
             match attempt.await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) if !is_transient(&e) => Err(BackendError::Server(masked(&e))),
+                // A certificate the server's TLS cannot be trusted with will not change by
+                // waiting: a start-up error, as refused credentials are.
+                Ok(Err(e)) if !is_transient(&e) || is_tls_refusal(&e) => {
+                    Err(BackendError::Server(masked(&e)))
+                }
                 Ok(Err(e)) if self.store.settings.options.create_tables_at_setup => {
                     Err(BackendError::Server(masked(&e)))
                 }
