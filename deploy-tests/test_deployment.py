@@ -314,10 +314,14 @@ def test_result_expires_is_what_beats_daily_cleanup_deletes(run):
     assert run.taskmeta(young.id)[0] == "SUCCESS", "younger than result_expires: kept"
 
 
-def test_no_log_shows_a_password(run):
+def test_the_logs_show_no_password_and_no_sql(run):
+    """No process logs a password; the worker's `--loglevel=debug` log has no SQL statements
+    (Celery's has none: SQLAlchemy's engine log stays off)."""
     for proc in run.processes:
         text = proc.log()
         assert REDIS_PASSWORD not in text and PG_PASSWORD not in text, proc.log_path
+    log = run.worker.log()
+    assert "INSERT INTO celery_taskmeta" not in log and "information_schema" not in log
 
 
 def test_the_deployments_other_launch_lines_start_and_run_a_task(run):
