@@ -28,8 +28,9 @@ password masked; a PostgreSQL crash mid-run loses no result) is
 fault-tests/test_database_faults.py.
 """
 import datetime
-import sys
 import json
+import os
+import sys
 import time
 import uuid
 
@@ -127,8 +128,6 @@ def run(tmp_path_factory):
 
 
 def _start(r):
-    import os
-
     r.redis = start_redis()
     r.database = Database()
     r.env = environment(r.database)
