@@ -34,3 +34,5 @@ echo "== compatibility tests of the older line (golden and canvas tests, real Ce
 bash scripts/compat-tests-5.5.sh
 echo "== fault tests (real redis-servers killed, restarted, paused and filled)"
 bash scripts/fault-tests.sh
+echo "== the whole deployment as one test (Django, PostgreSQL, real celery beat)"
+bash scripts/deploy-tests.sh

@@ -127,3 +127,13 @@ def reject(reason, requeue=False):
     """Raise Celery's Reject(reason, requeue): the message is rejected (requeued or not)."""
     from celery.exceptions import Reject
     raise Reject(reason, requeue=requeue)
+
+
+@app.task(name="schedules.my_corn_minder", bind=True)
+def my_corn_minder(self, *args, **kwargs):
+    """The deployment's periodic reminder (celery beat's DatabaseScheduler sends it).
+
+    Returns what it was given and the custom headers of its request (beat's
+    `periodic_task_name`, the periodic task's own headers): {"args", "kwargs", "headers"}.
+    """
+    return {"args": list(args), "kwargs": kwargs, "headers": self.request.headers}

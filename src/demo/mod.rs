@@ -4,6 +4,7 @@
 //! [`rcelery::cli::main`].
 
 mod async_tasks;
+mod schedules;
 mod task;
 
 /// The `tasks` app with every demo task registered.
@@ -13,6 +14,7 @@ pub fn app() -> rcelery::App {
         .register(task::mul::task())
         .register(task::xsum::task())
         .register(task::echo::task())
+        .register(schedules::my_corn_minder::task())
         .register(task::fail::task())
         .register(task::sleep::task())
         .register(task::block::task())

@@ -78,9 +78,149 @@ pub struct TaskMessage {
     pub protocol: u8,
 }
 
+/// The names Celery's task request (`celery.app.task.Context`) has for itself, plus the
+/// protocol headers it reads (`lang`, `task`, `argsrepr`, `kwargsrepr`, `compression`): a
+/// message header of another name is a custom header (see [`TaskMessage::custom_headers`]).
+const REQUEST_FIELDS: &[&str] = &[
+    "args",
+    "argsrepr",
+    "callbacks",
+    "called_directly",
+    "chain",
+    "children",
+    "chord",
+    "compression",
+    "correlation_id",
+    "delivery_info",
+    "errbacks",
+    "eta",
+    "expires",
+    "group",
+    "group_index",
+    "headers",
+    "hostname",
+    "id",
+    "ignore_result",
+    "is_eager",
+    "kwargs",
+    "kwargsrepr",
+    "lang",
+    "logfile",
+    "loglevel",
+    "origin",
+    "parent_id",
+    "properties",
+    "replaced_task_nesting",
+    "reply_to",
+    "retries",
+    "root_id",
+    "shadow",
+    "soft_time_limit",
+    "stamped_headers",
+    "stamps",
+    "task",
+    "taskset",
+    "time_limit",
+    "timelimit",
+    "utc",
+];
+
 impl TaskMessage {
     /// The name for logs: the `shadow` name when set, else the task name.
     pub fn display_name(&self) -> &str {
         self.shadow.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The headers the producer added beyond Celery's own, in message order: what a Python
+    /// task sees as `self.request.headers` (e.g. `apply_async(headers=...)`, or beat's
+    /// `periodic_task_name` and the periodic task's own headers). Empty when there are none,
+    /// where Celery has `None`.
+    pub fn custom_headers(&self) -> Dict {
+        self.headers
+            .iter()
+            .filter(|(k, _)| !k.as_str().is_some_and(|k| REQUEST_FIELDS.contains(&k)))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(headers: Dict) -> TaskMessage {
+        TaskMessage {
+            id: "id-1".to_owned(),
+            name: "schedules.my_corn_minder".to_owned(),
+            args: Vec::new(),
+            kwargs: Dict::new(),
+            embed: Embed::default(),
+            eta: None,
+            expires: None,
+            retries: 0,
+            group: None,
+            group_index: None,
+            root_id: None,
+            parent_id: None,
+            timelimit: TimeLimits::default(),
+            ignore_result: None,
+            shadow: None,
+            argsrepr: None,
+            kwargsrepr: None,
+            origin: None,
+            headers,
+            properties: Properties::default(),
+            delivery_info: DeliveryInfo::default(),
+            content_type: "application/json".to_owned(),
+            protocol: 2,
+        }
+    }
+
+    #[test]
+    fn custom_headers_are_those_celerys_request_does_not_name() {
+        // The headers of a message celery beat (DatabaseScheduler) sent for a periodic task
+        // with headers '{"reminder": "standup"}'.
+        let mut headers = Dict::new();
+        for key in [
+            "lang",
+            "task",
+            "id",
+            "shadow",
+            "eta",
+            "expires",
+            "group",
+            "group_index",
+            "retries",
+            "timelimit",
+            "root_id",
+            "parent_id",
+            "argsrepr",
+            "kwargsrepr",
+            "origin",
+            "ignore_result",
+            "replaced_task_nesting",
+            "stamped_headers",
+            "stamps",
+        ] {
+            headers.insert(key, Value::None);
+        }
+        headers.insert("reminder", "standup");
+        headers.insert("periodic_task_name", "every2");
+        headers.insert("celery_beat_task", true);
+        let custom = message(headers).custom_headers();
+        let mut want = Dict::new();
+        want.insert("reminder", "standup");
+        want.insert("periodic_task_name", "every2");
+        want.insert("celery_beat_task", true);
+        assert_eq!(custom, want);
+    }
+
+    #[test]
+    fn a_plain_message_has_no_custom_headers() {
+        let mut headers = Dict::new();
+        headers.insert("task", "tasks.add");
+        headers.insert("id", "id-1");
+        headers.insert("hostname", "spoofed");
+        assert!(message(headers).custom_headers().is_empty());
     }
 }

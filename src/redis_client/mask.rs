@@ -55,6 +55,10 @@ const SHOWN_OPTIONS: &[&str] = &[
     "client_name",
     "timeout",
     "protocol",
+    "charset",
+    "sslmode",
+    "connect_timeout",
+    "application_name",
 ];
 
 /// Schemes whose path is a file path rather than a database number.
@@ -211,6 +215,17 @@ fn push_hosts(out: &mut String, region: &str, scheme: Option<&str>) -> bool {
     false
 }
 
+/// True for SQLAlchemy's database schemes, with or without Celery's `db+` (`db+postgresql`,
+/// `postgresql+psycopg2`, `mysql+pymysql`, `sqlite`, ...): their path names a database.
+fn is_database_scheme(scheme: &str) -> bool {
+    let scheme = scheme.to_ascii_lowercase();
+    let bare = scheme.strip_prefix("db+").unwrap_or(&scheme);
+    matches!(
+        bare.split('+').next(),
+        Some("postgresql" | "postgres" | "mysql" | "mariadb" | "sqlite")
+    )
+}
+
 /// Appends one URL's part after the user info as far as it reads as expected, then `**`.
 /// False when it masked something (the caller then stops).
 fn push_one(out: &mut String, s: &str, scheme: Option<&str>) -> bool {
@@ -239,6 +254,10 @@ fn push_one(out: &mut String, s: &str, scheme: Option<&str>) -> bool {
     let path_ok = if socket {
         path.chars()
             .all(|c| c.is_alphanumeric() || "/-._~%+".contains(c))
+    } else if scheme.is_some_and(is_database_scheme) {
+        // A database name (or SQLite file), which Celery's banner shows too.
+        path.chars()
+            .all(|c| c.is_alphanumeric() || "/-._~%$".contains(c))
     } else {
         path.trim_matches('/').bytes().all(|b| b.is_ascii_digit())
     };
@@ -359,6 +378,34 @@ mod tests {
             "redis+socket://:**@/tmp/r.sock"
         );
         assert_eq!(m("redis://[::1]:6379/0"), "redis://[::1]:6379/0");
+    }
+
+    #[test]
+    fn database_urls_keep_their_database_name_like_celerys_banner() {
+        assert_eq!(
+            m("db+postgresql://postgres:S3cret@127.0.0.1:5432/rcdeploy_0a1b"),
+            "db+postgresql://postgres:**@127.0.0.1:5432/rcdeploy_0a1b"
+        );
+        assert_eq!(
+            m("db+mysql+pymysql://root:S3cret@h:3306/app-db?charset=utf8mb4"),
+            "db+mysql+pymysql://root:**@h:3306/app-db?charset=utf8mb4"
+        );
+        assert_eq!(
+            m("db+sqlite:////var/lib/app/results.db"),
+            "db+sqlite:////var/lib/app/results.db"
+        );
+        assert_eq!(
+            m("postgresql://u:S3cret@h/d?sslmode=require"),
+            "postgresql://u:**@h/d?sslmode=require"
+        );
+        // What does not read as a database name is still masked.
+        assert_eq!(m("db+postgresql://h/d b#S3cret"), "db+postgresql://h/**");
+        assert_eq!(m("db+postgresql://:S3cret"), "db+postgresql://**");
+        assert_eq!(
+            m("redis://h/S3cret"),
+            "redis://h/**",
+            "Redis paths are numbers"
+        );
     }
 
     #[test]

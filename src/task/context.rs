@@ -71,6 +71,12 @@ impl Request {
         &self.message.headers
     }
 
+    /// The headers the producer added beyond Celery's own (Celery's `self.request.headers`):
+    /// e.g. beat's `periodic_task_name` and a periodic task's own headers.
+    pub fn custom_headers(&self) -> Dict {
+        self.message.custom_headers()
+    }
+
     /// Exchange, routing key and redelivery flag.
     pub fn delivery_info(&self) -> &DeliveryInfo {
         &self.message.delivery_info

@@ -44,7 +44,7 @@ pub(super) async fn send(
         eta: r.eta.clone(),
         expires_in: None,
         expires_at: m.expires.clone(),
-        headers: custom_headers(m),
+        headers: m.custom_headers(),
         time_limit: m.timelimit.hard,
         soft_time_limit: m.timelimit.soft,
         link: sigs(&m.embed.callbacks),
@@ -73,37 +73,6 @@ pub(super) async fn send(
         .send_task(&m.name, args, kwargs, options)
         .await
         .map(|_| ())
-}
-
-/// Headers the producer added beyond Celery's own (kept across retries).
-fn custom_headers(m: &TaskMessage) -> crate::value::Dict {
-    const CELERY: &[&str] = &[
-        "lang",
-        "task",
-        "id",
-        "shadow",
-        "eta",
-        "expires",
-        "group",
-        "group_index",
-        "retries",
-        "timelimit",
-        "root_id",
-        "parent_id",
-        "argsrepr",
-        "kwargsrepr",
-        "origin",
-        "ignore_result",
-        "replaced_task_nesting",
-        "stamped_headers",
-        "stamps",
-        "compression",
-    ];
-    m.headers
-        .iter()
-        .filter(|(k, _)| !k.as_str().is_some_and(|k| CELERY.contains(&k)))
-        .cloned()
-        .collect()
 }
 
 /// Turns an error the task's `autoretry_for` names into the retry Celery's autoretry wrapper
