@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Connection;
 
 use rcelery::state::{BoxError, Startup, StateMap};
 
@@ -34,32 +35,46 @@ pub struct Mailer {
     pub from: Mailbox,
 }
 
-/// The `users` database, as the Django settings name it (or `DATABASE_URL`); connects once so
-/// that a database out of reach stops the start.
+/// The `users` database, as the Django settings name it (or `DATABASE_URL`); one connection
+/// is opened at once, so that a database out of reach stops the start with its reason.
 pub async fn connect_database(startup: Startup) -> Result<PgPool, BoxError> {
-    let options = match std::env::var("DATABASE_URL") {
-        Ok(url) => url.parse::<PgConnectOptions>()?,
+    let (options, target) = match std::env::var("DATABASE_URL") {
+        // The URL may hold a password: rcelery masks it in the error it reports.
+        Ok(url) => (url.parse::<PgConnectOptions>()?, url),
         Err(_) => {
             let env = |name: &str, default: &str| {
                 std::env::var(name).unwrap_or_else(|_| default.to_owned())
             };
-            let port = env("DJANGO_DB_PORT", "5432");
-            PgConnectOptions::new()
-                .host(&env("DJANGO_DB_HOST", "127.0.0.1"))
+            let (host, port, user, name) = (
+                env("DJANGO_DB_HOST", "127.0.0.1"),
+                env("DJANGO_DB_PORT", "5432"),
+                env("DJANGO_DB_USER", "postgres"),
+                env("DJANGO_DB_NAME", "celery_test_2"),
+            );
+            let options = PgConnectOptions::new()
+                .host(&host)
                 .port(
                     port.parse()
                         .map_err(|_| format!("DJANGO_DB_PORT {port:?} is not a port"))?,
                 )
-                .username(&env("DJANGO_DB_USER", "postgres"))
+                .username(&user)
                 .password(&env("DJANGO_DB_PASSWORD", ""))
-                .database(&env("DJANGO_DB_NAME", "celery_test_2"))
+                .database(&name);
+            (
+                options,
+                format!("database {name} on {host}:{port} as {user}"),
+            )
         }
     };
+    let unreachable = |e: sqlx::Error| format!("{e} (connecting to \"{target}\")");
+    let mut first = PgConnection::connect_with(&options)
+        .await
+        .map_err(unreachable)?;
+    first.ping().await.map_err(unreachable)?;
     let connections = startup.config.worker_concurrency.unwrap_or(2).max(1) as u32;
     let pool = PgPoolOptions::new()
         .max_connections(connections)
-        .connect_with(options)
-        .await?;
+        .connect_lazy_with(options);
     Ok(pool)
 }
 

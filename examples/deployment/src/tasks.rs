@@ -53,7 +53,10 @@ pub async fn export_users(
     )
     .fetch_all(&pool)
     .await?;
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    // Python's csv module: CRLF line ends, quotes only where needed.
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
     writer.write_record(EXPORT_HEADER)?;
     for (id, username, email, micros) in rows {
         writer.write_record([id.to_string(), username, email, python_utc(micros)?])?;
