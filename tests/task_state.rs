@@ -64,7 +64,11 @@ async fn parent(
     let child = ctx
         .send_task("t.child", vec![Value::Int(n + 1)], Dict::new(), options)
         .await?;
-    Ok(format!("{} {}", greeting.0, child.id()))
+    let mut sig = rcelery::protocol::Signature::new("t.applied");
+    sig.args = vec![Value::Int(n)];
+    sig.options.insert("queue", "children");
+    let applied = ctx.apply(&sig).await?;
+    Ok(format!("{} {} {}", greeting.0, child.id(), applied.id()))
 }
 
 #[rcelery::task(name = "t.blocking_parent")]
@@ -230,7 +234,8 @@ async fn check(producer: &Producer, used: &AtomicUsize, prefix: &str) {
         .await
         .expect("t.parent succeeds");
     let text = value.as_str().expect("a str").to_owned();
-    let child_id = text.strip_prefix("hi ").expect("greeting from state");
+    let ids = text.strip_prefix("hi ").expect("greeting from state");
+    let (child_id, applied_id) = ids.split_once(' ').expect("two subtask ids");
 
     let blocking = producer
         .send_task(
@@ -257,7 +262,7 @@ async fn check(producer: &Producer, used: &AtomicUsize, prefix: &str) {
         .lrange(format!("{prefix}children"), 0, -1)
         .await
         .expect("LRANGE");
-    assert_eq!(queued.len(), 2, "{queued:?}");
+    assert_eq!(queued.len(), 3, "{queued:?}");
     let header = |raw: &str, key: &str| -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(raw).expect("an envelope");
         v["headers"][key].as_str().map(str::to_owned)
@@ -269,6 +274,13 @@ async fn check(producer: &Producer, used: &AtomicUsize, prefix: &str) {
     assert_eq!(header(first, "task").as_deref(), Some("t.child"));
     assert_eq!(header(first, "parent_id").as_deref(), Some(sent.id()));
     assert_eq!(header(first, "root_id").as_deref(), Some(sent.id()));
+    let applied = queued
+        .iter()
+        .find(|m| header(m, "id").as_deref() == Some(applied_id))
+        .expect("the applied signature is queued");
+    assert_eq!(header(applied, "task").as_deref(), Some("t.applied"));
+    assert_eq!(header(applied, "parent_id").as_deref(), Some(sent.id()));
+    assert_eq!(header(applied, "root_id").as_deref(), Some(sent.id()));
     let second = queued
         .iter()
         .find(|m| header(m, "id").as_deref() == blocking_child.as_str())
@@ -286,7 +298,7 @@ async fn check(producer: &Producer, used: &AtomicUsize, prefix: &str) {
     let meta: serde_json::Value = serde_json::from_str(&meta).expect("json meta");
     assert_eq!(
         meta["children"],
-        serde_json::json!([[[child_id, null], null]]),
+        serde_json::json!([[[child_id, null], null], [[applied_id, null], null]]),
         "{meta}"
     );
 
