@@ -5,7 +5,6 @@ worker, Python Celery or rcelery, runs the tasks).
 * `GET /result/<id>/`: whether that task is ready and, when it is, its result;
 * `GET /mail/?email=a@b.c`: `send_mail.delay(addr)`, then waits for the result.
 """
-from celery.result import AsyncResult
 from django.http import JsonResponse
 
 from tasks.async_tasks import export_users, send_mail
@@ -20,7 +19,7 @@ def export(request):
 
 def result(request, task_id):
     """The state of a task started by another view: ready or not, and its result."""
-    ret = AsyncResult(task_id)
+    ret = export_users.AsyncResult(task_id)
     if not ret.ready():
         return JsonResponse({"id": ret.id, "ready": False})
     return JsonResponse({"id": ret.id, "ready": True, "result": ret.get(timeout=10)})
