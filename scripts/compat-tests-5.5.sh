@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RCELERY_VENV=.venv-5.5 RCELERY_REQUIREMENTS=requirements-5.5.txt bash "$ROOT/scripts/setup-python.sh"
 command -v redis-server >/dev/null || { echo "compat-tests-5.5: redis-server not on PATH" >&2; exit 1; }
 if [ "${RCELERY_WORKER:-rust}" = "rust" ] && [ -z "${RCELERY_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release)
+    (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 cd "$ROOT"
 "$ROOT/.venv-5.5/bin/python" -c "import celery, sys; sys.exit(celery.__version__ != '5.5.3')" \

@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup-python.sh"
 command -v redis-server >/dev/null || { echo "fault-tests: redis-server not on PATH" >&2; exit 1; }
 if [ -z "${RCELERY_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release)
+    (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 cd "$ROOT/fault-tests"
 exec "$ROOT/.venv/bin/python" -m pytest "$ROOT/fault-tests" --timeout="${FAULT_TEST_TIMEOUT:-240}" "$@"

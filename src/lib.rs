@@ -17,11 +17,13 @@ pub mod memory;
 pub mod producer;
 pub mod protocol;
 pub mod redis_client;
+pub mod state;
 pub mod task;
 pub mod value;
 pub mod worker;
 
 pub use app::App;
 pub use rcelery_macros::task;
+pub use state::State;
 pub use task::{Context, TaskError, TaskResult};
 pub use value::{Dict, FromValue, IntoValue, Value};

@@ -42,6 +42,7 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+ROOT_URLCONF = "djproject.urls"
 USE_TZ = True
 TIME_ZONE = "Asia/Shanghai"
 

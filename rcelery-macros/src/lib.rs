@@ -19,7 +19,9 @@
 //!
 //! Parameter attributes: `#[default(expr)]` (a Python default value), `#[args]` (Python's
 //! `*args`), `#[kwargs]` (Python's `**kwargs`). A parameter of type `Context` or `&Context`
-//! receives the request context and is not a Python parameter.
+//! receives the request context and is not a Python parameter; nor is one of type `State<T>`
+//! (as axum's: `State(pool): State<PgPool>`), which receives the app's state value of type
+//! `T`, required of the app when the worker starts.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
@@ -66,10 +68,16 @@ enum Seconds {
 }
 
 enum ParamKind {
-    Named { default: Option<Expr> },
+    Named {
+        default: Option<Expr>,
+    },
     VarArgs,
     VarKw,
-    Context { by_ref: bool },
+    Context {
+        by_ref: bool,
+    },
+    /// `State<T>`: taken from the context through `FromContext`.
+    State,
 }
 
 struct Param {
@@ -238,15 +246,28 @@ fn is_context(ty: &Type) -> Option<bool> {
     }
 }
 
+fn is_state(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "State"))
+}
+
 fn parse_params(func: &mut ItemFn) -> syn::Result<Vec<Param>> {
     let mut params = Vec::new();
-    for arg in func.sig.inputs.iter_mut() {
+    for (n, arg) in func.sig.inputs.iter_mut().enumerate() {
         let FnArg::Typed(pt) = arg else {
             return Err(syn::Error::new_spanned(
                 arg,
                 "tasks are free functions; `self` is not allowed",
             ));
         };
+        if is_state(&pt.ty) {
+            // Any pattern, as axum's `State(pool): State<PgPool>`.
+            params.push(Param {
+                ident: format_ident!("state{}", n),
+                ty: (*pt.ty).clone(),
+                kind: ParamKind::State,
+            });
+            continue;
+        }
         let Pat::Ident(pi) = &*pt.pat else {
             return Err(syn::Error::new_spanned(
                 &pt.pat,
@@ -310,6 +331,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let mut slot_idents = Vec::new();
     let mut slot_names = Vec::new();
     let mut named_index = 0usize;
+    let mut requires = Vec::new();
     for p in &params {
         let ident = &p.ident;
         let ty = &p.ty;
@@ -343,6 +365,13 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 extracts.push(quote! {
                     let #local: #ty = #rc::task::__private::rest_kwargs::<#ty>(&mut __bound, __SIG.func)?;
                 });
+                call_args.push(quote!(#local));
+            }
+            ParamKind::State => {
+                extracts.push(quote! {
+                    let #local: #ty = <#ty as #rc::state::FromContext>::from_context(&__ctx)?;
+                });
+                requires.push(quote!(<#ty as #rc::state::FromContext>::requirement()));
                 call_args.push(quote!(#local));
             }
             ParamKind::Context { by_ref } => {
@@ -479,6 +508,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                         autoretry: #autoretry,
                         ..::core::default::Default::default()
                     },
+                    requires: ::std::vec![#(#requires),*],
                 }
             }
         }

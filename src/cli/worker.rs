@@ -19,8 +19,9 @@ use crate::producer::Producer;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
 use crate::redis_client::url::TlsOptions;
+use crate::state::Startup;
 use crate::task::Seconds;
-use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerSettings};
+use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerParts, WorkerSettings};
 use crate::App;
 
 /// Runs the worker until shutdown; errors are reported here, with context. Also says whether
@@ -51,6 +52,8 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         }
     }
     warn_ignored(args);
+    // A task taking state the app does not provide is refused before anything is opened.
+    app.check_state().map_err(|e| e.to_string())?;
     if let Some(pidfile) = &args.pidfile {
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .map_err(|e| format!("cannot write pidfile {pidfile}: {e}"))?;
@@ -101,6 +104,13 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         .await
         .map_err(|e| format!("cannot use result backend {}: {e}", backend.display_url()))?;
     let broker = connected.broker;
+    let state = app
+        .start(Startup {
+            config: Arc::new(config.clone()),
+            hostname: hostname.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
 
     let settings = WorkerSettings {
         hostname: hostname.clone(),
@@ -164,16 +174,17 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     )
     .with_backend(Arc::clone(&backend))
     .with_routes(routes);
-    let worker = Worker::new(
-        app.registry().clone(),
+    let parts = WorkerParts {
+        registry: app.registry().clone(),
         broker,
         backend,
         producer,
-        settings,
-        health,
-    )
-    .map_err(|e| e.to_string())?;
-    let exit = worker.run().await.map_err(|e| e.to_string())?;
+    };
+    let worker = Worker::with_state(parts, settings, health, Arc::clone(&state))
+        .map_err(|e| e.to_string())?;
+    let exit = worker.run().await;
+    app.stop(state).await;
+    let exit = exit.map_err(|e| e.to_string())?;
     if let Some(pidfile) = args.pidfile.as_ref().filter(|_| exit == Exit::Stopped) {
         let _ = std::fs::remove_file(pidfile);
     }

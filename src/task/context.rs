@@ -1,14 +1,16 @@
 //! What a running task can know about its request (Celery's `self.request`).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::retry::{Retry, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};
 use super::TaskOptions;
 use futures::future::Either;
 
+use super::subtasks::TaskEnv;
 use super::SoftLimit;
 use crate::protocol::{DeliveryInfo, TaskMessage};
+use crate::state::StateMap;
 use crate::value::{DateTime, Dict, Value};
 
 /// The request being executed: the decoded message plus the worker's name.
@@ -18,9 +20,36 @@ pub struct Request {
     pub message: TaskMessage,
     /// The worker's node name (`w1@host`).
     pub hostname: String,
+    /// The subtasks sent from the task (Celery's `request.children`), as `as_tuple()`s: the
+    /// stored result's `children`.
+    children: Mutex<Vec<Value>>,
 }
 
 impl Request {
+    /// The request for `message`, run by the worker `hostname`.
+    pub fn new(message: TaskMessage, hostname: String) -> Request {
+        Request {
+            message,
+            hostname,
+            children: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records a subtask sent from the task (Celery's `add_trail`).
+    pub(crate) fn add_child(&self, child: Value) {
+        if let Ok(mut children) = self.children.lock() {
+            children.push(child);
+        }
+    }
+
+    /// Takes the subtasks recorded so far, in the order they were sent.
+    pub fn take_children(&self) -> Vec<Value> {
+        self.children
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
     /// Task id.
     pub fn id(&self) -> &str {
         &self.message.id
@@ -96,6 +125,8 @@ pub struct Context {
     default_retry_delay: f64,
     /// Set by the worker when the request has a soft time limit.
     soft_limit: Option<Arc<SoftLimit>>,
+    /// The app's state and the worker's producer, set by the worker.
+    env: Option<Arc<TaskEnv>>,
 }
 
 impl Context {
@@ -106,6 +137,7 @@ impl Context {
             max_retries: Some(DEFAULT_MAX_RETRIES),
             default_retry_delay: DEFAULT_RETRY_DELAY,
             soft_limit: None,
+            env: None,
         }
     }
 
@@ -116,7 +148,29 @@ impl Context {
             max_retries: options.max_retries.unwrap_or(Some(DEFAULT_MAX_RETRIES)),
             default_retry_delay: options.default_retry_delay.unwrap_or(DEFAULT_RETRY_DELAY),
             soft_limit: None,
+            env: None,
         }
+    }
+
+    /// The same context with the app's state and the producer subtasks are sent with (the
+    /// worker does this when it runs the task).
+    pub fn with_env(mut self, env: Arc<TaskEnv>) -> Self {
+        self.env = Some(env);
+        self
+    }
+
+    /// The same context with `state` and no producer (for calling a task function in a test).
+    pub fn with_state(self, state: StateMap) -> Self {
+        self.with_env(Arc::new(TaskEnv::new(Arc::new(state), None)))
+    }
+
+    /// A clone of the app's state value of type `T` (what a `State<T>` parameter receives).
+    pub fn state<T: Clone + 'static>(&self) -> Option<T> {
+        self.env.as_ref()?.state.get::<T>().cloned()
+    }
+
+    pub(super) fn env(&self) -> Option<&TaskEnv> {
+        self.env.as_deref()
     }
 
     /// Celery's `self.retry(...)`: build it, then return it as the task's error:

@@ -69,6 +69,8 @@ pub struct TaskDef {
     pub handler: Handler,
     /// Options.
     pub options: TaskOptions,
+    /// The state types its parameters take (`State<T>`), checked when the worker starts.
+    pub requires: Vec<crate::state::Requirement>,
 }
 
 /// What a task function may return: `Result<T, E>` with `T` a value and `E` an error that

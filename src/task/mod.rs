@@ -22,6 +22,7 @@ mod registry;
 mod retry;
 mod seconds;
 mod soft_limit;
+mod subtasks;
 #[doc(hidden)]
 pub mod __private {
     pub use super::private::*;
@@ -37,3 +38,4 @@ pub use registry::Registry;
 pub use retry::{retry_message, Retry, RetryRequest, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};
 pub use seconds::Seconds;
 pub use soft_limit::SoftLimit;
+pub use subtasks::{SendError, TaskEnv};

@@ -34,5 +34,6 @@ pub(super) fn task_def(backend: Arc<dyn ResultBackend>) -> TaskDef {
         name: NAME.to_owned(),
         handler: Handler::Async(handler),
         options: TaskOptions::default(),
+        requires: Vec::new(),
     }
 }

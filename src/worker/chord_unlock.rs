@@ -36,6 +36,7 @@ pub(super) fn task_def(
             default_retry_delay: Some(settings.retry_interval),
             ..TaskOptions::default()
         },
+        requires: Vec::new(),
     }
 }
 

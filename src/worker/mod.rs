@@ -41,7 +41,8 @@ use crate::broker::{Broker, BrokerError, PrefetchWindow, QueueSpec};
 use crate::codec::AcceptContent;
 use crate::health::Health;
 use crate::producer::Producer;
-use crate::task::Registry;
+use crate::state::StateMap;
+use crate::task::{Registry, TaskEnv};
 use inflight::Inflight;
 use slots::Slots;
 use throttle::Throttle;
@@ -121,6 +122,8 @@ pub(crate) struct Shared {
     registry: Registry,
     broker: Arc<dyn Broker>,
     producer: Producer,
+    /// The app's state and the producer, handed to every task's context.
+    env: Arc<TaskEnv>,
     backend: Arc<dyn ResultBackend>,
     settings: WorkerSettings,
     slots: Arc<Slots>,
@@ -151,6 +154,18 @@ pub enum WorkerError {
     BrokerLost(String),
 }
 
+/// The connections and tasks a worker is assembled from.
+pub struct WorkerParts {
+    /// The tasks.
+    pub registry: Registry,
+    /// The broker consumed from.
+    pub broker: Arc<dyn Broker>,
+    /// Where results are stored.
+    pub backend: Arc<dyn ResultBackend>,
+    /// Publishes what tasks set in motion (retries, canvas steps, subtasks).
+    pub producer: Producer,
+}
+
 /// A configured worker, ready to run.
 pub struct Worker {
     shared: Arc<Shared>,
@@ -162,13 +177,36 @@ impl Worker {
     /// chains), normally on the same broker. Fails if a rate limit cannot be read (as Celery
     /// fails at start).
     pub fn new(
-        mut registry: Registry,
+        registry: Registry,
         broker: Arc<dyn Broker>,
         backend: Arc<dyn ResultBackend>,
         producer: Producer,
         settings: WorkerSettings,
         health: Arc<Health>,
     ) -> Result<Worker, WorkerError> {
+        let parts = WorkerParts {
+            registry,
+            broker,
+            backend,
+            producer,
+        };
+        Worker::with_state(parts, settings, health, Arc::new(StateMap::new()))
+    }
+
+    /// [`Worker::new`] for an app with state (see [`crate::App::start`]): tasks taking a
+    /// `State<T>` get it from `state`. Call it on the runtime the worker will run on.
+    pub fn with_state(
+        parts: WorkerParts,
+        settings: WorkerSettings,
+        health: Arc<Health>,
+        state: Arc<StateMap>,
+    ) -> Result<Worker, WorkerError> {
+        let WorkerParts {
+            mut registry,
+            broker,
+            backend,
+            producer,
+        } = parts;
         if !registry.contains(backend_cleanup::NAME) {
             registry.insert(backend_cleanup::task_def(Arc::clone(&backend)));
         }
@@ -189,6 +227,7 @@ impl Worker {
             shared: Arc::new(Shared {
                 registry,
                 broker,
+                env: Arc::new(TaskEnv::new(state, Some(producer.clone()))),
                 producer,
                 backend,
                 settings,

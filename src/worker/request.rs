@@ -129,10 +129,7 @@ async fn run(
             .ignore_result
             .unwrap_or(shared.settings.ignore_result)
     });
-    let request = Arc::new(Request {
-        message,
-        hostname: shared.settings.hostname.clone(),
-    });
+    let request = Arc::new(Request::new(message, shared.settings.hostname.clone()));
     if def
         .options
         .track_started
@@ -153,7 +150,8 @@ async fn run(
     }
 
     let started = Instant::now();
-    let ctx = Context::for_task(Arc::clone(&request), &def.options);
+    let ctx =
+        Context::for_task(Arc::clone(&request), &def.options).with_env(Arc::clone(&shared.env));
     let m = &request.message;
     // A blocking task's slot stays taken until its function returns, even past this point.
     let outcome = Box::pin(timeout::run(
@@ -175,17 +173,19 @@ async fn run(
 
     match outcome {
         Ok(value) => {
-            let children = if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
-                Box::pin(canvas::after_success(
-                    &shared.producer,
-                    shared.backend.as_ref(),
-                    m,
-                    &value,
-                ))
-                .await
-            } else {
-                Vec::new()
-            };
+            // Celery's `request.children`: subtasks the task sent, then its callbacks.
+            let mut children = request.take_children();
+            if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
+                children.extend(
+                    Box::pin(canvas::after_success(
+                        &shared.producer,
+                        shared.backend.as_ref(),
+                        m,
+                        &value,
+                    ))
+                    .await,
+                );
+            }
             // A backend that queues its write in order with the broker's acks lets the ack go
             // at once: it frees the prefetch slot, and write, ack and next fetch share one
             // round trip. Not for chord parts: their ack waits for the chord counter.
@@ -266,7 +266,7 @@ async fn run(
                 state: State::Failure,
                 result: meta,
                 traceback: tb,
-                children: Vec::new(),
+                children: request.take_children(),
             };
             Box::pin(record_outcome(&shared, m, outcome, ignore_result)).await;
             Box::pin(canvas::after_failure(&shared.producer, m)).await;

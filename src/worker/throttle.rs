@@ -105,6 +105,7 @@ mod tests {
                     rate_limit: limit.map(str::to_owned),
                     ..TaskOptions::default()
                 },
+                requires: Vec::new(),
             });
         }
         r

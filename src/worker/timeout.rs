@@ -197,10 +197,7 @@ mod tests {
     }
 
     fn ctx() -> Context {
-        Context::new(Arc::new(Request {
-            message: message(),
-            hostname: "w".into(),
-        }))
+        Context::new(Arc::new(Request::new(message(), "w".into())))
     }
 
     fn limits(hard: Option<f64>, soft: Option<f64>) -> TimeLimits {
