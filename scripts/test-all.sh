@@ -25,14 +25,22 @@ fi
 # reuse the same artifacts; benchmarks (benches/) build with Cargo.toml's profile.
 export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-off}"
 
-echo "== cargo test"
+# Each phase says how long it took, so CI's time can be watched as the suites grow.
+phase_started=$SECONDS
+phase() {
+    echo "== ($((SECONDS - phase_started)) s so far) $1"
+}
+
+phase "cargo test"
 cargo test --workspace --release 2>&1
-echo "== fuzz smoke run (every decoder, 20 s each)" && bash scripts/fuzz-smoke.sh
-echo "== compatibility tests (real Celery 5.7, real Redis)"
+phase "fuzz smoke run (every decoder, 20 s each)"
+bash scripts/fuzz-smoke.sh
+phase "compatibility tests (real Celery 5.7, real Redis)"
 bash scripts/compat-tests.sh
-echo "== compatibility tests of the older line (golden and canvas tests, real Celery 5.5)"
+phase "compatibility tests of the older line (golden and canvas tests, real Celery 5.5)"
 bash scripts/compat-tests-5.5.sh
-echo "== fault tests (real redis-servers killed, restarted, paused and filled)"
+phase "fault tests (real redis-servers killed, restarted, paused and filled)"
 bash scripts/fault-tests.sh
-echo "== the whole deployment as one test (Django, PostgreSQL, real celery beat)"
+phase "the whole deployment as one test (Django, PostgreSQL, real celery beat)"
 bash scripts/deploy-tests.sh
+phase "all suites passed"
