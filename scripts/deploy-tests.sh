@@ -10,7 +10,7 @@ bash "$ROOT/scripts/setup-python.sh"
 command -v redis-server >/dev/null || { echo "deploy-tests: redis-server not on PATH" >&2; exit 1; }
 bash "$ROOT/scripts/ensure-databases.sh"
 if [ "${RCELERY_WORKER:-rust}" = "rust" ] && [ -z "${RCELERY_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release)
+    (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 cd "$ROOT/deploy-tests"
 exec "$ROOT/.venv/bin/python" -m pytest "$ROOT/deploy-tests" "$@"
