@@ -336,29 +336,5 @@ fn settings() -> WorkerSettings {
 
 /// A decoded message for a task called directly.
 fn message_for_test() -> rcelery::protocol::TaskMessage {
-    rcelery::protocol::TaskMessage {
-        id: "id".into(),
-        name: "t.greet".into(),
-        args: Vec::new(),
-        kwargs: Dict::new(),
-        embed: Default::default(),
-        eta: None,
-        expires: None,
-        retries: 0,
-        group: None,
-        group_index: None,
-        root_id: None,
-        parent_id: None,
-        timelimit: Default::default(),
-        ignore_result: None,
-        shadow: None,
-        argsrepr: None,
-        kwargsrepr: None,
-        origin: None,
-        headers: Dict::new(),
-        properties: Default::default(),
-        delivery_info: Default::default(),
-        content_type: String::new(),
-        protocol: 2,
-    }
+    rcelery::protocol::TaskMessage::new("id", "t.greet")
 }

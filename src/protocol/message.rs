@@ -126,6 +126,36 @@ const REQUEST_FIELDS: &[&str] = &[
 ];
 
 impl TaskMessage {
+    /// A protocol-v2 message for the task `name` with id `id`, no arguments and nothing else
+    /// set: for calling a task directly (tests, a task run in-process); set what it needs.
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> TaskMessage {
+        TaskMessage {
+            id: id.into(),
+            name: name.into(),
+            args: Vec::new(),
+            kwargs: Dict::new(),
+            embed: Embed::default(),
+            eta: None,
+            expires: None,
+            retries: 0,
+            group: None,
+            group_index: None,
+            root_id: None,
+            parent_id: None,
+            timelimit: TimeLimits::default(),
+            ignore_result: None,
+            shadow: None,
+            argsrepr: None,
+            kwargsrepr: None,
+            origin: None,
+            headers: Dict::new(),
+            properties: Properties::default(),
+            delivery_info: DeliveryInfo::default(),
+            content_type: String::new(),
+            protocol: 2,
+        }
+    }
+
     /// The name for logs: the `shadow` name when set, else the task name.
     pub fn display_name(&self) -> &str {
         self.shadow.as_deref().unwrap_or(&self.name)
@@ -150,29 +180,9 @@ mod tests {
 
     fn message(headers: Dict) -> TaskMessage {
         TaskMessage {
-            id: "id-1".to_owned(),
-            name: "schedules.my_corn_minder".to_owned(),
-            args: Vec::new(),
-            kwargs: Dict::new(),
-            embed: Embed::default(),
-            eta: None,
-            expires: None,
-            retries: 0,
-            group: None,
-            group_index: None,
-            root_id: None,
-            parent_id: None,
-            timelimit: TimeLimits::default(),
-            ignore_result: None,
-            shadow: None,
-            argsrepr: None,
-            kwargsrepr: None,
-            origin: None,
             headers,
-            properties: Properties::default(),
-            delivery_info: DeliveryInfo::default(),
             content_type: "application/json".to_owned(),
-            protocol: 2,
+            ..TaskMessage::new("id-1", "schedules.my_corn_minder")
         }
     }
 

@@ -70,29 +70,10 @@ mod tests {
             headers.insert("timelimit", v);
         }
         TaskMessage {
-            id: "id".into(),
-            name: "tasks.sleep".into(),
-            args: Vec::new(),
-            kwargs: Dict::new(),
-            embed: Default::default(),
-            eta: None,
-            expires: None,
-            retries: 0,
-            group: None,
-            group_index: None,
-            root_id: None,
-            parent_id: None,
             timelimit: decoded,
-            ignore_result: None,
-            shadow: None,
-            argsrepr: None,
-            kwargsrepr: None,
-            origin: None,
             headers,
-            properties: Default::default(),
-            delivery_info: Default::default(),
             content_type: "application/json".into(),
-            protocol: 2,
+            ..TaskMessage::new("id", "tasks.sleep")
         }
     }
 

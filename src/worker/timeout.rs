@@ -169,31 +169,7 @@ mod tests {
     use crate::worker::slots::{run_kind, SlotState, Slots};
 
     fn message() -> TaskMessage {
-        TaskMessage {
-            id: "id".into(),
-            name: "t".into(),
-            args: Vec::new(),
-            kwargs: Dict::new(),
-            embed: Default::default(),
-            eta: None,
-            expires: None,
-            retries: 0,
-            group: None,
-            group_index: None,
-            root_id: None,
-            parent_id: None,
-            timelimit: Default::default(),
-            ignore_result: None,
-            shadow: None,
-            argsrepr: None,
-            kwargsrepr: None,
-            origin: None,
-            headers: Dict::new(),
-            properties: Default::default(),
-            delivery_info: Default::default(),
-            content_type: String::new(),
-            protocol: 2,
-        }
+        TaskMessage::new("id", "t")
     }
 
     fn ctx() -> Context {
