@@ -17,6 +17,8 @@
 
 #[cfg(feature = "sql")]
 mod backend;
+#[cfg(feature = "sql")]
+pub mod engine;
 pub mod row;
 pub mod schema;
 pub mod sql;
