@@ -3,6 +3,7 @@
 
 pub mod chord;
 pub mod database;
+pub mod django_db;
 pub mod factory;
 pub mod join;
 pub mod meta;
@@ -143,6 +144,13 @@ pub trait NativeChords: Send + Sync {
 
     /// Deletes a fired chord's counters.
     fn chord_cleanup<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// False when the counters are created by the client applying a chord with more than
+    /// its size (django-db's `apply_chord` stores the header's result tuples): chords rcelery
+    /// applies itself are then joined by `celery.chord_unlock`.
+    fn counts_chords_it_applies(&self) -> bool {
+        true
+    }
 }
 
 /// The backend for `result_backend` unset or `disabled`: results are dropped.

@@ -444,6 +444,13 @@ fn result_record(
         worker: Some(shared.settings.hostname.clone()),
         retries: Some(m.retries),
         queue: Some(m.delivery_info.routing_key.clone()).filter(|q| !q.is_empty()),
+        argsrepr: m.argsrepr.clone(),
+        kwargsrepr: m.kwargsrepr.clone(),
+        periodic_task_name: m
+            .headers
+            .get("periodic_task_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     });
     ResultRecord {
         task_id: m.id.clone(),

@@ -208,6 +208,9 @@ mod tests {
                 worker: Some("w@h".into()),
                 retries: Some(0),
                 queue: Some("default".into()),
+                argsrepr: Some("(2, 3)".into()),
+                kwargsrepr: Some("{}".into()),
+                periodic_task_name: None,
             }),
         };
         let row = TaskRow::new(&record, &encoder(true), Dialect::Postgres, FRESH);
