@@ -21,8 +21,6 @@ user postgres, trust auth; a redis-server on PATH). Never edit the outputs by ha
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,82 +31,18 @@ FIXTURES = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(FIXTURES))
 
 from harness import RedisServer, Worker, effective_config  # noqa: E402
+from harness.django_db import install_log, masked_writes, migrate, read_log  # noqa: E402
 
 OUT = FIXTURES / "golden" / "django_db"
 PASSWORD = "123456"
 PG = "postgresql://postgres@127.0.0.1:5432"
-TABLES = ("taskresult", "groupresult", "chordcounter")
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-# Every write to the three tables, in order (a trigger per table fills it).
-LOG_DDL = """
-CREATE TABLE capture_log (n BIGSERIAL PRIMARY KEY, tbl TEXT, op TEXT, row JSONB,
-                          at TIMESTAMPTZ DEFAULT clock_timestamp());
-CREATE FUNCTION capture_write() RETURNS trigger AS $$
-BEGIN
-  INSERT INTO capture_log (tbl, op, row) VALUES (TG_TABLE_NAME, TG_OP,
-    to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END));
-  RETURN NULL;
-END $$ LANGUAGE plpgsql;
-"""
 
 
-def migrate(env):
-    """`manage.py migrate` into the database `env` names (Django owns the tables)."""
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                   cwd=FIXTURES, env=env, check=True)
-
-
-class Masker:
-    """Replaces volatile values by stable placeholders, consistently within one case."""
-
-    def __init__(self, hostname):
-        self.ids = {}
-        self.hostname = hostname
-
-    def id(self, value):
-        if value not in self.ids:
-            self.ids[value] = f"<id:{len(self.ids)}>"
-        return self.ids[value]
-
-    def text(self, s):
-        if s is None:
-            return None
-        s = UUID.sub(lambda u: self.id(u.group(0)), s)
-        s = s.replace(self.hostname, "<hostname>")
-        s = re.sub(r'"pid": \d+', '"pid": "<pid>"', s)
-        s = re.sub(r'File "[^"]+", line \d+, in \S+', "<frame>", s)
-        return s
-
-
-def dates(row):
-    """The row's dates as facts: set or NULL (they come from two clocks, Python's for
-    `date_created`/`date_done` and the database's `NOW()` for `date_started`, so their order
-    is not a fact)."""
-    return {k: ("set" if row[k] else None)
-            for k in ("date_created", "date_started", "date_done") if k in row}
-
-
-def mask_row(tbl, row, m):
-    row = dict(row)
-    row.pop("id", None)
-    facts = dates(row)
-    for k in ("date_created", "date_started", "date_done"):
-        row.pop(k, None)
-    for k, v in list(row.items()):
-        if isinstance(v, str):
-            row[k] = m.text(v)
-    row.update(facts)
-    return row
-
-
-def read_log(db, after):
+def log_after(db, after):
     import psycopg2
     conn = psycopg2.connect(f"{PG}/{db}")
     try:
-        cur = conn.cursor()
-        cur.execute("SELECT n, tbl, op, row FROM capture_log WHERE n > %s ORDER BY n", (after,))
-        return cur.fetchall()
+        return read_log(conn, after)
     finally:
         conn.close()
 
@@ -134,14 +68,9 @@ def main():
     os.environ.pop("RCELERY_FIXTURE_CONFIG", None)
     workdir = Path(tempfile.mkdtemp(prefix="capture-djdb-"))
     try:
-        migrate(dict(os.environ))
+        migrate(env_db)
         conn = psycopg2.connect(f"{PG}/{name}")
-        conn.autocommit = True
-        cur = conn.cursor()
-        cur.execute(LOG_DDL)
-        for t in TABLES:
-            cur.execute(f"CREATE TRIGGER capture_{t} AFTER INSERT OR UPDATE OR DELETE ON "
-                        f"django_celery_results_{t} FOR EACH ROW EXECUTE FUNCTION capture_write()")
+        install_log(conn)
         conn.close()
         capture(name, server, workdir)
     finally:
@@ -165,14 +94,11 @@ def capture(db, server, workdir):
         worker.start()
         try:
             for case, fn in cases:
-                before = read_log(db, 0)
+                before = log_after(db, 0)
                 after = before[-1][0] if before else 0
                 fn()
                 time.sleep(1.0)  # let trailing writes (chord counter deletion) land
-                log = read_log(db, after)
-                m = Masker(hostname)
-                out = [{"table": tbl, "op": op, "row": mask_row(tbl, row, m)}
-                       for _n, tbl, op, row in log]
+                out = masked_writes(log_after(db, after), hostname)
                 path = OUT / f"{case}.json"
                 path.write_text(json.dumps({"settings": conf, "writes": out}, indent=1,
                                            ensure_ascii=False, sort_keys=True) + "\n")
