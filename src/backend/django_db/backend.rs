@@ -151,8 +151,8 @@ impl Store {
             .fetch_optional(&self.engine.pool)
             .await?;
         let Some(r) = found else { return Ok(None) };
-        let result: Option<String> = r.try_get(0)?;
-        Ok(result.map(|text| (text, r.try_get::<Option<String>, _>(1).ok().flatten())))
+        let result = text_at(&r, 0)?;
+        Ok(result.map(|text| (text, text_at(&r, 1).ok().flatten())))
     }
 
     /// django-celery-results' `on_chord_part_return`: in one transaction, the counter row
@@ -172,7 +172,7 @@ impl Store {
             return Ok(None);
         };
         let count: i64 = counter.try_get(0)?;
-        let sub_tasks: String = counter.try_get(1)?;
+        let sub_tasks = text_at(&counter, 1)?.unwrap_or_default();
         let left = count - 1;
         if left != 0 {
             sqlx::query(&s.update_counter)
@@ -229,7 +229,7 @@ impl RowSink for Store {
 fn read_row(r: &AnyRow) -> Result<ReadRow, sqlx::Error> {
     let mut out = ReadRow::default();
     for (i, column) in SELECT_COLUMNS.iter().enumerate() {
-        let value: Option<String> = r.try_get(i)?;
+        let value = text_at(r, i)?;
         match *column {
             "status" => out.status = value,
             "result" => out.result = value,
@@ -245,6 +245,16 @@ fn read_row(r: &AnyRow) -> Result<ReadRow, sqlx::Error> {
         }
     }
     Ok(out)
+}
+
+/// A text column: MySQL's driver reports TEXT columns as BLOB, read as bytes then.
+fn text_at(r: &AnyRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+    match r.try_get::<Option<String>, _>(i) {
+        Ok(text) => Ok(text),
+        Err(_) => Ok(r
+            .try_get::<Option<Vec<u8>>, _>(i)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())),
+    }
 }
 
 /// The id in a result tuple `((id, parent), children)`, and its children when it is a group.
