@@ -176,18 +176,11 @@ impl Store {
 
     async fn delete_expired(&self, before: &str) -> Result<u64, sqlx::Error> {
         let prepared = self.prepare().await?;
-        let mut deleted = 0;
-        for statement in [
-            &prepared.statements.cleanup_tasks,
-            &prepared.statements.cleanup_groups,
-        ] {
-            deleted += sqlx::query(statement)
-                .bind(before.to_owned())
-                .execute(&self.engine.pool)
-                .await?
-                .rows_affected();
-        }
-        Ok(deleted)
+        let statements = [
+            prepared.statements.cleanup_tasks.as_str(),
+            prepared.statements.cleanup_groups.as_str(),
+        ];
+        self.engine.delete_before(&statements, before).await
     }
 }
 

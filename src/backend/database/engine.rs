@@ -105,6 +105,24 @@ impl Engine {
         }
     }
 
+    /// Runs each of `statements` (deletions of rows done before the bound time) with
+    /// `before` bound; returns how many rows went (`backend.cleanup()`).
+    pub async fn delete_before(
+        &self,
+        statements: &[&str],
+        before: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let mut deleted = 0;
+        for statement in statements {
+            deleted += sqlx::query(statement)
+                .bind(before.to_owned())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+
     /// Takes a place in the result buffer (waits while it is full).
     pub async fn room(&self) -> Result<OwnedSemaphorePermit, BackendError> {
         Arc::clone(&self.room)

@@ -16,6 +16,7 @@ use super::row::{self, DjangoRow, ReadRow};
 use super::sql::{Statements, SELECT_COLUMNS};
 use crate::backend::chord::{ChordPart, ChordProgress};
 use crate::backend::database::engine::{is_transient, Engine, RowSink, Writer};
+use crate::backend::database::row::expired_before;
 use crate::backend::database::url::DatabaseUrl;
 use crate::backend::database::DatabaseSettings;
 use crate::backend::{BackendError, MetaEncoder, NativeChords, ResultBackend, ResultRecord};
@@ -193,18 +194,11 @@ impl Store {
 
     async fn delete_expired(&self, before: &str) -> Result<u64, sqlx::Error> {
         self.ready().await?;
-        let mut deleted = 0;
-        for statement in [
-            &self.statements.cleanup_tasks,
-            &self.statements.cleanup_groups,
-        ] {
-            deleted += sqlx::query(statement)
-                .bind(before.to_owned())
-                .execute(&self.engine.pool)
-                .await?
-                .rows_affected();
-        }
-        Ok(deleted)
+        let statements = [
+            self.statements.cleanup_tasks.as_str(),
+            self.statements.cleanup_groups.as_str(),
+        ];
+        self.engine.delete_before(&statements, before).await
     }
 
     async fn meta(&self, task_id: &str) -> Result<Option<Value>, BackendError> {
@@ -348,20 +342,6 @@ impl ResultBackend for DjangoDbBackend {
         self.store.meta(task_id).boxed()
     }
 
-    fn get_many_meta<'a>(
-        &'a self,
-        task_ids: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, BackendError>> {
-        async move {
-            let mut metas = Vec::with_capacity(task_ids.len());
-            for id in task_ids {
-                metas.push(self.store.meta(id).await?);
-            }
-            Ok(metas)
-        }
-        .boxed()
-    }
-
     fn restore_group<'a>(
         &'a self,
         group_id: &'a str,
@@ -388,9 +368,7 @@ impl ResultBackend for DjangoDbBackend {
             let Some(expires) = self.store.expires else {
                 return Ok(0);
             };
-            let at =
-                Utc::now() - chrono::Duration::from_std(expires).unwrap_or(chrono::Duration::MAX);
-            let before = row::time_text(self.store.engine.url.dialect, at);
+            let before = expired_before(self.store.engine.url.dialect, expires);
             self.store
                 .engine
                 .retrying(false, || self.store.delete_expired(&before))

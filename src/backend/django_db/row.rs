@@ -17,6 +17,7 @@
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
+use crate::backend::database::row::meta_head;
 use crate::backend::database::url::Dialect;
 use crate::backend::meta::decode_stored;
 use crate::backend::meta::{MetaEncoder, ResultRecord, State};
@@ -163,17 +164,14 @@ impl ReadRow {
         let children = decode(self.meta)?
             .as_ref()
             .and_then(Value::as_dict)
-            .and_then(|d| d.get("children").cloned())
-            .unwrap_or(Value::List(Vec::new()));
-        let mut m = Dict::with_capacity(12);
-        m.insert("status", text(self.status));
-        m.insert("result", decode(self.result)?.unwrap_or(Value::None));
-        m.insert("traceback", text(self.traceback));
-        m.insert(
-            "date_done",
-            text(self.date_done.map(|d| d.replacen(' ', "T", 1))),
+            .and_then(|d| d.get("children").cloned());
+        let mut m = meta_head(
+            self.status,
+            decode(self.result)?,
+            self.traceback,
+            self.date_done,
+            children,
         );
-        m.insert("children", children);
         if extended {
             m.insert("name", text(self.task_name));
             // Unreadable arguments stay as stored, as django-celery-results leaves them.
