@@ -13,11 +13,13 @@ worker runs with results stored and task_acks_late=True (tasks/celery_config.py)
 With `--backends redis,postgresql` each worker also drains the same messages with its results
 in PostgreSQL (`db+postgresql://`, Celery's SQLAlchemy tables, a fresh database per run on the
 machine's server at RCELERY_BENCH_PG, default postgresql://postgres@127.0.0.1:5432); the drain
-ends when N rows are in `celery_taskmeta`.
+ends when N rows are in `celery_taskmeta`. `--backends django-db` does the same through
+django-celery-results (`result_backend = "django-db"`, its tables migrated by Django), the
+drain ending at N rows in `django_celery_results_taskresult`.
 
 Prints a table and writes benches/results/latest.json.
 Usage: python benches/throughput.py [--n 20000] [--workers all|python|rust,prefork,solo]
-       [--backends redis|postgresql|redis,postgresql]
+       [--backends redis|postgresql|django-db (comma-separated)]
 """
 import argparse
 import json
@@ -110,6 +112,9 @@ class RedisResults:
     def fresh(self):
         os.environ["CELERY_RESULT_BACKEND"] = self.url
 
+    def conf(self):
+        return {}
+
     def count(self):
         return self.client.dbsize()
 
@@ -121,6 +126,7 @@ class PostgresResults:
     """Results in a fresh PostgreSQL database per run (`db+postgresql://`)."""
 
     name = "postgresql"
+    table = "celery_taskmeta"
 
     def __init__(self, server, port):
         import psycopg2
@@ -141,10 +147,10 @@ class PostgresResults:
             self.conn = self.psycopg2.connect(f"{PG}/{self.db}")
             self.conn.autocommit = True
         cur = self.conn.cursor()
-        cur.execute("SELECT to_regclass('celery_taskmeta') IS NOT NULL")
+        cur.execute(f"SELECT to_regclass('{self.table}') IS NOT NULL")
         if not cur.fetchone()[0]:
             return 0
-        cur.execute("SELECT COUNT(*) FROM celery_taskmeta")
+        cur.execute(f"SELECT COUNT(*) FROM {self.table}")
         return cur.fetchone()[0]
 
     def close(self):
@@ -155,8 +161,34 @@ class PostgresResults:
             self.admin.cursor().execute(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
             self.db = None
 
+    def conf(self):
+        return {}
 
-BACKENDS = {"redis": RedisResults, "postgresql": PostgresResults}
+
+class DjangoDbResults(PostgresResults):
+    """Results through django-celery-results (`django-db`) in a fresh PostgreSQL database
+    per run, migrated with `manage.py migrate`: the Python worker's Django reads it from the
+    DJANGO_DB_* variables, rcelery from `database_url`."""
+
+    name = "django-db"
+    table = "django_celery_results_taskresult"
+
+    def fresh(self):
+        from harness.django_db import migrate
+        super().fresh()
+        env = {"DJANGO_DB_ENGINE": "postgresql", "DJANGO_DB_NAME": self.db,
+               "DJANGO_DB_HOST": "127.0.0.1", "DJANGO_DB_PORT": "5432",
+               "DJANGO_DB_USER": "postgres", "DJANGO_DB_PASSWORD": ""}
+        migrate(env)
+        os.environ.update(env)
+        os.environ["CELERY_RESULT_BACKEND"] = "django-db"
+
+    def conf(self):
+        return {"database_url": f"{PG}/{self.db}"}
+
+
+BACKENDS = {"redis": RedisResults, "postgresql": PostgresResults,
+            "django-db": DjangoDbResults}
 
 
 def run_worker(label, server, conf, dump, n, workdir, results):
@@ -164,7 +196,7 @@ def run_worker(label, server, conf, dump, n, workdir, results):
     broker = server.client(BROKER_DB)
     server.client().flushall()
     results.fresh()
-    conf = dict(conf, result_backend=os.environ["CELERY_RESULT_BACKEND"])
+    conf = dict(conf, result_backend=os.environ["CELERY_RESULT_BACKEND"], **results.conf())
     # Idle RSS on an empty queue first.
     w = Worker(conf, workdir / "idle", **KINDS[label])
     w.start()
@@ -173,7 +205,7 @@ def run_worker(label, server, conf, dump, n, workdir, results):
     w.stop()
     server.client().flushall()
     results.fresh()
-    conf = dict(conf, result_backend=os.environ["CELERY_RESULT_BACKEND"])
+    conf = dict(conf, result_backend=os.environ["CELERY_RESULT_BACKEND"], **results.conf())
     broker.restore("default", 0, dump)
     w = Worker(conf, workdir / "drain", **KINDS[label])
     spawned = time.monotonic()
@@ -229,7 +261,7 @@ def main():
     parser.add_argument("--workers", default="all", help="all, python, or rust,prefork,solo")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RCELERY_BENCH_REDIS_PORT", 6391)))
     parser.add_argument("--backends", default="redis",
-                        help="where results go: redis, postgresql, or both comma-separated")
+                        help="where results go: redis, postgresql, django-db, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benches" / "results" / "latest.json"))
     args = parser.parse_args()
     labels = list(KINDS) if args.workers == "all" else \

@@ -132,6 +132,9 @@ fn every_stored_result_is_reproduced_byte_for_byte() {
                 worker: opt_str(d, "worker"),
                 retries: d.get("retries").and_then(Value::as_i64),
                 queue: opt_str(d, "queue"),
+                argsrepr: None,
+                kwargsrepr: None,
+                periodic_task_name: None,
             }),
         };
         let enc = MetaEncoder {

@@ -31,6 +31,11 @@ if _ENGINE == "sqlite3":
         }
     }
 else:
+    if _ENGINE == "mysql":
+        # Django's MySQL backend on PyMySQL (the pinned pure-Python driver) instead of
+        # mysqlclient.
+        import pymysql
+        pymysql.install_as_MySQLdb()
     DATABASES = {
         "default": {
             "ENGINE": f"django.db.backends.{_ENGINE}",

@@ -1,11 +1,12 @@
 //! The URL → result backend factory: `disabled` or no URL gives the [`DisabledBackend`], a
-//! `db+` URL the [`DatabaseBackend`], a Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
+//! `db+` URL the [`DatabaseBackend`], `django-db` the [`DjangoDbBackend`], a Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
 //! itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::database::{self, DatabaseOptions};
+use super::django_db;
 use super::redis::{BackendLinkSettings, ChordSettings, RedisBackend};
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
 use crate::redis_client::lane::SettleLane;
@@ -61,6 +62,9 @@ pub fn open(
     if database::url::is_database_url(url) {
         return open_database(url, setup);
     }
+    if django_db::is_django_db(url) {
+        return open_django_db(setup);
+    }
     let role = "result backend";
     let refused = |source| UrlRefusal::Invalid {
         role,
@@ -111,21 +115,63 @@ fn open_database(
         url: masked.clone(),
         source: BackendError::Url(e.to_string()),
     })?;
-    let link = setup.link;
-    let settings = database::DatabaseSettings {
-        options: setup.database,
-        connect_timeout: link.connect_timeout,
-        statement_timeout: link.response_timeout,
-        retry: link.retry,
-        buffer: link.buffer,
-        health: link.health,
-    };
+    let settings = database_settings(setup.link, setup.database);
     let backend = database::DatabaseBackend::new(parsed, setup.encoder, setup.expires, settings)
         .map_err(|source| BackendSetupError::Open {
             url: masked,
             source,
         })?;
     Ok(Arc::new(backend))
+}
+
+/// The retry, timeout and buffer settings of an SQL backend.
+#[cfg(feature = "sql")]
+fn database_settings(
+    link: BackendLinkSettings,
+    options: DatabaseOptions,
+) -> database::DatabaseSettings {
+    database::DatabaseSettings {
+        options,
+        connect_timeout: link.connect_timeout,
+        statement_timeout: link.response_timeout,
+        retry: link.retry,
+        buffer: link.buffer,
+        health: link.health,
+    }
+}
+
+/// The `django-db` backend, on the database `database_url` (or Django's settings) names.
+#[cfg(feature = "sql")]
+fn open_django_db(setup: BackendSetup<'_>) -> Result<Arc<dyn ResultBackend>, BackendSetupError> {
+    let refused = |url: String, text: String| BackendSetupError::Open {
+        url,
+        source: BackendError::Url(text),
+    };
+    let Some(url) = setup.database.django_url.clone() else {
+        return Err(refused(
+            "django-db".into(),
+            "no database: set database_url (e.g. postgresql://user:password@host/db), or start with -A naming the Celery app of a Django project so that DATABASES['default'] is read".into(),
+        ));
+    };
+    let masked = redis_client::mask_password(&url);
+    let parsed = database::url::parse_plain(&url)
+        .map_err(|e| refused(format!("django-db ({masked})"), e.to_string()))?;
+    let settings = database_settings(setup.link, setup.database);
+    let backend = django_db::DjangoDbBackend::new(parsed, setup.encoder, setup.expires, settings)
+        .map_err(|source| BackendSetupError::Open {
+        url: format!("django-db ({masked})"),
+        source,
+    })?;
+    Ok(Arc::new(backend))
+}
+
+/// Without the `sql` feature `django-db` is refused.
+#[cfg(not(feature = "sql"))]
+fn open_django_db(_setup: BackendSetup<'_>) -> Result<Arc<dyn ResultBackend>, BackendSetupError> {
+    Err(BackendSetupError::Open {
+        url: "django-db".into(),
+        source: BackendError::Unsupported("rcelery was built without the sql feature".into()),
+    })
 }
 
 /// Without the `sql` feature a `db+` URL is refused.

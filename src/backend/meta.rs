@@ -69,6 +69,12 @@ pub struct ExtendedMeta {
     pub retries: Option<i64>,
     /// `delivery_info.routing_key`.
     pub queue: Option<String>,
+    /// The message's `argsrepr` header (django-db stores it as `task_args`).
+    pub argsrepr: Option<String>,
+    /// The message's `kwargsrepr` header (django-db's `task_kwargs`).
+    pub kwargsrepr: Option<String>,
+    /// The `periodic_task_name` header celery beat sends (django-db stores it).
+    pub periodic_task_name: Option<String>,
 }
 
 /// One result to store.
@@ -152,6 +158,9 @@ impl MetaEncoder {
                 worker: None,
                 retries: None,
                 queue: None,
+                argsrepr: None,
+                kwargsrepr: None,
+                periodic_task_name: None,
             });
             let opt = |s: Option<String>| s.map_or(Value::None, Value::Str);
             m.insert("name", opt(e.name));

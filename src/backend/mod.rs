@@ -3,6 +3,7 @@
 
 pub mod chord;
 pub mod database;
+pub mod django_db;
 pub mod factory;
 pub mod join;
 pub mod meta;
@@ -162,6 +163,13 @@ pub trait NativeChords: Send + Sync {
     fn chord_failed<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         let _ = group_id;
         Box::pin(async { Ok(()) })
+    }
+
+    /// False when the counters are created by the client applying a chord with more than
+    /// its size (django-db's `apply_chord` stores the header's result tuples): chords rcelery
+    /// applies itself are then joined by `celery.chord_unlock`.
+    fn counts_chords_it_applies(&self) -> bool {
+        true
     }
 }
 

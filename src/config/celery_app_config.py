@@ -253,7 +253,43 @@ def django_info():
             field.lower(): None if default.get(field) in (None, "") else str(default.get(field))
             for field in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
         }
+        info["database_url"] = database_url(info["database"])
     return info
+
+
+# Django's engines and the URL scheme rcelery's django-db backend reads for each.
+ENGINE_SCHEMES = {
+    "django.db.backends.postgresql": "postgresql",
+    "django.db.backends.postgresql_psycopg2": "postgresql",
+    "django.contrib.gis.db.backends.postgis": "postgresql",
+    "django.db.backends.mysql": "mysql",
+    "django.contrib.gis.db.backends.mysql": "mysql",
+    "django.db.backends.sqlite3": "sqlite",
+    "django.contrib.gis.db.backends.spatialite": "sqlite",
+}
+
+
+def database_url(db):
+    """DATABASES['default'] as the URL of the django-db backend (None: another engine)."""
+    from urllib.parse import quote
+    scheme = ENGINE_SCHEMES.get(db.get("engine") or "")
+    name = db.get("name") or ""
+    if scheme is None or not name:
+        return None
+    if scheme == "sqlite":
+        # sqlite:///relative or sqlite:////absolute, as SQLAlchemy spells paths.
+        return f"sqlite:///{os.path.abspath(name) if name != ':memory:' else name}"
+    auth = ""
+    if db.get("user"):
+        auth = quote(db["user"], safe="")
+        if db.get("password"):
+            auth += ":" + quote(db["password"], safe="")
+        auth += "@"
+    host = db.get("host") or "localhost"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    port = f":{db['port']}" if db.get("port") else ""
+    return f"{scheme}://{auth}{host}{port}/{quote(name, safe='')}"
 
 
 def tail(text):

@@ -218,6 +218,11 @@ pub struct Config {
     /// `database_engine_options`: `pool_size`, `max_overflow` and `pool_recycle` are read;
     /// the rest (SQLAlchemy's own) is accepted and ignored.
     pub database_engine_options: BTreeMap<String, toml::Value>,
+    /// `database_url`: the database of the `django-db` result backend
+    /// (`postgresql://user:password@host:5432/db`, `mysql://...`, `sqlite:///path`). When the
+    /// settings come from a Django project's Celery app and this is unset, the URL of
+    /// Django's `DATABASES["default"]` is used.
+    pub database_url: Option<String>,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -343,6 +348,7 @@ impl Default for Config {
             database_table_schemas: BTreeMap::new(),
             database_create_tables_at_setup: false,
             database_engine_options: BTreeMap::new(),
+            database_url: None,
             unknown: BTreeMap::new(),
         }
     }
@@ -434,6 +440,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "database_table_schemas",
     "database_create_tables_at_setup",
     "database_engine_options",
+    "database_url",
 ];
 
 /// Where the settings came from (shown in the banner).
@@ -617,8 +624,13 @@ impl Config {
                     skip_checks: request.skip_checks,
                 },
             )?;
+            let mut config = answer.config()?;
+            if config.database_url.is_none() {
+                // django-db: the Django project's own database.
+                config.database_url = answer.django.as_ref().and_then(|d| d.database_url.clone());
+            }
             LoadedConfig {
-                config: answer.config()?,
+                config,
                 source: ConfigSource::CeleryApp(answer.describe()),
                 celery_app: Some(answer),
             }
@@ -808,7 +820,7 @@ impl Config {
         }
     }
 
-    /// The `database_*` settings the `db+` result backend reads.
+    /// The `database_*` settings the SQL result backends read (`db+` and `django-db`).
     pub fn database_options(&self) -> crate::backend::database::DatabaseOptions {
         let option = |key: &str| self.database_engine_options.get(key);
         let number = |key: &str| {
@@ -833,6 +845,7 @@ impl Config {
             pool_recycle: number("pool_recycle")
                 .filter(|s| *s > 0.0)
                 .map(std::time::Duration::from_secs_f64),
+            django_url: self.database_url.clone(),
         }
     }
 

@@ -200,7 +200,7 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Django's `DATABASES['default']` (for a later `django-db` result backend). `Debug` masks
+/// Django's `DATABASES['default']` (the `django-db` result backend's database). `Debug` masks
 /// the password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct DjangoDatabase {
@@ -231,13 +231,31 @@ impl fmt::Debug for DjangoDatabase {
     }
 }
 
-/// What Django was configured with, when the app configures Django.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// What Django was configured with, when the app configures Django. `Debug` masks the
+/// password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct DjangoInfo {
     /// `DJANGO_SETTINGS_MODULE`.
     pub settings_module: Option<String>,
     /// `DATABASES['default']`.
     pub database: Option<DjangoDatabase>,
+    /// `DATABASES['default']` as a URL (`postgresql://`, `mysql://`, `sqlite:///`), for the
+    /// `django-db` result backend; `None` for an engine rcelery does not speak.
+    #[serde(default)]
+    pub database_url: Option<String>,
+}
+
+impl fmt::Debug for DjangoInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DjangoInfo")
+            .field("settings_module", &self.settings_module)
+            .field("database", &self.database)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(mask_secrets_in_text),
+            )
+            .finish()
+    }
 }
 
 /// The helper's answer: the app's settings under Celery's names, and what else it knows.

@@ -278,7 +278,9 @@ fn apply_chord<'a>(
                 Value::List(Vec::new()),
             ]));
         }
-        let native = backend.native_chords();
+        let native = backend
+            .native_chords()
+            .filter(|c| c.counts_chords_it_applies());
         if let Some(chords) = native {
             if let Err(e) = chords.set_chord_size(&group_id, parts.len()).await {
                 tracing::error!(task_id = %m.id, task_name = %m.name, error = %e, "chord {group_id}: could not record its size; not sent");

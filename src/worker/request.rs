@@ -226,7 +226,21 @@ async fn run(
                         if !ignore_result {
                             let tb = err.traceback_text(&m.name);
                             let meta = r.exc.map_or(Value::None, failure_meta);
-                            Box::pin(store(&shared, m, State::Retry, meta, Some(tb))).await;
+                            // Celery's retry is sent from inside the task: its result (the
+                            // same id) is one of the task's children in the RETRY meta.
+                            let retry_child = Value::List(vec![
+                                Value::List(vec![Value::Str(m.id.clone()), Value::None]),
+                                Value::None,
+                            ]);
+                            Box::pin(store_with_children(
+                                &shared,
+                                m,
+                                State::Retry,
+                                meta,
+                                Some(tb),
+                                vec![retry_child],
+                            ))
+                            .await;
                         }
                     }
                     Err(e) => {
@@ -444,6 +458,13 @@ fn result_record(
         worker: Some(shared.settings.hostname.clone()),
         retries: Some(m.retries),
         queue: Some(m.delivery_info.routing_key.clone()).filter(|q| !q.is_empty()),
+        argsrepr: m.argsrepr.clone(),
+        kwargsrepr: m.kwargsrepr.clone(),
+        periodic_task_name: m
+            .headers
+            .get("periodic_task_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     });
     ResultRecord {
         task_id: m.id.clone(),

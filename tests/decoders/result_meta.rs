@@ -118,6 +118,9 @@ fn record_of(meta: &Value) -> Option<(ResultRecord, Option<String>, bool)> {
                 _ => return None,
             },
             queue: str_or_none(get("queue")?)?,
+            argsrepr: None,
+            kwargsrepr: None,
+            periodic_task_name: None,
         })
     } else {
         None

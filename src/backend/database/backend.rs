@@ -1,25 +1,23 @@
-//! The database backend itself: the sqlx pool, the tables found or created at first use, the
-//! writer that batches results into transactions, and the retries through outages.
+//! The database backend itself: the tables found or created at first use, the statements
+//! run through the shared [`super::engine`] (pool, writer, retries).
 
-use std::future::Future;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 use sqlx::Row;
-use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OnceCell;
 
+use super::engine::{Engine, RowSink, Writer};
 use super::row::{self, ReadRow, TaskRow};
 use super::schema::{self, Tables};
 use super::sql::{Layout, Statements};
 use super::url::{DatabaseUrl, Dialect};
 use super::DatabaseSettings;
 use crate::backend::{BackendError, MetaEncoder, ResultBackend, ResultRecord};
-use crate::health::LinkKind;
-use crate::redis_client::mask::mask_secrets_in_text;
 use crate::value::Value;
 
 /// The tables as found (or created) at first use, and the statements for them.
@@ -34,32 +32,17 @@ struct Prepared {
 /// database's log, however many results finished at once).
 pub struct DatabaseBackend {
     store: Arc<Store>,
-    writes: mpsc::UnboundedSender<Write>,
+    writer: Writer<TaskRow>,
 }
 
-/// A result waiting for the writer.
-struct Write {
-    row: TaskRow,
-    done: oneshot::Sender<Result<(), BackendError>>,
-    _room: OwnedSemaphorePermit,
-}
-
-/// Results stored in one transaction at most.
-const BATCH: usize = 256;
-
-/// The pool, the tables and the settings, shared by the backend and its writer.
+/// The engine, the tables and the settings, shared by the backend and its writer.
 struct Store {
-    url: DatabaseUrl,
-    pool: AnyPool,
+    engine: Engine,
     encoder: MetaEncoder,
     expires: Option<Duration>,
     tables: Tables,
     prepared: OnceCell<Prepared>,
-    settings: DatabaseSettings,
-    room: Arc<Semaphore>,
 }
-
-static DRIVERS: Once = Once::new();
 
 impl DatabaseBackend {
     /// A backend for `url`; connects on first use (see [`ResultBackend::check_at_start`]).
@@ -69,63 +52,28 @@ impl DatabaseBackend {
         expires: Option<Duration>,
         settings: DatabaseSettings,
     ) -> Result<DatabaseBackend, BackendError> {
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
-        // One connection for SQLite: it holds an in-memory database, and SQLite takes one
-        // writer at a time anyway.
-        let max = match url.dialect {
-            Dialect::Sqlite => 1,
-            _ => settings.options.pool_size.unwrap_or(10).max(1),
-        };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(settings.connect_timeout)
-            .acquire_slow_threshold(settings.connect_timeout)
-            .test_before_acquire(true);
-        if url.in_memory {
-            options = options.idle_timeout(None).max_lifetime(None);
-        } else if let Some(recycle) = settings.options.pool_recycle {
-            options = options.max_lifetime(recycle);
-        }
-        let pool = options
-            .connect_lazy(&url.connect)
-            .map_err(|e| BackendError::Url(format!("{}: {}", url.masked, masked(&e))))?;
         let tables = Tables::new(url.dialect, &settings.options.tables);
         let store = Arc::new(Store {
-            url,
-            pool,
+            engine: Engine::new(url, settings)?,
             encoder,
             expires,
             tables,
             prepared: OnceCell::new(),
-            room: Arc::new(Semaphore::new(settings.buffer.max(1))),
-            settings,
         });
-        let (writes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(Arc::clone(&store), queue));
-        Ok(DatabaseBackend { store, writes })
+        let writer = Writer::spawn(Arc::clone(&store));
+        Ok(DatabaseBackend { store, writer })
     }
 }
 
-/// The writer: takes every result waiting (up to [`BATCH`]) and stores them in one
-/// transaction, retried as one until it lands.
-async fn write_batches(store: Arc<Store>, mut queue: mpsc::UnboundedReceiver<Write>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while queue.recv_many(&mut batch, BATCH).await > 0 {
-        let rows: Vec<&TaskRow> = batch.iter().map(|w| &w.row).collect();
-        let outcome = store.retrying(true, || store.write(&rows)).await;
-        if outcome.is_err() && batch.len() > 1 {
-            // A row the database refuses (a task name longer than the column) fails the
-            // whole transaction: store each alone, so only that one fails.
-            for w in batch.drain(..) {
-                let one = [&w.row];
-                let alone = store.retrying(true, || store.write(&one)).await;
-                let _ = w.done.send(alone);
-            }
-            continue;
-        }
-        for w in batch.drain(..) {
-            let _ = w.done.send(outcome.clone());
-        }
+impl RowSink for Store {
+    type Row = TaskRow;
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn write<'a>(&'a self, rows: &'a [&'a TaskRow]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        self.write_rows(rows).boxed()
     }
 }
 
@@ -134,8 +82,8 @@ impl Store {
     async fn prepare(&self) -> Result<&Prepared, sqlx::Error> {
         self.prepared
             .get_or_try_init(|| async {
-                let dialect = self.url.dialect;
-                let conn = &self.pool;
+                let dialect = self.engine.url.dialect;
+                let conn = &self.engine.pool;
                 let mut task_columns = columns(conn, dialect, &self.tables.task).await?;
                 let mut group_columns = columns(conn, dialect, &self.tables.group).await?;
                 if task_columns.is_empty() || group_columns.is_empty() {
@@ -177,47 +125,10 @@ impl Store {
             .await
     }
 
-    /// Runs `attempt` until it succeeds, retrying what a reconnect may cure (`patient`: for
-    /// ever, else a few times), and reporting the outage and the recovery once each.
-    async fn retrying<T, F, Fut>(&self, patient: bool, mut attempt: F) -> Result<T, BackendError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, sqlx::Error>>,
-    {
-        let health = &self.settings.health;
-        let mut tries: u32 = 0;
-        loop {
-            let outcome = tokio::time::timeout(self.settings.statement_timeout, attempt())
-                .await
-                .unwrap_or(Err(sqlx::Error::PoolTimedOut));
-            match outcome {
-                Ok(value) => {
-                    if let Some(outage) = health.link_up(LinkKind::Backend) {
-                        tracing::info!(
-                            "result backend {} reachable again after {:.1}s",
-                            self.url.masked,
-                            outage.as_secs_f64()
-                        );
-                    }
-                    return Ok(value);
-                }
-                Err(e) if is_transient(&e) && (patient || tries < 5) => {
-                    tries += 1;
-                    let text = masked(&e);
-                    if health.link_down(LinkKind::Backend, &text) {
-                        tracing::warn!(error = %text, "result backend {} unreachable; retrying until results can be stored", self.url.masked);
-                    }
-                    tokio::time::sleep(self.settings.retry.delay(tries)).await;
-                }
-                Err(e) => return Err(BackendError::Server(masked(&e))),
-            }
-        }
-    }
-
     /// Stores `rows` in one transaction, in order.
-    async fn write(&self, rows: &[&TaskRow]) -> Result<(), sqlx::Error> {
+    async fn write_rows(&self, rows: &[&TaskRow]) -> Result<(), sqlx::Error> {
         let prepared = self.prepare().await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.engine.pool.begin().await?;
         for row in rows {
             let mut q = sqlx::query(&prepared.statements.store)
                 .bind(row.task_id.clone())
@@ -244,7 +155,7 @@ impl Store {
         let prepared = self.prepare().await?;
         let found = sqlx::query(&prepared.statements.select)
             .bind(task_id.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.engine.pool)
             .await?;
         found
             .map(|r| read_row(&r, &prepared.statements.select_columns))
@@ -255,7 +166,7 @@ impl Store {
         let prepared = self.prepare().await?;
         let found = sqlx::query(&prepared.statements.restore_group)
             .bind(group_id.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.engine.pool)
             .await?;
         found
             .map(|r| r.try_get::<Option<Vec<u8>>, _>(0))
@@ -265,18 +176,11 @@ impl Store {
 
     async fn delete_expired(&self, before: &str) -> Result<u64, sqlx::Error> {
         let prepared = self.prepare().await?;
-        let mut deleted = 0;
-        for statement in [
-            &prepared.statements.cleanup_tasks,
-            &prepared.statements.cleanup_groups,
-        ] {
-            deleted += sqlx::query(statement)
-                .bind(before.to_owned())
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        }
-        Ok(deleted)
+        let statements = [
+            prepared.statements.cleanup_tasks.as_str(),
+            prepared.statements.cleanup_groups.as_str(),
+        ];
+        self.engine.delete_before(&statements, before).await
     }
 }
 
@@ -335,71 +239,17 @@ fn read_row(r: &AnyRow, columns: &[&str]) -> Result<ReadRow, sqlx::Error> {
     Ok(out)
 }
 
-/// True for errors a new connection or a later try may cure: the server gone, restarting,
-/// failing over, out of connections, a lock conflict, or two workers creating the tables at
-/// once. Refused credentials, a missing database and malformed statements are not.
-fn is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            let message = db.message().to_ascii_lowercase();
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P0")
-                || matches!(&*code, "40001" | "40P01" | "42P07" | "23505")
-                || message.contains("database is locked")
-                || message.contains("lock wait timeout")
-                || message.contains("gone away")
-                || message.contains("lost connection")
-                || message.contains("deadlock")
-        }
-        _ => false,
-    }
-}
-
-/// True when the TLS handshake itself refused the server (an unknown issuer, a name that does
-/// not match, TLS required but not offered): rustls reports these through the I/O error.
-fn is_tls_refusal(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Tls(_) => true,
-        sqlx::Error::Io(io) => io
-            .get_ref()
-            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
-        _ => false,
-    }
-}
-
-/// A driver error's text with any URL or password in it masked.
-fn masked(e: &sqlx::Error) -> String {
-    mask_secrets_in_text(&e.to_string())
-}
-
 impl ResultBackend for DatabaseBackend {
     fn store(&self, record: ResultRecord) -> BoxFuture<'_, Result<(), BackendError>> {
         async move {
             let store = &self.store;
-            let room = Arc::clone(&store.room)
-                .acquire_owned()
-                .await
-                .map_err(|_| BackendError::Closed)?;
+            let room = store.engine.room().await?;
             let layout = store
+                .engine
                 .retrying(true, || async { Ok(store.prepare().await?.layout) })
                 .await?;
-            let row = TaskRow::new(&record, &store.encoder, store.url.dialect, layout);
-            let (done, stored) = oneshot::channel();
-            self.writes
-                .send(Write {
-                    row,
-                    done,
-                    _room: room,
-                })
-                .map_err(|_| BackendError::Closed)?;
-            stored.await.map_err(|_| BackendError::Closed)?
+            let row = TaskRow::new(&record, &store.encoder, store.engine.url.dialect, layout);
+            self.writer.store(row, room).await
         }
         .boxed()
     }
@@ -411,6 +261,7 @@ impl ResultBackend for DatabaseBackend {
         async move {
             let row = self
                 .store
+                .engine
                 .retrying(false, || self.store.read(task_id))
                 .await?;
             row.map(|r| r.into_meta(task_id, self.store.encoder.extended))
@@ -426,6 +277,7 @@ impl ResultBackend for DatabaseBackend {
         async move {
             let raw = self
                 .store
+                .engine
                 .retrying(false, || self.store.read_group(group_id))
                 .await?;
             raw.as_deref()
@@ -440,8 +292,9 @@ impl ResultBackend for DatabaseBackend {
             let Some(expires) = self.store.expires else {
                 return Ok(0);
             };
-            let before = row::expired_before(self.store.url.dialect, expires);
+            let before = row::expired_before(self.store.engine.url.dialect, expires);
             self.store
+                .engine
                 .retrying(false, || self.store.delete_expired(&before))
                 .await
         }
@@ -449,47 +302,22 @@ impl ResultBackend for DatabaseBackend {
     }
 
     fn check_at_start(&self) -> BoxFuture<'_, Result<(), BackendError>> {
-        async move {
-            let attempt = tokio::time::timeout(self.store.settings.connect_timeout, self.store.prepare());
-            match attempt.await {
-                Ok(Ok(_)) => Ok(()),
-                // A certificate the server's TLS cannot be trusted with will not change by
-                // waiting: a start-up error, as refused credentials are.
-                Ok(Err(e)) if !is_transient(&e) || is_tls_refusal(&e) => {
-                    Err(BackendError::Server(masked(&e)))
-                }
-                Ok(Err(e)) if self.store.settings.options.create_tables_at_setup => {
-                    Err(BackendError::Server(masked(&e)))
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %masked(&e), "result backend {} unreachable at start; results wait for it", self.store.url.masked);
-                    Ok(())
-                }
-                Err(_) => {
-                    tracing::warn!("result backend {} did not answer at start; results wait for it", self.store.url.masked);
-                    Ok(())
-                }
-            }
-        }
-        .boxed()
+        let engine = &self.store.engine;
+        let must_reach = engine.settings.options.create_tables_at_setup;
+        engine
+            .check_at_start(self.store.prepare(), must_reach)
+            .boxed()
     }
 
     fn wait_for_room(&self) -> BoxFuture<'_, ()> {
-        async move {
-            drop(self.store.room.acquire().await);
-        }
-        .boxed()
+        self.store.engine.wait_for_room().boxed()
     }
 
     fn pending_results(&self) -> usize {
-        self.store
-            .settings
-            .buffer
-            .max(1)
-            .saturating_sub(self.store.room.available_permits())
+        self.store.engine.pending_results()
     }
 
     fn display_url(&self) -> String {
-        self.store.url.masked.clone()
+        self.store.engine.url.masked.clone()
     }
 }

@@ -17,6 +17,8 @@
 
 #[cfg(feature = "sql")]
 mod backend;
+#[cfg(feature = "sql")]
+pub mod engine;
 pub mod row;
 pub mod schema;
 pub mod sql;
@@ -44,6 +46,9 @@ pub struct DatabaseOptions {
     pub pool_size: Option<u32>,
     /// `database_engine_options["pool_recycle"]`: a connection's longest life.
     pub pool_recycle: Option<Duration>,
+    /// The `django-db` backend's database: the `database_url` setting, or the URL of
+    /// Django's `DATABASES["default"]` (holds the password).
+    pub django_url: Option<String>,
 }
 
 /// How the database backend is set up: the options and the worker's retry and buffer

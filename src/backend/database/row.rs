@@ -146,17 +146,12 @@ impl ReadRow {
     pub fn into_meta(self, task_id: &str, extended: bool) -> Result<Value, BackendError> {
         let decode = |raw: Option<Vec<u8>>| raw.as_deref().map(decode_stored).transpose();
         let text = |s: Option<String>| s.map_or(Value::None, Value::Str);
-        let mut m = Dict::with_capacity(12);
-        m.insert("status", text(self.status));
-        m.insert("result", decode(self.result)?.unwrap_or(Value::None));
-        m.insert("traceback", text(self.traceback));
-        m.insert(
-            "date_done",
-            text(self.date_done.map(|d| d.replacen(' ', "T", 1))),
-        );
-        m.insert(
-            "children",
-            decode(self.children)?.unwrap_or(Value::List(Vec::new())),
+        let mut m = meta_head(
+            self.status,
+            decode(self.result)?,
+            self.traceback,
+            self.date_done,
+            decode(self.children)?,
         );
         if extended {
             m.insert("name", text(self.name));
@@ -169,6 +164,29 @@ impl ReadRow {
         m.insert("task_id", task_id);
         Ok(Value::Dict(m))
     }
+}
+
+/// The first keys of a meta read back from a row: `status`, `result`, `traceback`,
+/// `date_done` (the database's text made ISO: `T` between date and time), `children` (`[]`
+/// when none).
+pub fn meta_head(
+    status: Option<String>,
+    result: Option<Value>,
+    traceback: Option<String>,
+    date_done: Option<String>,
+    children: Option<Value>,
+) -> Dict {
+    let text = |s: Option<String>| s.map_or(Value::None, Value::Str);
+    let mut m = Dict::with_capacity(12);
+    m.insert("status", text(status));
+    m.insert("result", result.unwrap_or(Value::None));
+    m.insert("traceback", text(traceback));
+    m.insert(
+        "date_done",
+        text(date_done.map(|d| d.replacen(' ', "T", 1))),
+    );
+    m.insert("children", children.unwrap_or(Value::List(Vec::new())));
+    m
 }
 
 #[cfg(test)]
@@ -208,6 +226,9 @@ mod tests {
                 worker: Some("w@h".into()),
                 retries: Some(0),
                 queue: Some("default".into()),
+                argsrepr: Some("(2, 3)".into()),
+                kwargsrepr: Some("{}".into()),
+                periodic_task_name: None,
             }),
         };
         let row = TaskRow::new(&record, &encoder(true), Dialect::Postgres, FRESH);

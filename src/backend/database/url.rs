@@ -116,6 +116,24 @@ pub fn parse(url: &str) -> Result<DatabaseUrl, DatabaseUrlError> {
     })
 }
 
+/// Reads a plain database URL, as the `database_url` setting of the `django-db` backend
+/// gives it: `postgresql://` (or `postgres://`), `mysql://` (or `mariadb://`), `sqlite:///path`
+/// (a `db+` prefix and a `+driver` are accepted too). The masked text names the URL as given.
+pub fn parse_plain(url: &str) -> Result<DatabaseUrl, DatabaseUrlError> {
+    let trimmed = url.trim();
+    let spelled = if is_database_url(trimmed) {
+        trimmed.to_owned()
+    } else if let Some(rest) = trimmed.strip_prefix("postgres://") {
+        format!("db+postgresql://{rest}")
+    } else {
+        format!("db+{trimmed}")
+    };
+    parse(&spelled).map(|mut parsed| {
+        parsed.masked = mask_password(trimmed);
+        parsed
+    })
+}
+
 /// SQLAlchemy's SQLite paths: `sqlite://` is in memory, `sqlite:///x.db` the relative path
 /// `x.db`, `sqlite:////x.db` the absolute `/x.db`. The file is created if missing, as
 /// Python's `sqlite3` does.
@@ -198,6 +216,20 @@ mod tests {
             assert_eq!(parsed.dialect, dialect, "{url}");
             assert_eq!(parsed.connect, connect, "{url}");
         }
+    }
+
+    #[test]
+    fn reads_plain_urls() {
+        let pg = parse_plain("postgres://u:pw@h:5432/app").expect("pg");
+        assert_eq!(
+            (pg.dialect, pg.connect.as_str()),
+            (Dialect::Postgres, "postgres://u:pw@h:5432/app")
+        );
+        assert!(!pg.masked.contains("pw") && pg.masked.starts_with("postgres://"));
+        let my = parse_plain("mysql://root@127.0.0.1:3306/app").expect("mysql");
+        assert_eq!(my.dialect, Dialect::MySql);
+        let lite = parse_plain("sqlite:////tmp/db.sqlite3").expect("sqlite");
+        assert_eq!(lite.connect, "sqlite:///tmp/db.sqlite3?mode=rwc");
     }
 
     #[test]
