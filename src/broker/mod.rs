@@ -101,8 +101,10 @@ pub struct Delivery {
     pub permit: Option<PrefetchPermit>,
 }
 
-/// Errors talking to a broker.
-#[derive(Debug, thiserror::Error)]
+/// Errors talking to a broker, by kind; no variant names a transport. Each transport turns
+/// its driver's errors into these (`From` impls in its own folder), naming itself in the
+/// message where the driver's text is kept.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// The broker URL could not be used.
     #[error("invalid broker URL {url}: {reason}")]
@@ -112,12 +114,41 @@ pub enum BrokerError {
         /// What was wrong.
         reason: String,
     },
-    /// A Redis command failed.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    /// The connection failed for good (the retry policy ran out) or a command was refused.
-    #[error("{0}")]
-    Link(#[from] crate::redis_client::link::LinkError),
+    /// Every allowed attempt to reach the broker failed (`broker_connection_max_retries` ran
+    /// out, or `broker_connection_retry` is off).
+    #[error("cannot reach {target}: gave up after {attempts} attempt(s): {last}")]
+    GaveUp {
+        /// Role and masked URL.
+        target: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: String,
+    },
+    /// The connection broke (or a reply did not come in time) during an operation.
+    #[error("{transport}: connection lost: {reason}")]
+    ConnectionLost {
+        /// The transport (`redis`, ...).
+        transport: &'static str,
+        /// The driver's words, password-free.
+        reason: String,
+    },
+    /// The broker answered with an error that retrying cannot cure.
+    #[error("{transport}: {reason}")]
+    Refused {
+        /// The transport (`redis`, ...).
+        transport: &'static str,
+        /// The broker's answer.
+        reason: String,
+    },
+    /// A reply the transport could not understand.
+    #[error("{transport}: protocol error: {reason}")]
+    Protocol {
+        /// The transport (`redis`, ...).
+        transport: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 /// Celery's broker connection settings (`broker_connection_*`).

@@ -6,6 +6,7 @@
 //! fetch takes a whole batch and records it as unacked atomically; acks are batched.
 
 mod envelope;
+mod error;
 mod fetch;
 mod keys;
 mod lease;
