@@ -2,16 +2,26 @@
 //!
 //! A broker delivers [`Delivery`]s on a channel, at most as many unacknowledged at once as the
 //! prefetch window allows (each delivery holds a [`PrefetchPermit`] until it is settled), and
-//! settles them by tag: ack, reject, or give back at shutdown.
+//! settles them by tag: ack, reject, or give back at shutdown. The worker widens the window
+//! through the [`Qos`] hook while it holds a message for its ETA, as Celery's consumer raises
+//! its prefetch count.
+//!
+//! Each transport is one folder here (`redis/`): its broker, its typed transport options read
+//! from `broker_transport_options`, the conversion of its driver's errors into
+//! [`BrokerError`], and an `open` function that [`factory::connect`] calls for the URL
+//! schemes it serves.
 
 pub mod factory;
 pub mod redis;
+mod window;
+
+pub use window::{PrefetchPermit, PrefetchWindow, Qos};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{OutgoingMessage, RawMessage};
 
@@ -41,50 +51,6 @@ impl QueueSpec {
             routing_key: name.to_owned(),
             max_priority: None,
         }
-    }
-}
-
-/// The window of unacknowledged messages (`prefetch_count`), shared by broker and worker.
-#[derive(Debug, Clone)]
-pub struct PrefetchWindow {
-    sem: Arc<Semaphore>,
-}
-
-/// One slot of the prefetch window, held by a delivery until it is settled.
-pub type PrefetchPermit = OwnedSemaphorePermit;
-
-impl PrefetchWindow {
-    /// A window of `count` messages; 0 means unlimited, as in Celery.
-    pub fn new(count: usize) -> Self {
-        let count = if count == 0 {
-            Semaphore::MAX_PERMITS
-        } else {
-            count
-        };
-        PrefetchWindow {
-            sem: Arc::new(Semaphore::new(count)),
-        }
-    }
-
-    /// Waits for at least one free slot, then takes up to `max` slots at once.
-    pub async fn acquire_up_to(&self, max: usize) -> Vec<PrefetchPermit> {
-        let mut permits = Vec::new();
-        match self.sem.clone().acquire_owned().await {
-            Ok(p) => permits.push(p),
-            Err(_) => return permits,
-        }
-        while permits.len() < max {
-            match self.sem.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-        permits
-    }
-
-    /// Stops handing out slots (shutdown): pending and future acquires return nothing.
-    pub fn close(&self) {
-        self.sem.close();
     }
 }
 
@@ -234,6 +200,14 @@ pub trait Broker: Send + Sync + 'static {
     /// `broker_connection_max_retries`, or `broker_connection_retry` is off).
     fn fatal_error(&self) -> Option<String> {
         None
+    }
+
+    /// The hook through which the worker widens the prefetch `window` while it holds messages
+    /// that must not fill it (ETA and countdown messages), as Celery's `QoS` does. By default
+    /// the window itself, which grows by one slot per increment; a transport whose server
+    /// counts unacknowledged messages (AMQP's `basic_qos`) tells it too.
+    fn qos(&self, window: &PrefetchWindow) -> Arc<dyn Qos> {
+        Arc::new(window.clone())
     }
 
     /// Transport name for the banner (`redis`, `amqp`).
