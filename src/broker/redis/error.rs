@@ -58,7 +58,7 @@ mod tests {
     #[test]
     fn driver_errors_become_kinds() {
         let refused: BrokerError =
-            RedisError::from((redis::ErrorKind::ResponseError, "WRONGTYPE", "x".into())).into();
+            RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad", "x".into())).into();
         assert!(matches!(
             refused,
             BrokerError::Refused {
