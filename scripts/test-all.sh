@@ -33,12 +33,26 @@ phase() {
 
 phase "cargo test"
 cargo test --workspace --release 2>&1
-phase "fuzz smoke run (every decoder, 20 s each)"
-bash scripts/fuzz-smoke.sh
+# The fuzz smoke run (its own build, then every decoder for 20 s) runs in the background
+# while the compatibility suites, which mostly wait on workers and servers, use the time.
+# Python's environment is made first, so that the two never install it at once.
+bash scripts/setup-python.sh
+phase "fuzz smoke run started in the background (every decoder, 20 s each)"
+fuzz_log="$(mktemp)"
+bash scripts/fuzz-smoke.sh >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
+trap 'kill "$fuzz_pid" 2>/dev/null || true' EXIT
 phase "compatibility tests (real Celery 5.7, real Redis)"
 bash scripts/compat-tests.sh
 phase "compatibility tests of the older line (golden and canvas tests, real Celery 5.5)"
 bash scripts/compat-tests-5.5.sh
+phase "waiting for the fuzz smoke run"
+if ! wait "$fuzz_pid"; then
+    cat "$fuzz_log"
+    echo "FATAL: the fuzz smoke run failed (its output is above)" >&2
+    exit 1
+fi
+cat "$fuzz_log"
 phase "fault tests (real redis-servers killed, restarted, paused and filled)"
 bash scripts/fault-tests.sh
 phase "the whole deployment as one test (Django, PostgreSQL, real celery beat)"
