@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::filesystem::{FilesystemBroker, FilesystemOptions};
 use super::redis::{RedisBroker, RedisTransportOptions};
 use super::{Broker, BrokerError, ConnectionSettings};
 use crate::health::Health;
@@ -44,8 +45,12 @@ pub enum BrokerSetupError {
     },
 }
 
-/// Connects the broker `url` names.
+/// Connects the broker `url` names: `filesystem://` is kombu's filesystem transport,
+/// anything else is read as a Redis URL.
 pub async fn connect(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, BrokerSetupError> {
+    if url.starts_with("filesystem:") {
+        return open_filesystem(url, &setup.transport_options);
+    }
     let parsed = redis_client::read_url("broker", url)?
         .with_use_ssl(setup.transport_options.use_ssl.as_ref())
         .map_err(|source| UrlRefusal::Invalid {
@@ -64,5 +69,24 @@ pub async fn connect(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, B
     Ok(ConnectedBroker {
         broker: Arc::new(broker),
         lane,
+    })
+}
+
+/// Opens kombu's filesystem transport with the folders `broker_transport_options` names.
+fn open_filesystem(
+    url: &str,
+    options: &RedisTransportOptions,
+) -> Result<ConnectedBroker, BrokerSetupError> {
+    let connect_error = |source| BrokerSetupError::Connect {
+        url: url.to_owned(),
+        source,
+    };
+    let fs_options =
+        FilesystemOptions::from_table(&options.other, options.rcelery_max_message_bytes)
+            .map_err(|e| connect_error(BrokerError::Filesystem(e.to_string())))?;
+    let broker = FilesystemBroker::open(url, fs_options).map_err(connect_error)?;
+    Ok(ConnectedBroker {
+        broker: Arc::new(broker),
+        lane: None,
     })
 }

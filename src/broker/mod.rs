@@ -5,6 +5,7 @@
 //! settles them by tag: ack, reject, or give back at shutdown.
 
 pub mod factory;
+pub mod filesystem;
 pub mod redis;
 
 use std::sync::Arc;
@@ -118,6 +119,9 @@ pub enum BrokerError {
     /// The connection failed for good (the retry policy ran out) or a command was refused.
     #[error("{0}")]
     Link(#[from] crate::redis_client::link::LinkError),
+    /// The filesystem transport could not read or write its folders.
+    #[error("filesystem transport: {0}")]
+    Filesystem(String),
 }
 
 /// Celery's broker connection settings (`broker_connection_*`).

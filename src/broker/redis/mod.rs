@@ -80,6 +80,10 @@ pub struct RedisTransportOptions {
     /// config): TLS on, the URL's own `ssl_*` options winning.
     #[serde(skip)]
     pub use_ssl: Option<TlsOptions>,
+    /// Options this transport does not read, kept for the others (the filesystem
+    /// transport's `data_folder_in`, `data_folder_out`, `processed_folder`, ...).
+    #[serde(flatten)]
+    pub other: toml::Table,
 }
 
 impl Default for RedisTransportOptions {
@@ -98,6 +102,7 @@ impl Default for RedisTransportOptions {
             socket_connect_timeout: None,
             rcelery_max_message_bytes: 64 * 1024 * 1024,
             use_ssl: None,
+            other: toml::Table::new(),
         }
     }
 }
