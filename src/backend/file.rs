@@ -215,6 +215,80 @@ impl ResultBackend for FileBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::State;
+    use crate::codec::Serializer;
+
+    const GOLDEN_SUCCESS: &[u8] =
+        include_bytes!("../../python-fixtures/golden/filesystem/result_success");
+    const GOLDEN_FAILURE: &[u8] =
+        include_bytes!("../../python-fixtures/golden/filesystem/result_failure");
+
+    fn keys(meta: &Value) -> Vec<String> {
+        meta.as_dict()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| format!("{k:?}"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reads_what_celery_wrote_and_writes_the_same_layout() {
+        let dir = std::env::temp_dir().join(format!("rcelery-fb-{}", uuid::Uuid::new_v4()));
+        let url = format!("file://{}", dir.display());
+        let encoder = MetaEncoder {
+            serializer: Serializer::Json,
+            extended: false,
+            timezone: chrono_tz::Asia::Shanghai,
+        };
+        let backend = FileBackend::new(&url, encoder, None, "").unwrap();
+        backend.check_at_start().await.unwrap();
+        // Celery's files, as a Python worker wrote them.
+        std::fs::write(dir.join("celery-task-meta-py-ok"), GOLDEN_SUCCESS).unwrap();
+        std::fs::write(dir.join("celery-task-meta-py-failed"), GOLDEN_FAILURE).unwrap();
+        let ok = backend.get_meta("py-ok").await.unwrap().unwrap();
+        let ok_dict = ok.as_dict().unwrap();
+        assert_eq!(ok_dict.get("status"), Some(&Value::Str("SUCCESS".into())));
+        assert_eq!(ok_dict.get("result"), Some(&Value::Int(5)));
+        let failed = backend.get_meta("py-failed").await.unwrap().unwrap();
+        let exc = failed.as_dict().unwrap().get("result").unwrap();
+        let (exc_type, _) = crate::backend::meta::exception_parts(exc);
+        assert_eq!(exc_type, "ValueError");
+        assert_eq!(backend.get_meta("missing").await.unwrap(), None);
+        // A file being written (does not decode yet) is still pending.
+        std::fs::write(dir.join("celery-task-meta-half"), &GOLDEN_SUCCESS[..20]).unwrap();
+        assert_eq!(backend.get_meta("half").await.unwrap(), None);
+        // rcelery's file: same name, same keys in the same order.
+        let record = ResultRecord {
+            task_id: "rs-ok".into(),
+            state: State::Success,
+            result: Value::Int(5),
+            traceback: None,
+            children: Vec::new(),
+            group_id: None,
+            parent_id: None,
+            extended: None,
+        };
+        backend.store(record).await.unwrap();
+        let raw = std::fs::read(dir.join("celery-task-meta-rs-ok")).unwrap();
+        let mine = decode_stored(&raw).unwrap();
+        assert_eq!(keys(&mine), keys(&ok));
+        // Only result files are left: no partial files, no probe.
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "celery-task-meta-half",
+                "celery-task-meta-py-failed",
+                "celery-task-meta-py-ok",
+                "celery-task-meta-rs-ok"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn folders_as_celery_reads_them() {

@@ -29,6 +29,8 @@ use super::redis::{mark_redelivered, parse_envelope, publish_envelope};
 use super::{Broker, BrokerError, Delivery, PrefetchWindow, QueueSpec};
 use crate::codec::json;
 use crate::protocol::{OutgoingMessage, RawMessage, TooLarge};
+#[cfg(test)]
+use crate::value::Value;
 use exchange::Binding;
 use store::{Claimed, Contents};
 
@@ -245,6 +247,23 @@ impl FilesystemBroker {
     }
 }
 
+impl FilesystemBroker {
+    /// Gives one held message back under its own name, flagged redelivered; false when the
+    /// tag is not held (or the file could not be rewritten, which is logged).
+    fn restore_now(&self, tag: &str) -> bool {
+        let Some(claimed) = self.take_held(tag) else {
+            return false;
+        };
+        match self.give_back(&claimed, false) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("cannot give a message back: {e}");
+                false
+            }
+        }
+    }
+}
+
 impl Broker for FilesystemBroker {
     fn consume(
         self: Arc<Self>,
@@ -301,17 +320,7 @@ impl Broker for FilesystemBroker {
     }
 
     fn restore(&self, tags: Vec<String>) -> BoxFuture<'_, Result<usize, BrokerError>> {
-        Box::pin(async move {
-            let mut restored = 0;
-            for tag in tags {
-                let Some(claimed) = self.take_held(&tag) else {
-                    continue;
-                };
-                self.give_back(&claimed, false)?;
-                restored += 1;
-            }
-            Ok(restored)
-        })
+        Box::pin(async move { Ok(tags.iter().filter(|tag| self.restore_now(tag)).count()) })
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {
@@ -412,5 +421,93 @@ async fn consume_loop(
                 tokio::time::sleep(broker.options.polling_interval).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOLDEN_MESSAGE: &[u8] =
+        include_bytes!("../../../python-fixtures/golden/filesystem/message.msg");
+    const GOLDEN_NAME: &str =
+        include_str!("../../../python-fixtures/golden/filesystem/message.name");
+    const GOLDEN_TABLE: &[u8] =
+        include_bytes!("../../../python-fixtures/golden/filesystem/celery.exchange");
+
+    fn temp_options() -> FilesystemOptions {
+        let root = std::env::temp_dir().join(format!("rcelery-fsb-{}", uuid::Uuid::new_v4()));
+        FilesystemOptions {
+            data_folder_in: root.join("q"),
+            data_folder_out: root.join("q"),
+            processed_folder: root.join("p"),
+            control_folder: root.join("c"),
+            ..FilesystemOptions::default()
+        }
+    }
+
+    #[test]
+    fn kombus_file_name_and_table_as_captured() {
+        let name = GOLDEN_NAME.trim();
+        assert_eq!(naming::queue_of(name), Some("celery"));
+        let (millis, rest) = name.split_once('_').unwrap();
+        assert!(millis.parse::<u64>().is_ok());
+        let id = rest.split_once('.').unwrap().0;
+        assert!(uuid::Uuid::parse_str(id).is_ok());
+        let binding = Binding {
+            routing_key: "celery".into(),
+            pattern: String::new(),
+            queue: "celery".into(),
+        };
+        assert_eq!(exchange::parse_table(GOLDEN_TABLE), vec![binding.clone()]);
+        assert_eq!(exchange::render_table(&[binding]), GOLDEN_TABLE);
+    }
+
+    #[test]
+    fn a_message_kombu_wrote_is_delivered_and_settled() {
+        let options = temp_options();
+        let broker = FilesystemBroker::open("filesystem://", options.clone()).unwrap();
+        let name = GOLDEN_NAME.trim();
+        std::fs::write(options.data_folder_in.join(name), GOLDEN_MESSAGE).unwrap();
+        let queues = vec!["celery".to_owned()];
+        let mut listing = VecDeque::new();
+        let d = broker.next(&queues, &mut listing).unwrap().unwrap();
+        assert_eq!(d.queue, "celery");
+        assert_eq!(
+            d.raw.headers.get("task"),
+            Some(&Value::Str("tasks.add".into()))
+        );
+        assert_eq!(d.raw.content_type, "application/json");
+        assert!(d.raw.body.starts_with(b"[[2, 3], {}"));
+        assert_eq!(d.raw.delivery_info.routing_key, "celery");
+        // Taken: nobody else sees it, and the next look finds nothing.
+        assert!(broker.next(&queues, &mut listing).unwrap().is_none());
+        broker.restore_now(&d.tag);
+        let again = broker.next(&queues, &mut listing).unwrap().unwrap();
+        assert!(again.raw.delivery_info.redelivered);
+        broker.ack(&again.tag);
+        assert!(store::list(&options.data_folder_in, &queues)
+            .unwrap()
+            .is_empty());
+        let left = std::fs::read_dir(&options.data_folder_in).unwrap().count();
+        assert_eq!(left, 0);
+        let _ = std::fs::remove_dir_all(options.data_folder_in.parent().unwrap());
+    }
+
+    #[test]
+    fn garbage_is_removed_and_skipped() {
+        let options = temp_options();
+        let broker = FilesystemBroker::open("filesystem://", options.clone()).unwrap();
+        std::fs::write(options.data_folder_in.join("1_x.celery.msg"), b"{not json").unwrap();
+        std::fs::write(
+            options.data_folder_in.join("2_y.celery.msg"),
+            GOLDEN_MESSAGE,
+        )
+        .unwrap();
+        let queues = vec!["celery".to_owned()];
+        let d = broker.next(&queues, &mut VecDeque::new()).unwrap().unwrap();
+        assert!(d.tag.contains("2_y.celery.msg"));
+        assert!(!options.data_folder_in.join("1_x.celery.msg").exists());
+        let _ = std::fs::remove_dir_all(options.data_folder_in.parent().unwrap());
     }
 }
