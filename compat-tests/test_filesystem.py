@@ -71,7 +71,10 @@ def settings(root):
 def toml_for(conf):
     opts = conf["broker_transport_options"]
     lines = [f'broker_url = "{conf["broker_url"]}"', f'result_backend = "{conf["result_backend"]}"',
-             'task_serializer = "json"', "", "[broker_transport_options]"]
+             'task_serializer = "json"']
+    if conf.get("task_acks_late"):
+        lines.append("task_acks_late = true")
+    lines += ["", "[broker_transport_options]"]
     for k, v in opts.items():
         lines.append(f"{k} = {json.dumps(v)}")
     return "\n".join(lines) + "\n"
@@ -293,3 +296,27 @@ def test_no_configuration_uses_the_embedded_default(tmp_path, procs):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "42"
+
+
+def test_a_crashed_workers_message_stays_claimed_and_can_be_given_back(tmp_path, procs):
+    """kill -9 mid-task (acks_late): the message is neither lost nor run by another worker;
+    renaming the claimed file back (docs/compatibility.md) delivers it again."""
+    conf = settings(tmp_path)
+    conf["task_acks_late"] = True
+    first = rcelery_worker(procs, tmp_path, conf, "rs1").wait_ready()
+    app = producer(conf)
+    r = app.send_task("tasks.sleep", (60,))
+    wait_for(lambda: f"tasks.sleep[{r.id}] received" in first.log(), 30, what="task received")
+    os.killpg(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    claimed = [p for p in (tmp_path / "queue").iterdir() if p.name.endswith(".rcelery-claimed")]
+    assert len(claimed) == 1 and ".celery.msg" in claimed[0].name
+    second = rcelery_worker(procs, tmp_path, conf, "rs2").wait_ready()
+    done = app.send_task("tasks.add", (1, 2))
+    assert done.get(timeout=30) == 3
+    assert r.id not in second.log() and claimed[0].exists()
+    # The documented recovery: drop the suffix.
+    claimed[0].rename(claimed[0].with_name(claimed[0].name.removesuffix(".rcelery-claimed")))
+    wait_for(lambda: f"tasks.sleep[{r.id}] received" in second.log(), 30, what="given back")
+    os.killpg(second.proc.pid, signal.SIGKILL)
+    second.proc.wait()
