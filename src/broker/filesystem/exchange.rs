@@ -160,21 +160,75 @@ pub fn lookup(bindings: &[Binding], exchange_type: &str, routing_key: &str) -> V
     queues
 }
 
-/// AMQP topic matching: words separated by dots, `*` one word, `#` zero or more.
-fn topic_matches(pattern: &str, key: &str) -> bool {
-    fn go(p: &[&str], k: &[&str]) -> bool {
-        match p.split_first() {
-            None => k.is_empty(),
-            Some((&"#", rest)) => (0..=k.len()).any(|i| go(rest, &k[i..])),
-            Some((&w, rest)) => match k.split_first() {
-                Some((&kw, krest)) if w == "*" || w == kw => go(rest, krest),
-                _ => false,
-            },
+/// A piece of a topic binding key.
+enum Piece<'a> {
+    /// Matched as written.
+    Text(&'a str),
+    /// `*`: one or more characters other than a dot.
+    Word,
+    /// `#`: any characters, dots too, or none.
+    Any,
+}
+
+/// Topic matching as kombu's `TopicExchange` does it (the binding key made into the regex
+/// `key_to_pattern` writes: `*` is `[^.]+`, `#` is `.*?`, the rest literal).
+fn topic_matches(binding_key: &str, key: &str) -> bool {
+    fn go(pieces: &[Piece<'_>], s: &str) -> bool {
+        let Some((first, rest)) = pieces.split_first() else {
+            return s.is_empty();
+        };
+        match first {
+            Piece::Text(t) => s.strip_prefix(t).is_some_and(|s| go(rest, s)),
+            Piece::Word => {
+                let run = s.find('.').unwrap_or(s.len());
+                s[..run]
+                    .char_indices()
+                    .map(|(i, c)| i + c.len_utf8())
+                    .any(|end| go(rest, &s[end..]))
+            }
+            Piece::Any => std::iter::once(0)
+                .chain(s.char_indices().map(|(i, c)| i + c.len_utf8()))
+                .any(|end| go(rest, &s[end..])),
         }
     }
-    let p: Vec<&str> = pattern.split('.').collect();
-    let k: Vec<&str> = key.split('.').collect();
-    go(&p, &k)
+    let mut pieces = Vec::new();
+    for (i, word) in binding_key.split('.').enumerate() {
+        if i > 0 {
+            pieces.push(Piece::Text("."));
+        }
+        pieces.push(match word {
+            "*" => Piece::Word,
+            "#" => Piece::Any,
+            w => Piece::Text(w),
+        });
+    }
+    go(&pieces, key)
+}
+
+/// The regex kombu stores as a topic binding's pattern (`TopicExchange.key_to_pattern`), so
+/// that a kombu producer reading a binding rcelery wrote routes as with its own.
+pub fn topic_pattern(binding_key: &str) -> String {
+    let escaped: String = binding_key
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '#' | '*') {
+                c.to_string()
+            } else if c == '\0' {
+                "\\000".to_owned()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect();
+    let words: Vec<&str> = escaped
+        .split('.')
+        .map(|w| match w {
+            "*" => r"[^\.]+",
+            "#" => r".*?",
+            w => w,
+        })
+        .collect();
+    format!("^{}$", words.join(r"\."))
 }
 
 #[cfg(test)]
@@ -215,6 +269,22 @@ mod tests {
         assert_eq!(lookup(&t, "direct", "a"), vec!["qa"]);
         assert_eq!(lookup(&t, "fanout", "zzz").len(), 4);
         assert_eq!(lookup(&t, "topic", "x.y"), vec!["qx", "qall"]);
+        assert!(lookup(&t, "topic", "x").contains(&"qall".to_owned()));
+        assert!(!lookup(&t, "topic", "x").contains(&"qx".to_owned()));
+        // kombu's `#` is `.*?` in a regex: `a.#` needs the dot.
+        assert!(topic_matches("a.#", "a.b.c"));
+        assert!(!topic_matches("a.#", "a"));
+        assert!(topic_matches("*.b", "aa.b"));
+        assert!(!topic_matches("*.b", ".b"));
+    }
+
+    #[test]
+    fn topic_patterns_as_kombu_writes_them() {
+        // TopicExchange(None).key_to_pattern(...) in kombu 5.7.
+        assert_eq!(topic_pattern("a.*.b"), r"^a\.[^\.]+\.b$");
+        assert_eq!(topic_pattern("#"), r"^.*?$");
+        assert_eq!(topic_pattern("x.y-z"), r"^x\.y\-z$");
+        assert_eq!(topic_pattern("q_1.#"), r"^q\_1\..*?$");
     }
 
     #[test]

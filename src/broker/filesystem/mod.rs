@@ -281,9 +281,15 @@ impl Broker for FilesystemBroker {
                     if let Ok(mut types) = me.exchange_types.lock() {
                         types.insert(q.exchange.clone(), q.exchange_type.clone());
                     }
+                    // kombu stores a regex for topic bindings, nothing for the others.
+                    let pattern = if q.exchange_type == "topic" {
+                        exchange::topic_pattern(&q.routing_key)
+                    } else {
+                        String::new()
+                    };
                     let binding = Binding {
                         routing_key: q.routing_key.clone(),
-                        pattern: String::new(),
+                        pattern,
                         queue: q.name.clone(),
                     };
                     exchange::bind(&me.options.control_folder, &q.exchange, &binding)
