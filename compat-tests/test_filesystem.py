@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from harness.worker import rcelery_binary
+from harness.worker import rcelery_binary as _rcelery_binary
 from helpers import wait_for
 
 N_TASKS = 45
@@ -45,6 +45,11 @@ PY_APP = textwrap.dedent('''
     def fail(message="boom", exc_type="ValueError"):
         raise ValueError(message)
 ''')
+
+
+def rcelery_binary():
+    """The binary, as an absolute path (these tests run it from their own folders)."""
+    return os.path.abspath(_rcelery_binary())
 
 
 def settings(root):
