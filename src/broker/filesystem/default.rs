@@ -15,14 +15,21 @@ pub const BROKER_URL: &str = "filesystem://";
 /// as a path, here relative to the working directory).
 pub const RESULT_BACKEND: &str = "file://.rcelery/results";
 
+/// How often an idle worker of the embedded default lists its folder, in seconds (kombu's
+/// default is 1 s; a listing of a small local folder costs next to nothing, and a task sent
+/// from the shell starts sooner).
+pub const POLLING_INTERVAL: f64 = 0.1;
+
 /// The transport options of the embedded default: one folder both ways, so a worker and a
 /// producer on this machine meet there.
-pub fn transport_options() -> [(&'static str, String); 4] {
+pub fn transport_options() -> [(&'static str, toml::Value); 5] {
+    let folder = |name: &str| toml::Value::String(format!("{DATA_DIR}/{name}"));
     [
-        ("data_folder_in", format!("{DATA_DIR}/queue")),
-        ("data_folder_out", format!("{DATA_DIR}/queue")),
-        ("processed_folder", format!("{DATA_DIR}/processed")),
-        ("control_folder", format!("{DATA_DIR}/control")),
+        ("data_folder_in", folder("queue")),
+        ("data_folder_out", folder("queue")),
+        ("processed_folder", folder("processed")),
+        ("control_folder", folder("control")),
+        ("polling_interval", toml::Value::Float(POLLING_INTERVAL)),
     ]
 }
 
@@ -40,9 +47,7 @@ pub fn apply(config: &mut Config, cli_broker: Option<&str>) -> bool {
     config.broker_url = Some(BROKER_URL.to_owned());
     let other = &mut config.broker_transport_options.other;
     for (key, value) in transport_options() {
-        other
-            .entry(key)
-            .or_insert_with(|| toml::Value::String(value));
+        other.entry(key).or_insert(value);
     }
     if config.result_backend.as_deref().is_none_or(str::is_empty) {
         config.result_backend = Some(RESULT_BACKEND.to_owned());
