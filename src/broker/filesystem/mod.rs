@@ -229,9 +229,13 @@ impl FilesystemBroker {
     /// redelivered) or as a new, last message (`requeue`).
     fn give_back(&self, claimed: &Claimed, requeue: bool) -> Result<(), BrokerError> {
         let path = claimed.path();
-        let raw = match store::read(&path, 0) {
+        let raw = match store::read(&path, self.options.max_message_bytes) {
             Ok(Contents::Bytes(raw)) => raw,
-            Ok(Contents::TooLarge(_)) => Vec::new(),
+            Ok(Contents::TooLarge(_)) => {
+                // Never read into memory: back under its own name as it is.
+                return std::fs::rename(&path, claimed.folder.join(&claimed.name))
+                    .map_err(|e| fs_error("cannot restore", &path, e));
+            }
             Err(e) => return Err(fs_error("cannot read", &path, e)),
         };
         if requeue {
