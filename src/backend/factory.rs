@@ -10,7 +10,8 @@ use super::django_db;
 use super::file;
 use super::redis::{BackendLinkSettings, ChordSettings, RedisBackend};
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
-use crate::redis_client::lane::SettleLane;
+use crate::broker::factory::Capabilities;
+use crate::redis_client::lane::SharedLane;
 use crate::redis_client::{self, UrlRefusal};
 
 /// What a result backend is opened with.
@@ -30,9 +31,10 @@ pub struct BackendSetup<'a> {
     pub link: BackendLinkSettings,
     /// Celery's `database_*` settings, for a `db+` URL.
     pub database: DatabaseOptions,
-    /// The broker's URL and settle lane: a backend on the same Redis server sends its
-    /// results with the broker's acks (one round trip per batch).
-    pub lane: Option<&'a (String, Arc<SettleLane>)>,
+    /// What the connected broker offers: a Redis backend on the server of a Redis broker
+    /// takes up its [`SharedLane`] and sends its results with the broker's acks (one round
+    /// trip per batch).
+    pub broker: Option<&'a Capabilities>,
 }
 
 /// Why no result backend could be had.
@@ -106,8 +108,10 @@ pub fn open(
         ordered: setup.chord_ordered,
         join_timeout: setup.chord_join_timeout,
     });
-    if let Some((broker_url, lane)) = setup.lane {
-        if redis_client::same_server(broker_url, url) && backend.share_lane(Arc::clone(lane)) {
+    if let Some(shared) = setup.broker.and_then(|c| c.get::<SharedLane>()) {
+        if redis_client::same_server(&shared.server_url, url)
+            && backend.share_lane(Arc::clone(&shared.lane))
+        {
             tracing::debug!("results travel with the broker's acks (same Redis server)");
         }
     }

@@ -2,17 +2,27 @@
 //!
 //! A broker delivers [`Delivery`]s on a channel, at most as many unacknowledged at once as the
 //! prefetch window allows (each delivery holds a [`PrefetchPermit`] until it is settled), and
-//! settles them by tag: ack, reject, or give back at shutdown.
+//! settles them by tag: ack, reject, or give back at shutdown. The worker widens the window
+//! through the [`Qos`] hook while it holds a message for its ETA, as Celery's consumer raises
+//! its prefetch count.
+//!
+//! Each transport is one folder here (`redis/`): its broker, its typed transport options read
+//! from `broker_transport_options`, the conversion of its driver's errors into
+//! [`BrokerError`], and an `open` function that [`factory::connect`] calls for the URL
+//! schemes it serves.
 
 pub mod factory;
 pub mod filesystem;
 pub mod redis;
+mod window;
+
+pub use window::{PrefetchPermit, PrefetchWindow, Qos};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{OutgoingMessage, RawMessage};
 
@@ -45,50 +55,6 @@ impl QueueSpec {
     }
 }
 
-/// The window of unacknowledged messages (`prefetch_count`), shared by broker and worker.
-#[derive(Debug, Clone)]
-pub struct PrefetchWindow {
-    sem: Arc<Semaphore>,
-}
-
-/// One slot of the prefetch window, held by a delivery until it is settled.
-pub type PrefetchPermit = OwnedSemaphorePermit;
-
-impl PrefetchWindow {
-    /// A window of `count` messages; 0 means unlimited, as in Celery.
-    pub fn new(count: usize) -> Self {
-        let count = if count == 0 {
-            Semaphore::MAX_PERMITS
-        } else {
-            count
-        };
-        PrefetchWindow {
-            sem: Arc::new(Semaphore::new(count)),
-        }
-    }
-
-    /// Waits for at least one free slot, then takes up to `max` slots at once.
-    pub async fn acquire_up_to(&self, max: usize) -> Vec<PrefetchPermit> {
-        let mut permits = Vec::new();
-        match self.sem.clone().acquire_owned().await {
-            Ok(p) => permits.push(p),
-            Err(_) => return permits,
-        }
-        while permits.len() < max {
-            match self.sem.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-        permits
-    }
-
-    /// Stops handing out slots (shutdown): pending and future acquires return nothing.
-    pub fn close(&self) {
-        self.sem.close();
-    }
-}
-
 /// A delivered message, to be settled exactly once by its tag.
 #[derive(Debug)]
 pub struct Delivery {
@@ -102,8 +68,10 @@ pub struct Delivery {
     pub permit: Option<PrefetchPermit>,
 }
 
-/// Errors talking to a broker.
-#[derive(Debug, thiserror::Error)]
+/// Errors talking to a broker, by kind; no variant names a transport. Each transport turns
+/// its driver's errors into these (`From` impls in its own folder), naming itself in the
+/// message where the driver's text is kept.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// The broker URL could not be used.
     #[error("invalid broker URL {url}: {reason}")]
@@ -113,15 +81,41 @@ pub enum BrokerError {
         /// What was wrong.
         reason: String,
     },
-    /// A Redis command failed.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    /// The connection failed for good (the retry policy ran out) or a command was refused.
-    #[error("{0}")]
-    Link(#[from] crate::redis_client::link::LinkError),
-    /// The filesystem transport could not read or write its folders.
-    #[error("filesystem transport: {0}")]
-    Filesystem(String),
+    /// Every allowed attempt to reach the broker failed (`broker_connection_max_retries` ran
+    /// out, or `broker_connection_retry` is off).
+    #[error("cannot reach {target}: gave up after {attempts} attempt(s): {last}")]
+    GaveUp {
+        /// Role and masked URL.
+        target: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: String,
+    },
+    /// The connection broke (or a reply did not come in time) during an operation.
+    #[error("{transport}: connection lost: {reason}")]
+    ConnectionLost {
+        /// The transport (`redis`, ...).
+        transport: &'static str,
+        /// The driver's words, password-free.
+        reason: String,
+    },
+    /// The broker answered with an error that retrying cannot cure.
+    #[error("{transport}: {reason}")]
+    Refused {
+        /// The transport (`redis`, ...).
+        transport: &'static str,
+        /// The broker's answer.
+        reason: String,
+    },
+    /// A reply the transport could not understand.
+    #[error("{transport}: protocol error: {reason}")]
+    Protocol {
+        /// The transport (`redis`, ...).
+        transport: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 /// Celery's broker connection settings (`broker_connection_*`).
@@ -207,6 +201,14 @@ pub trait Broker: Send + Sync + 'static {
     /// `broker_connection_max_retries`, or `broker_connection_retry` is off).
     fn fatal_error(&self) -> Option<String> {
         None
+    }
+
+    /// The hook through which the worker widens the prefetch `window` while it holds messages
+    /// that must not fill it (ETA and countdown messages), as Celery's `QoS` does. By default
+    /// the window itself, which grows by one slot per increment; a transport whose server
+    /// counts unacknowledged messages (AMQP's `basic_qos`) tells it too.
+    fn qos(&self, window: &PrefetchWindow) -> Arc<dyn Qos> {
+        Arc::new(window.clone())
     }
 
     /// Transport name for the banner (`redis`, `amqp`).

@@ -10,16 +10,13 @@ use crate::backend::factory::BackendSetup;
 use crate::backend::redis::BackendLinkSettings;
 use crate::backend::{self, MetaEncoder, ResultBackend};
 use crate::broker;
-use crate::broker::factory::{BrokerSetup, ConnectedBroker};
+use crate::broker::factory::{BrokerSetup, Capabilities, ConnectedBroker};
 use crate::broker::filesystem::default as embedded_default;
-use crate::broker::redis::RedisTransportOptions;
 use crate::codec::{AcceptContent, Serializer};
-use crate::config::{Config, ConfigRequest, LoadedConfig, UseSsl, DEFAULT_BROKER_URL};
+use crate::config::{Config, ConfigRequest, LoadedConfig, DEFAULT_BROKER_URL};
 use crate::health::Health;
 use crate::producer::Producer;
-use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
-use crate::redis_client::url::TlsOptions;
 use crate::state::Startup;
 use crate::task::Seconds;
 use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerParts, WorkerSettings};
@@ -98,7 +95,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         backend_url.as_deref(),
         encoder,
         config,
-        connected.lane.as_ref(),
+        Some(&connected.capabilities),
         Arc::clone(&health),
     )?;
     backend
@@ -230,10 +227,8 @@ pub(super) async fn connect_broker(
     health: Arc<Health>,
 ) -> Result<ConnectedBroker, String> {
     let setup = BrokerSetup {
-        transport_options: RedisTransportOptions {
-            use_ssl: use_ssl("broker_use_ssl", config.broker_use_ssl.as_ref())?,
-            ..config.broker_transport_options.clone()
-        },
+        transport_options: config.broker_transport_options.clone(),
+        use_ssl: config.broker_use_ssl.clone(),
         connection: config.broker_connection(),
         health,
     };
@@ -242,29 +237,14 @@ pub(super) async fn connect_broker(
         .map_err(|e| e.to_string())
 }
 
-/// The TLS options of a `*_use_ssl` setting; `true`/`false` are accepted and, as kombu's
-/// Redis transport does, change nothing (said once at startup).
-fn use_ssl(name: &str, setting: Option<&UseSsl>) -> Result<Option<TlsOptions>, String> {
-    let Some(setting) = setting else {
-        return Ok(None);
-    };
-    // `false` is Celery's default, said by every Celery app: nothing to warn about.
-    if let UseSsl::Flag(flag @ true) = setting {
-        tracing::warn!(
-            "{name} = {flag} has no effect on Redis (as with kombu): use a rediss:// URL or a \
-             table of ssl_* options"
-        );
-    }
-    setting.tls_options(name)
-}
-
-/// Opens the result backend with the config's settings (see [`backend::factory`]); `lane` is
-/// the broker's, shared by a Redis backend on the same server.
+/// Opens the result backend with the config's settings (see [`backend::factory`]); `broker`
+/// is what the connected broker offers (a Redis backend on the broker's server shares its
+/// settle lane).
 pub(super) fn connect_backend(
     url: Option<&str>,
     encoder: MetaEncoder,
     config: &Config,
-    lane: Option<&(String, Arc<SettleLane>)>,
+    broker: Option<&Capabilities>,
     health: Arc<Health>,
 ) -> Result<Arc<dyn ResultBackend>, String> {
     let link = BackendLinkSettings {
@@ -273,10 +253,10 @@ pub(super) fn connect_backend(
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         buffer: config.rcelery_result_buffer,
         health,
-        use_ssl: use_ssl(
-            "redis_backend_use_ssl",
-            config.redis_backend_use_ssl.as_ref(),
-        )?,
+        use_ssl: match &config.redis_backend_use_ssl {
+            Some(setting) => setting.for_redis("redis_backend_use_ssl")?,
+            None => None,
+        },
     };
     let setup = BackendSetup {
         encoder,
@@ -287,7 +267,7 @@ pub(super) fn connect_backend(
         chord_join_timeout: Duration::from_secs_f64(config.result_chord_join_timeout.max(0.0)),
         link,
         database: config.database_options(),
-        lane,
+        broker,
     };
     backend::factory::open(url, setup).map_err(|e| e.to_string())
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::broker::redis::RedisTransportOptions;
 use crate::broker::QueueSpec;
 use crate::redis_client::url::{CertReqs, TlsOptions};
 use crate::task::Seconds;
@@ -148,8 +147,9 @@ pub struct Config {
     pub timezone: Option<String>,
     /// `enable_utc` (true).
     pub enable_utc: bool,
-    /// `broker_transport_options`.
-    pub broker_transport_options: RedisTransportOptions,
+    /// `broker_transport_options`, as given: its keys depend on the transport, which reads
+    /// the ones it understands (see [`crate::broker::redis::RedisTransportOptions`]).
+    pub broker_transport_options: toml::Table,
     /// `result_backend_transport_options`.
     pub result_backend_transport_options: ResultTransportOptions,
     /// `result_chord_retry_interval` in seconds (1): how often `celery.chord_unlock` checks
@@ -273,6 +273,20 @@ pub enum CertReqsSetting {
 }
 
 impl UseSsl {
+    /// The TLS options for a Redis connection ([`UseSsl::tls_options`]); `true` is accepted
+    /// and, as kombu's Redis transport does, changes nothing (said once at startup). `name`
+    /// is the setting's.
+    pub fn for_redis(&self, name: &str) -> Result<Option<TlsOptions>, String> {
+        // `false` is Celery's default, said by every Celery app: nothing to warn about.
+        if let UseSsl::Flag(flag @ true) = self {
+            tracing::warn!(
+                "{name} = {flag} has no effect on Redis (as with kombu): use a rediss:// URL or \
+                 a table of ssl_* options"
+            );
+        }
+        self.tls_options(name)
+    }
+
     /// The TLS options for the Redis client, or `None` when the setting has no effect.
     /// `name` is the setting's, for the error.
     pub fn tls_options(&self, name: &str) -> Result<Option<TlsOptions>, String> {
@@ -323,7 +337,7 @@ impl Default for Config {
             result_serializer: "json".to_owned(),
             timezone: None,
             enable_utc: true,
-            broker_transport_options: RedisTransportOptions::default(),
+            broker_transport_options: toml::Table::new(),
             result_backend_transport_options: ResultTransportOptions::default(),
             result_chord_retry_interval: 1.0,
             result_chord_join_timeout: 3.0,
@@ -924,7 +938,10 @@ visibility_timeout = 2
     fn reads_a_deployment_config() {
         let c = Config::from_toml(DEPLOYMENT).unwrap();
         assert!(c.task_acks_late);
-        assert_eq!(c.broker_transport_options.visibility_timeout, 2.0);
+        assert_eq!(
+            c.broker_transport_options["visibility_timeout"].as_integer(),
+            Some(2)
+        );
         assert_eq!(c.task_queues[0].max_priority, Some(10));
         assert!(c.unknown_settings().is_empty());
         assert_eq!(c.tz().unwrap(), chrono_tz::Asia::Shanghai);
@@ -1009,8 +1026,8 @@ visibility_timeout = 2
         assert_eq!(from_json.accept_content, from_toml.accept_content);
         assert_eq!(from_json.task_acks_late, from_toml.task_acks_late);
         assert_eq!(
-            from_json.broker_transport_options.visibility_timeout,
-            from_toml.broker_transport_options.visibility_timeout
+            from_json.broker_transport_options,
+            from_toml.broker_transport_options
         );
         assert_eq!(from_json.tz().unwrap(), chrono_tz::Asia::Shanghai);
         assert!(from_json.unknown_settings().is_empty());
@@ -1032,7 +1049,10 @@ visibility_timeout = 2
         assert_eq!(c.result_expires, 60.0);
         assert_eq!(c.task_soft_time_limit, Some(Seconds::Float(2.5)));
         assert_eq!(c.unknown_settings(), vec!["custom_thing"]);
-        assert_eq!(c.broker_transport_options.visibility_timeout, 30.0);
+        assert_eq!(
+            c.broker_transport_options["visibility_timeout"].as_integer(),
+            Some(30)
+        );
     }
 
     #[test]

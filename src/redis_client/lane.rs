@@ -13,7 +13,7 @@
 //! to it with a [`WriteTarget`]. Nothing here knows about tasks: a write is a key, a payload
 //! and Celery's store rule (never overwrite a SUCCESS, `SETEX` + `PUBLISH`).
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{oneshot, Notify};
 
@@ -77,6 +77,17 @@ pub struct ResultWrite {
 struct Queue {
     writes: Vec<ResultWrite>,
     acks: Vec<String>,
+}
+
+/// A Redis broker's settle lane and the URL of its server, offered as a broker capability
+/// (see [`crate::broker::factory::Capabilities`]): a Redis result backend on the same server
+/// attaches to the lane.
+#[derive(Debug, Clone)]
+pub struct SharedLane {
+    /// The broker URL (password included; never log it).
+    pub server_url: String,
+    /// The lane.
+    pub lane: Arc<SettleLane>,
 }
 
 /// Acks and writes waiting for the next script call, shared by the worker (which queues), the

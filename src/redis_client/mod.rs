@@ -148,25 +148,31 @@ pub enum UrlRefusal {
     },
 }
 
+/// The refusal of a URL whose scheme names no transport rcelery has (or that is no URL at
+/// all), its password masked.
+pub fn refuse_scheme(role: &'static str, url: &str) -> UrlRefusal {
+    let scheme = url
+        .split_once("://")
+        .map(|(s, _)| s)
+        .filter(|s| url::is_scheme(s));
+    match scheme {
+        Some(s) => UrlRefusal::Unsupported {
+            role,
+            scheme: s.to_owned(),
+            url: mask_password(url),
+        },
+        None => UrlRefusal::NotAUrl {
+            role,
+            url: mask_password(url),
+        },
+    }
+}
+
 /// Reads a broker or backend URL once, up front: a URL rcelery cannot use is refused with its
 /// password masked (whatever its shape), and the URL's warnings are logged once.
 pub fn read_url(role: &'static str, url: &str) -> Result<RedisUrl, UrlRefusal> {
     if !is_redis_url(url) {
-        let scheme = url
-            .split_once("://")
-            .map(|(s, _)| s)
-            .filter(|s| url::is_scheme(s));
-        return Err(match scheme {
-            Some(s) => UrlRefusal::Unsupported {
-                role,
-                scheme: s.to_owned(),
-                url: mask_password(url),
-            },
-            None => UrlRefusal::NotAUrl {
-                role,
-                url: mask_password(url),
-            },
-        });
+        return Err(refuse_scheme(role, url));
     }
     let parsed = RedisUrl::parse(url).map_err(|source| UrlRefusal::Invalid {
         role,

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::ResultBackend;
-use crate::broker::{Broker, BrokerError, PrefetchWindow, QueueSpec};
+use crate::broker::{Broker, BrokerError, PrefetchWindow, Qos, QueueSpec};
 use crate::codec::AcceptContent;
 use crate::health::Health;
 use crate::producer::Producer;
@@ -132,9 +132,18 @@ pub(crate) struct Shared {
     every_slot_abandoned: watch::Sender<bool>,
     throttle: Throttle,
     inflight: Inflight,
+    /// The prefetch window the broker fills.
+    window: PrefetchWindow,
+    /// The broker's hook on that window, widened while an ETA message is held.
+    qos: Arc<dyn Qos>,
     shutdown: CancellationToken,
     stats: Stats,
     health: Arc<Health>,
+}
+
+/// The prefetch window size: concurrency × multiplier (0 = unlimited).
+fn prefetch_count(settings: &WorkerSettings) -> usize {
+    settings.concurrency.max(1) * settings.prefetch_multiplier
 }
 
 /// Errors that stop the worker.
@@ -223,6 +232,8 @@ impl Worker {
             settings.default_rate_limit.as_deref(),
             settings.disable_rate_limits,
         )?;
+        let window = PrefetchWindow::new(prefetch_count(&settings));
+        let qos = broker.qos(&window);
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry,
@@ -235,6 +246,8 @@ impl Worker {
                 every_slot_abandoned: watch::Sender::new(false),
                 throttle,
                 inflight: Inflight::default(),
+                window,
+                qos,
                 shutdown: CancellationToken::new(),
                 stats: Stats::default(),
                 health,
@@ -244,8 +257,7 @@ impl Worker {
 
     /// The prefetch window size: concurrency × multiplier (0 = unlimited).
     pub fn prefetch_count(&self) -> usize {
-        let s = &self.shared.settings;
-        s.concurrency.max(1) * s.prefetch_multiplier
+        prefetch_count(&self.shared.settings)
     }
 
     /// Consumes until a shutdown signal, then shuts down: warm on the first signal (running
@@ -257,7 +269,7 @@ impl Worker {
         let shared = &self.shared;
         let dump = dump::listen(Arc::clone(shared))?;
         let watchdog = watchdog::spawn(Arc::clone(shared));
-        let window = PrefetchWindow::new(self.prefetch_count());
+        let window = shared.window.clone();
         let mut deliveries = Arc::clone(&shared.broker)
             .consume(shared.settings.queues.clone(), window.clone())
             .await?;

@@ -15,6 +15,8 @@ use crate::value::{saferepr, Value};
 pub(super) struct Unsettled {
     tag: String,
     permit: Option<PrefetchPermit>,
+    /// The window was widened for it (held for its ETA): narrowed again when it is settled.
+    widened: bool,
     settled: bool,
 }
 
@@ -37,8 +39,23 @@ impl Unsettled {
             shared.broker.ack(&self.tag);
         }
         shared.inflight.remove(&self.tag);
+        if self.widened {
+            // Before the slot is freed, so that the slot itself can pay the decrement.
+            shared.qos.decrement_eventually();
+            self.widened = false;
+        }
         self.permit = None;
         self.settled = true;
+    }
+
+    /// Widens the prefetch window by one for this message (Celery's QoS increment while an
+    /// ETA task waits), so that a held message does not fill the window; narrowed again once
+    /// the message is settled.
+    fn widen_window(&mut self, shared: &Shared) {
+        if !self.widened {
+            shared.qos.increment_eventually();
+            self.widened = true;
+        }
     }
 }
 
@@ -54,6 +71,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let mut unsettled = Unsettled {
         tag,
         permit,
+        widened: false,
         settled: false,
     };
     let message = match decode_task(&mut raw, &shared.settings.accept, |n| {
@@ -74,8 +92,8 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
 
     if let Some(eta_dt) = &message.eta {
         if let Some(wait) = eta::until(eta_dt) {
-            // Like Celery's QoS increment while an ETA task waits: it does not fill the window.
-            unsettled.permit = None;
+            // Celery's QoS increment while an ETA task waits: it does not fill the window.
+            unsettled.widen_window(&shared);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shared.shutdown.cancelled() => return,

@@ -45,7 +45,7 @@ pub fn apply(config: &mut Config, cli_broker: Option<&str>) -> bool {
         return false;
     }
     config.broker_url = Some(BROKER_URL.to_owned());
-    let other = &mut config.broker_transport_options.other;
+    let other = &mut config.broker_transport_options;
     for (key, value) in transport_options() {
         other.entry(key).or_insert(value);
     }
@@ -66,7 +66,7 @@ mod tests {
         assert_eq!(c.broker_url.as_deref(), Some("filesystem://"));
         assert_eq!(c.result_backend.as_deref(), Some(RESULT_BACKEND));
         assert_eq!(
-            c.broker_transport_options.other.get("data_folder_in"),
+            c.broker_transport_options.get("data_folder_in"),
             Some(&toml::Value::String(".rcelery/queue".into()))
         );
         let mut c = Config::default();

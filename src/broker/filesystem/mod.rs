@@ -12,9 +12,11 @@
 pub mod default;
 pub mod exchange;
 pub mod naming;
+mod open;
 pub mod options;
 pub mod store;
 
+pub use open::open;
 pub use options::FilesystemOptions;
 
 use std::collections::{HashMap, VecDeque};
@@ -49,8 +51,16 @@ pub struct FilesystemBroker {
     wake: Notify,
 }
 
+/// An error of this transport (a folder it cannot read or write, a name it cannot use).
+fn refused(reason: String) -> BrokerError {
+    BrokerError::Refused {
+        transport: "filesystem",
+        reason,
+    }
+}
+
 fn fs_error(what: &str, path: &Path, e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Filesystem(format!("{what} {}: {e}", path.display()))
+    refused(format!("{what} {}: {e}", path.display()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -58,7 +68,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, BrokerError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| BrokerError::Filesystem(format!("file task failed: {e}")))?
+        .map_err(|e| refused(format!("file task failed: {e}")))?
 }
 
 impl FilesystemBroker {
@@ -211,7 +221,7 @@ impl FilesystemBroker {
             return Ok(vec![routing_key.to_owned()]);
         }
         let table = exchange::read_table(&self.options.control_folder, exchange)
-            .map_err(|e| BrokerError::Filesystem(e.to_string()))?;
+            .map_err(|e| refused(e.to_string()))?;
         let kind = self
             .exchange_types
             .lock()
@@ -277,7 +287,7 @@ impl Broker for FilesystemBroker {
         Box::pin(async move {
             let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
             for q in &names {
-                naming::check_queue_name(q).map_err(|e| BrokerError::Filesystem(e.to_string()))?;
+                naming::check_queue_name(q).map_err(|e| refused(e.to_string()))?;
             }
             let me = Arc::clone(&self);
             blocking(move || {
@@ -297,7 +307,7 @@ impl Broker for FilesystemBroker {
                         queue: q.name.clone(),
                     };
                     exchange::bind(&me.options.control_folder, &q.exchange, &binding)
-                        .map_err(|e| BrokerError::Filesystem(e.to_string()))?;
+                        .map_err(|e| refused(e.to_string()))?;
                 }
                 Ok(())
             })
@@ -401,7 +411,7 @@ async fn consume_loop(
                 listing = l;
                 found
             }
-            Err(e) => Err(BrokerError::Filesystem(format!("file task failed: {e}"))),
+            Err(e) => Err(refused(format!("file task failed: {e}"))),
         };
         match found {
             Ok(Some(mut delivery)) => {

@@ -6,9 +6,12 @@
 //! fetch takes a whole batch and records it as unacked atomically; acks are batched.
 
 mod envelope;
+mod error;
 mod fetch;
 mod keys;
 mod lease;
+mod open;
+mod options;
 mod publish;
 mod restore;
 mod scripts;
@@ -19,6 +22,8 @@ pub use envelope::{
     mark_redelivered, parse as parse_envelope, priority_of, BadEnvelope, Envelope, EnvelopeError,
 };
 pub use keys::{binding_member, Keys, DEFAULT_PRIORITY_STEPS, SEP};
+pub use open::open;
+pub use options::RedisTransportOptions;
 pub use publish::envelope as publish_envelope;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,7 +33,6 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use redis::aio::MultiplexedConnection;
 use redis::Script;
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Broker, BrokerError, ConnectionSettings, Delivery, PrefetchWindow, QueueSpec};
@@ -38,74 +42,7 @@ use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::{Link, LinkOptions, RetryPolicy, DEFAULT_RESPONSE_TIMEOUT};
 use crate::redis_client::spin::Spinner;
-use crate::redis_client::url::TlsOptions;
 use crate::redis_client::RedisUrl;
-
-/// `broker_transport_options` understood by the Redis transport (kombu's names and defaults).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct RedisTransportOptions {
-    /// Seconds a message may stay unacked before another worker restores it (3600).
-    pub visibility_timeout: f64,
-    /// Priority steps (`[0, 3, 6, 9]`).
-    pub priority_steps: Vec<u8>,
-    /// Prefix for every key (`global_keyprefix`, empty).
-    pub global_keyprefix: String,
-    /// Name of the unacked hash.
-    pub unacked_key: String,
-    /// Name of the unacked index.
-    pub unacked_index_key: String,
-    /// Name of the restore lock.
-    pub unacked_mutex_key: String,
-    /// Restore lock lifetime in seconds (300).
-    pub unacked_mutex_expire: u64,
-    /// Seconds a `BRPOP` waits before polling again (1).
-    pub brpop_timeout: f64,
-    /// rcelery's own (kombu ignores it): microseconds the fetch loop polls for a fetch
-    /// reply before sleeping, so the core does not go idle for a reply due within
-    /// microseconds (500; 0 never spins). See `redis_client::spin`.
-    pub rcelery_fetch_spin_us: u64,
-    /// kombu's `socket_timeout`: seconds a reply may take before the connection is taken
-    /// for dead and made anew (kombu: none; rcelery: 30, so a silent network never wedges
-    /// the worker).
-    pub socket_timeout: Option<f64>,
-    /// kombu's `socket_connect_timeout`: seconds a connection attempt may take (default:
-    /// `broker_connection_timeout`).
-    pub socket_connect_timeout: Option<f64>,
-    /// rcelery's own (kombu ignores it): a message larger than this many bytes is never
-    /// decoded; it is acked with an error logged and, when its task id can be read, a
-    /// `kombu.exceptions.DecodeError` failure stored for it (64 MiB; 0 for no limit).
-    pub rcelery_max_message_bytes: usize,
-    /// TLS options from Celery's `broker_use_ssl` (not a transport option; set from the
-    /// config): TLS on, the URL's own `ssl_*` options winning.
-    #[serde(skip)]
-    pub use_ssl: Option<TlsOptions>,
-    /// Options this transport does not read, kept for the others (the filesystem
-    /// transport's `data_folder_in`, `data_folder_out`, `processed_folder`, ...).
-    #[serde(flatten)]
-    pub other: toml::Table,
-}
-
-impl Default for RedisTransportOptions {
-    fn default() -> Self {
-        RedisTransportOptions {
-            visibility_timeout: 3600.0,
-            priority_steps: DEFAULT_PRIORITY_STEPS.to_vec(),
-            global_keyprefix: String::new(),
-            unacked_key: "unacked".into(),
-            unacked_index_key: "unacked_index".into(),
-            unacked_mutex_key: "unacked_mutex".into(),
-            unacked_mutex_expire: 300,
-            brpop_timeout: 1.0,
-            rcelery_fetch_spin_us: 500,
-            socket_timeout: None,
-            socket_connect_timeout: None,
-            rcelery_max_message_bytes: 64 * 1024 * 1024,
-            use_ssl: None,
-            other: toml::Table::new(),
-        }
-    }
-}
 
 /// The loaded Lua scripts.
 #[derive(Clone)]
