@@ -1,5 +1,5 @@
 //! The URL → result backend factory: `disabled` or no URL gives the [`DisabledBackend`], a
-//! `db+` URL the [`DatabaseBackend`], `django-db` the [`DjangoDbBackend`], a Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
+//! `db+` URL the [`DatabaseBackend`], `django-db` the [`DjangoDbBackend`], a `file://` URL the [`file::FileBackend`], a Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
 //! itself.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::database::{self, DatabaseOptions};
 use super::django_db;
+use super::file;
 use super::redis::{BackendLinkSettings, ChordSettings, RedisBackend};
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
 use crate::broker::factory::Capabilities;
@@ -66,6 +67,15 @@ pub fn open(
     }
     if django_db::is_django_db(url) {
         return open_django_db(setup);
+    }
+    if file::is_file_url(url) {
+        let backend =
+            file::FileBackend::new(url, setup.encoder, setup.expires, setup.global_keyprefix)
+                .map_err(|source| BackendSetupError::Open {
+                    url: url.to_owned(),
+                    source,
+                })?;
+        return Ok(Arc::new(backend));
     }
     let role = "result backend";
     let refused = |source| UrlRefusal::Invalid {

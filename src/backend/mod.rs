@@ -5,6 +5,7 @@ pub mod chord;
 pub mod database;
 pub mod django_db;
 pub mod factory;
+pub mod file;
 pub mod join;
 pub mod meta;
 pub mod redis;

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use super::{redis, Broker, BrokerError, ConnectionSettings};
+use super::{filesystem, redis, Broker, BrokerError, ConnectionSettings};
 use crate::config::UseSsl;
 use crate::health::Health;
 use crate::redis_client::{self, UrlRefusal};
@@ -83,6 +83,7 @@ pub enum BrokerSetupError {
 pub async fn connect(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, BrokerSetupError> {
     match scheme(url).as_str() {
         "redis" | "rediss" | "redis+socket" | "socket" | "unix" => redis::open(url, setup).await,
+        "filesystem" => filesystem::open(url, setup),
         _ => Err(redis_client::refuse_scheme("broker", url).into()),
     }
 }

@@ -6,12 +6,13 @@
 //! through the [`Qos`] hook while it holds a message for its ETA, as Celery's consumer raises
 //! its prefetch count.
 //!
-//! Each transport is one folder here (`redis/`): its broker, its typed transport options read
+//! Each transport is one folder here (`redis/`, `filesystem/`): its broker, its typed transport options read
 //! from `broker_transport_options`, the conversion of its driver's errors into
 //! [`BrokerError`], and an `open` function that [`factory::connect`] calls for the URL
 //! schemes it serves.
 
 pub mod factory;
+pub mod filesystem;
 pub mod redis;
 mod window;
 

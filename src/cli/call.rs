@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::args::{CallArgs, Cli};
 use super::worker::{config_request, connect_backend, connect_broker};
 use crate::backend::MetaEncoder;
+use crate::broker::filesystem::default as embedded_default;
 use crate::codec::{json, Serializer};
 use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::producer::{Producer, SendOptions, WaitError};
@@ -26,7 +27,8 @@ pub async fn run(cli: &Cli, args: &CallArgs) -> ExitCode {
 }
 
 async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
-    let loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
+    let mut loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
+    embedded_default::apply(&mut loaded.config, cli.broker.as_deref());
     let config = &loaded.config;
     let broker_url = cli
         .broker

@@ -11,6 +11,7 @@ use crate::backend::redis::BackendLinkSettings;
 use crate::backend::{self, MetaEncoder, ResultBackend};
 use crate::broker;
 use crate::broker::factory::{BrokerSetup, Capabilities, ConnectedBroker};
+use crate::broker::filesystem::default as embedded_default;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, ConfigRequest, LoadedConfig, DEFAULT_BROKER_URL};
 use crate::health::Health;
@@ -38,8 +39,9 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     if let Some(dir) = &cli.workdir {
         std::env::set_current_dir(dir).map_err(|e| format!("cannot change to {dir}: {e}"))?;
     }
-    let loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
+    let mut loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
     loaded.log_unused();
+    let embedded = embedded_default::apply(&mut loaded.config, cli.broker.as_deref());
     let config = &loaded.config;
     let routes = config.routes()?;
     if let Some(a) = &cli.app {
@@ -153,7 +155,11 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         app: app.name(),
         config: &source,
         python_only_tasks: python_only_tasks(&loaded, &app),
-        transport: broker.display_url(),
+        transport: if embedded {
+            format!("{} {}", broker.display_url(), embedded_default::BANNER_NOTE)
+        } else {
+            broker.display_url()
+        },
         results: backend.display_url(),
         concurrency,
         pool,

@@ -16,9 +16,10 @@ use crate::broker::QueueSpec;
 use crate::redis_client::url::{CertReqs, TlsOptions};
 use crate::task::Seconds;
 
-/// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`;
-/// rcelery speaks Redis).
-pub const DEFAULT_BROKER_URL: &str = "redis://localhost:6379/0";
+/// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`):
+/// kombu's filesystem transport in `./.rcelery/`, the embedded default (see
+/// [`crate::broker::filesystem::default`]).
+pub const DEFAULT_BROKER_URL: &str = crate::broker::filesystem::default::BROKER_URL;
 
 /// `rcelery_wedge_warn_after` when not set, in seconds.
 const DEFAULT_WEDGE_WARN_AFTER: f64 = 60.0;
