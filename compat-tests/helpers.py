@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import celery
+from harness.wait import wait_for  # noqa: F401  (the suites import it from here)
 
 GOLDEN = Path(__file__).resolve().parent.parent / "python-fixtures" / "golden"
 # The older line's captures, where they differ (see python-fixtures/golden-5.5/README.md).
@@ -16,18 +17,6 @@ CELERY_LINE = tuple(int(part) for part in celery.__version__.split(".")[:2])
 CELERY_57 = CELERY_LINE >= (5, 6)
 READY = ("SUCCESS", "FAILURE", "REVOKED")
 QUEUE_KEYS = ["default", "default\x06\x163", "default\x06\x166", "default\x06\x169"]
-
-
-def wait_for(predicate, timeout=30.0, what="condition", interval=0.02):
-    """Poll `predicate` until truthy (returns its value) or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def raw_result(backend, task_id):

@@ -29,6 +29,7 @@ FIXTURES = REPO / "python-fixtures"
 sys.path.insert(0, str(FIXTURES))
 
 from harness import RedisServer, rcelery_binary, worker_kind  # noqa: E402
+from harness.wait import wait_for  # noqa: E402,F401
 
 # The machine's PostgreSQL (trust authentication: the password below is sent and ignored,
 # which lets the test check that no log shows it).
@@ -46,18 +47,6 @@ DEPLOYMENT_ONLY = {
     "worker_disable_rate_limits": True,
     "beat_scheduler": "django_celery_beat.schedulers:DatabaseScheduler",
 }
-
-
-def wait_for(predicate, timeout, what, interval=0.1):
-    """Poll `predicate` until truthy (returns its value); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Database:

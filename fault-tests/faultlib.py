@@ -3,22 +3,15 @@ import json
 import threading
 import time
 
+from harness.wait import wait_for as shared_wait_for
+
 QUEUE_KEYS = ["default", "default\x06\x163", "default\x06\x166", "default\x06\x169"]
 
 
 def wait_for(predicate, timeout, what, interval=0.05):
-    """Poll `predicate` until truthy (returns its value); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except Exception:  # a server being restarted: keep polling
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """Poll `predicate` until truthy (returns its value); fail after `timeout` seconds. An
+    exception from it (a server being restarted) counts as not yet."""
+    return shared_wait_for(predicate, timeout, what, interval, retry_errors=True)
 
 
 def states(backend, ids):
