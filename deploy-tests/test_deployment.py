@@ -276,7 +276,10 @@ def test_countdown_on_ex_runs_after_ten_seconds_exactly_once(run):
     status, _result, done = run.taskmeta(ret.id)
     assert status == "SUCCESS"
     assert float(done) >= run.countdown_sent + 10, (done, run.countdown_sent)
-    log = run.worker.log()
+    # The worker writes its log in batches (every 50 ms), so the result can be read before
+    # the task's "succeeded" line is on disk: wait for the line, then count.
+    log = wait_for(lambda: (lambda text: f"send_mail[{ret.id}] succeeded" in text and text)(
+        run.worker.log()), 10, "the task's succeeded line in the worker log")
     assert log.count(f"send_mail[{ret.id}] received") == 1, log
     assert log.count(f"send_mail[{ret.id}] succeeded") == 1, log
 
