@@ -15,7 +15,9 @@ def test_backend_restart_loses_no_result(redis_factory, worker_factory, producer
     broker = redis_factory()
     results = redis_factory(aof=True)
     worker = worker_factory(worker_config(broker.url(0), results.url(0), task_acks_late=acks_late))
-    app = producer_factory(broker.url(0), results.url(0))
+    # The producer's own result consumer lives on the broker's server: Celery's Redis backend
+    # subscribes to each result as it sends, and would stop the sender while `results` is down.
+    app = producer_factory(broker.url(0), broker.url(1))
     sender = Sender(app, "tasks.add", 800, rate=400)
     sender.start()
     time.sleep(0.7)
