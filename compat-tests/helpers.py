@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import celery
+from harness.brokers import drained
 from harness.wait import wait_for  # noqa: F401  (the suites import it from here)
 
 GOLDEN = Path(__file__).resolve().parent.parent / "python-fixtures" / "golden"
@@ -78,12 +79,13 @@ def local_worker_name():
     return f"w1@{socket.gethostname()}"
 
 
-def queues_empty(broker):
-    """True when no task message is left in the queue, its sub-queues or `unacked`."""
-    return all(broker.llen(k) == 0 for k in QUEUE_KEYS) and broker.hlen("unacked") == 0
+def queues_empty(mq, queues=("default",)):
+    """True when no task message waits in `queues` and none is delivered and unacknowledged
+    (`mq` is the suite's broker-neutral fixture, harness/brokers.py)."""
+    return drained(mq, queues)
 
 
-def wait_drained(broker, timeout=30.0):
-    wait_for(lambda: queues_empty(broker), timeout, "queue and unacked to be empty")
+def wait_drained(mq, timeout=30.0):
+    wait_for(lambda: queues_empty(mq), timeout, "queue and unacked to be empty")
 
 

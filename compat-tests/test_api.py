@@ -104,10 +104,10 @@ def test_link_callback(request, kind, worker, t):
     assert r.children[0].get(timeout=30) == 50
 
 
-def test_ignore_result_task_stores_nothing(worker, broker, backend, t):
+def test_ignore_result_task_stores_nothing(worker, mq, backend, t):
     r = t.noop.delay(1, b=2)
     assert t.add.delay(1, 1).get(timeout=30) == 2
-    wait_drained(broker)
+    wait_drained(mq)
     assert raw_result(backend, r.id) is None
     assert r.status == "PENDING"
 
@@ -137,14 +137,14 @@ def test_failures_raise_the_right_class(worker, t, call, exc, args):
     assert isinstance(r.traceback, str)
 
 
-def test_unknown_task_not_registered_then_keeps_working(app, worker, broker, t):
+def test_unknown_task_not_registered_then_keeps_working(app, worker, mq, t):
     r = app.send_task("tasks.does_not_exist", args=(1,))
     with pytest.raises(NotRegistered) as info:
         r.get(timeout=30)
     assert info.value.args == ("tasks.does_not_exist",)
     assert r.status == "FAILURE"
     assert t.add.delay(20, 22).get(timeout=30) == 42
-    wait_drained(broker)
+    wait_drained(mq)
     assert worker.alive()
 
 
@@ -154,7 +154,11 @@ def test_many_concurrent_results(worker, t):
     assert all(AsyncResult(r.id).status == "SUCCESS" for r in results[:5])
 
 
-def test_results_and_acks_when_the_backend_is_addressed_as_another_server(workers, t, broker, backend):
+# About rcelery's Redis fast path (results sent with the acks when the backend is the
+# broker's own Redis server) and kombu's Redis `unacked` keys.
+@pytest.mark.broker("redis")
+def test_results_and_acks_when_the_backend_is_addressed_as_another_server(workers, t, broker, mq,
+                                                                           backend):
     """rcelery sends results together with its acks and fetches when the result backend is on
     the broker's Redis server. A backend URL that spells the host differently counts as
     another server and takes the store-then-ack path Celery takes: same results, same acks."""
@@ -164,7 +168,7 @@ def test_results_and_acks_when_the_backend_is_addressed_as_another_server(worker
     assert [r.get(timeout=60) for r in results] == [2 * i for i in range(200)]
     with pytest.raises(ValueError):
         t.fail.delay("boom").get(timeout=30)
-    wait_drained(broker)
+    wait_drained(mq)
     wait_for(lambda: broker.hlen("unacked") == 0 and broker.zcard("unacked_index") == 0,
              what="every message acked")
     assert backend.ttl(f"celery-task-meta-{results[0].id}") > 0

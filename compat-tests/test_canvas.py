@@ -7,17 +7,18 @@ import base64
 import json
 import pickle
 import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from celery import chain, chord, group
 
-from conftest import BROKER_DB, PASSWORD, PORT, RESULT_DB
-from harness import rcelery_binary
+from conftest import PASSWORD, PORT, RESULT_DB
+from harness import effective_config, rcelery_binary, to_toml
 from helpers import CELERY_57, raw_result, wait_raw_result
 
-BROKER_URL = f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{BROKER_DB}"
 BACKEND_URL = f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{RESULT_DB}"
 
 
@@ -125,19 +126,23 @@ def test_autoretry_past_max_retries_raises_the_error(workers, t):
     assert info.value.args == ("attempt 3",)
 
 
-def rcelery_call(*args, timeout=60):
-    cmd = [str(rcelery_binary()), "-b", BROKER_URL, "--result-backend", BACKEND_URL, "call", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def rcelery_call(app, *args, timeout=60):
+    """`rcelery call` with the suite's settings (its broker, whichever it is) in a TOML file."""
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "rcelery.toml"
+        config.write_text(to_toml(effective_config(app)))
+        cmd = [str(rcelery_binary()), "--config", str(config), "call", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-def test_rcelery_call_waits_for_the_result(worker):
-    done = rcelery_call("tasks.add", "--args", "[2, 3]", "--queue", "default", "--wait")
+def test_rcelery_call_waits_for_the_result(app, worker):
+    done = rcelery_call(app, "tasks.add", "--args", "[2, 3]", "--queue", "default", "--wait")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "5"
 
 
-def test_rcelery_call_reports_a_failure(worker):
-    done = rcelery_call("tasks.fail", "--kwargs", '{"message": "nope"}', "--queue", "default", "--wait")
+def test_rcelery_call_reports_a_failure(app, worker):
+    done = rcelery_call(app, "tasks.fail", "--kwargs", '{"message": "nope"}', "--queue", "default", "--wait")
     assert done.returncode == 1
     assert "FAILURE: ValueError('nope')" in done.stderr
 
@@ -154,13 +159,15 @@ def _envelope_shape(raw):
     return env, body
 
 
+# Compares the raw envelopes kombu's Redis transport stores (popped from the Redis list).
+@pytest.mark.broker("redis")
 @pytest.mark.parametrize("serializer", ["json", "pickle"])
 def test_rcelery_call_publishes_what_celery_publishes(app, workers, broker, t, serializer):
     """No worker runs: the two messages stay on the queue and are compared key by key."""
     workers.stop()
     t.add.apply_async((2, 3), queue="default", serializer=serializer, priority=5)
     python_raw = broker.rpop("default\x06\x163")
-    done = rcelery_call("tasks.add", "--args", "[2, 3]", "--queue", "default", "--serializer", serializer,
+    done = rcelery_call(app, "tasks.add", "--args", "[2, 3]", "--queue", "default", "--serializer", serializer,
                         "--priority", "5")
     assert done.returncode == 0, done.stderr
     rust_raw = broker.rpop("default\x06\x163")

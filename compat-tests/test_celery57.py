@@ -29,22 +29,22 @@ def new_behaviour(kind):
     return kind == "rust" or CELERY_57
 
 
-def settle(app, broker):
+def settle(app, mq):
     """Let every message already sent be handled (a marker task after them, then empty queues)."""
     assert app.tasks["tasks.add"].apply_async((1, 1), serializer="json").get(timeout=30) == 2
-    wait_drained(broker)
+    wait_drained(mq)
 
 
-def test_a_message_ignore_result_true_overrides_the_task(worker, app, broker, backend, t):
+def test_a_message_ignore_result_true_overrides_the_task(worker, app, mq, backend, t):
     r = t.add.apply_async((2, 3), ignore_result=True)
-    settle(app, broker)
+    settle(app, mq)
     assert raw_result(backend, r.id) is None
 
 
-def test_a_message_ignore_result_false_overrides_the_task(worker, kind, app, broker, backend, t):
+def test_a_message_ignore_result_false_overrides_the_task(worker, kind, app, mq, backend, t):
     """`tasks.noop` has `ignore_result=True`; the message's explicit False wins in 5.6+."""
     r = t.noop.apply_async((1,), ignore_result=False)
-    settle(app, broker)
+    settle(app, mq)
     if new_behaviour(kind):
         meta = stored(backend, r.id)
         assert (meta["status"], meta["result"]) == ("SUCCESS", None)
@@ -52,20 +52,20 @@ def test_a_message_ignore_result_false_overrides_the_task(worker, kind, app, bro
         assert raw_result(backend, r.id) is None
 
 
-def test_a_null_ignore_result_header_leaves_it_to_the_task(worker, app, broker, backend):
+def test_a_null_ignore_result_header_leaves_it_to_the_task(worker, app, mq, backend):
     """`send_task` sends `ignore_result: null` in 5.7: the task's own setting decides."""
     ignored = app.send_task("tasks.noop", args=(1,), queue="default")
     kept = app.send_task("tasks.add", args=(1, 2), queue="default")
     assert kept.get(timeout=30) == 3
-    settle(app, broker)
+    settle(app, mq)
     assert raw_result(backend, ignored.id) is None
 
 
-def test_reject_without_requeue_stores_failure_and_runs_errbacks(worker, kind, app, broker,
+def test_reject_without_requeue_stores_failure_and_runs_errbacks(worker, kind, app, mq,
                                                                  backend, t):
     errback_id = str(uuid.uuid4())
     r = t.reject.apply_async(("nope",), link_error=t.limited.s().set(task_id=errback_id))
-    settle(app, broker)
+    settle(app, mq)
     if new_behaviour(kind):
         meta = stored(backend, r.id)
         assert meta["status"] == "FAILURE"
@@ -75,7 +75,7 @@ def test_reject_without_requeue_stores_failure_and_runs_errbacks(worker, kind, a
         assert stored(backend, errback_id)["result"] == r.id
     else:
         assert raw_result(backend, r.id) is None
-    wait_drained(broker)  # rejected: gone from the queue and from `unacked`
+    wait_drained(mq)  # rejected: gone from the queue and from `unacked`
 
 
 def test_a_hard_time_limit_runs_the_errbacks(worker, backend, t):
@@ -90,7 +90,7 @@ def test_a_hard_time_limit_runs_the_errbacks(worker, backend, t):
 NO_REMOTE_CONTROL = "rcelery has no remote control (pidbox) yet: a revoke never reaches it"
 
 
-def test_revoke_stores_revoked(request, worker, kind, app, broker, backend, t):
+def test_revoke_stores_revoked(request, worker, kind, app, mq, backend, t):
     """5.6+: a worker receiving `revoke` for a task it does not run marks it REVOKED
     (5.5 only remembered the id and discarded the task when it came)."""
     if kind == "rust":
@@ -104,5 +104,5 @@ def test_revoke_stores_revoked(request, worker, kind, app, broker, backend, t):
     assert meta["status"] == "REVOKED"
     # The task then arrives: it is discarded, the state stays REVOKED.
     t.add.apply_async((1, 2), task_id=task_id)
-    settle(app, broker)
+    settle(app, mq)
     assert stored(backend, task_id)["status"] == "REVOKED"

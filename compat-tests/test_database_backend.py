@@ -90,7 +90,8 @@ def client_for(app, db, **conf):
     client.conf.update(
         task_default_queue="default", task_serializer="pickle",
         accept_content=["json", "pickle"], result_serializer="json",
-        timezone="Asia/Shanghai", **conf)
+        timezone="Asia/Shanghai",
+        broker_transport_options=app.conf.broker_transport_options, **conf)
     return client
 
 

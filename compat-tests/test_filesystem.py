@@ -22,6 +22,9 @@ from celery import Celery
 from harness.worker import rcelery_binary as _rcelery_binary
 from helpers import wait_for
 
+# Folders and workers of their own whatever RCELERY_TEST_BROKER says: once, in the Redis run.
+pytestmark = pytest.mark.own_broker
+
 N_TASKS = 45
 SUCCEEDED = re.compile(r"Task tasks\.add\[([0-9a-f-]{36})\] succeeded")
 

@@ -47,7 +47,7 @@ def wait_log(worker, text, timeout=10.0):
 # -- soft limit ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("task", ["sleep", "block"])
-def test_uncaught_soft_limit_fails_the_task(worker, backend, broker, t, task):
+def test_uncaught_soft_limit_fails_the_task(worker, backend, mq, t, task):
     """tasks.sleep is async in rcelery, tasks.block blocking: neither asks about its soft
     limit, so both end at it, as Celery's uncaught SoftTimeLimitExceeded ends them."""
     sent = time.monotonic()
@@ -61,7 +61,7 @@ def test_uncaught_soft_limit_fails_the_task(worker, backend, broker, t, task):
         r.get(timeout=5)
     assert info.value.args == ()
     wait_log(worker, f"Soft time limit (1s) exceeded for tasks.{task}[{r.id}]")
-    wait_drained(broker)  # acks_late: acked after the failure was stored
+    wait_drained(mq)  # acks_late: acked after the failure was stored
 
 
 @pytest.mark.parametrize("task", ["sleep_soft", "block_soft"])
@@ -89,7 +89,7 @@ def test_soft_limit_before_hard_limit(worker, backend, t):
 # -- hard limit ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("task", ["sleep", "sleep_soft", "block", "block_soft"])
-def test_hard_limit_fails_the_task(worker, backend, broker, t, task):
+def test_hard_limit_fails_the_task(worker, backend, mq, t, task):
     sent = time.monotonic()
     r = getattr(t, task).apply_async((10,), time_limit=1)
     meta = stored(backend, r.id)
@@ -101,7 +101,7 @@ def test_hard_limit_fails_the_task(worker, backend, broker, t, task):
         r.get(timeout=5)
     assert info.value.args == (1,)
     wait_log(worker, f"Hard time limit (1s) exceeded for tasks.{task}[{r.id}]")
-    wait_drained(broker)  # acks_late: acked after the failure (acks_on_failure_or_timeout)
+    wait_drained(mq)  # acks_late: acked after the failure (acks_on_failure_or_timeout)
 
 
 def test_hard_limit_is_stored_as_sent(worker, backend, t):
@@ -161,16 +161,16 @@ def test_rate_limited_task_is_spaced_out(worker, backend, t):
 
 
 @pytest.mark.slow
-def test_waiting_for_a_rate_limit_keeps_the_message_unacked(workers, broker, backend, t):
+def test_waiting_for_a_rate_limit_keeps_the_message_unacked(workers, mq, backend, t):
     """Early ack happens when a task starts; a rate-limited request waiting for its token has
-    not started, so its message stays in `unacked`."""
+    not started, so its message stays delivered and unacknowledged."""
     workers.ensure({"task_acks_late": False})
     limited = [t.limited.delay(i) for i in range(6)]
     wait_for(lambda: raw_result(backend, limited[0].id), 10, "first limited task")
     time.sleep(0.3)
-    assert broker.hlen("unacked") >= 2
+    assert mq.unacked() >= 2
     drain_times(backend, limited)
-    wait_drained(broker)
+    wait_drained(mq)
 
 
 @pytest.mark.slow

@@ -21,6 +21,10 @@ import pytest
 from conftest import BROKER_DB, FIXTURES, PASSWORD, PORT, RESULT_DB
 from harness import rcelery_binary
 
+# About finding the settings: the broker URL these tests expect is the one the fixture app
+# builds from Django's REDIS_MQ_* settings, i.e. the suite's Redis.
+pytestmark = pytest.mark.broker("redis")
+
 SECRET = "Hunter2Secret"
 
 

@@ -35,6 +35,9 @@ def redis_priority_step(priority):
     return steps[bisect.bisect(steps, min(priority, 9)) - 1]
 
 
+# Expects kombu's Redis order: priority sub-queues in steps, 0 served first (RabbitMQ serves
+# the highest number first, the filesystem transport has no priorities).
+@pytest.mark.broker("redis")
 def test_priorities_on_max_priority_queue(app, workers, broker, backend, t):
     """Queue filled with no worker running; one slot, prefetch 1: order follows priority."""
     workers.stop()
@@ -84,9 +87,11 @@ GARBAGE = [
 ]
 
 
+# Raw bytes pushed onto the Redis list: garbage in kombu's Redis envelope layer.
+@pytest.mark.broker("redis")
 @pytest.mark.parametrize("raw, python_crashes", [g[1:] for g in GARBAGE],
                          ids=[g[0] for g in GARBAGE])
-def test_garbage_is_dropped_and_worker_continues(request, app, workers, broker, backend, kind, t,
+def test_garbage_is_dropped_and_worker_continues(request, app, workers, broker, mq, backend, kind, t,
                                                  raw, python_crashes):
     if python_crashes == "5.5":
         python_crashes = not CELERY_57
@@ -96,25 +101,28 @@ def test_garbage_is_dropped_and_worker_continues(request, app, workers, broker, 
     broker.lpush("default", raw)
     r = t.add.apply_async((1, 2), serializer="json")
     assert get_or_death(r, worker) == 3
-    wait_drained(broker)
+    wait_drained(mq)
     assert worker.alive()
     assert backend.keys("celery-task-meta-garbage*") == []
 
 
-def test_pickle_rejected_by_json_only_worker(app, workers, broker, backend, t):
+def test_pickle_rejected_by_json_only_worker(app, workers, mq, backend, t):
     worker = workers.ensure({"accept_content": ["json"]})
     bad = t.add.apply_async((1, 1), serializer="pickle")
     good = t.add.apply_async((2, 2), serializer="json")
     assert get_or_death(good, worker) == 4
-    wait_drained(broker)
+    wait_drained(mq)
     assert raw_result(backend, bad.id) is None
     assert worker.alive()
 
 
 # -- crashes and shutdown -----------------------------------------------------------------
 
+# kombu's Redis `unacked` hash and visibility timeout (RabbitMQ redelivers on the
+# connection's close instead).
+@pytest.mark.broker("redis")
 @pytest.mark.slow
-def test_kill9_during_acks_late_task_then_short_visibility_timeout(app, workers, broker, t):
+def test_kill9_during_acks_late_task_then_short_visibility_timeout(app, workers, broker, mq, t):
     workers.ensure({})
     r = t.sleep.apply_async((3,), serializer="json")
     wait_for(lambda: broker.hlen("unacked") == 1 and broker.llen("default") == 0, 30,
@@ -127,7 +135,7 @@ def test_kill9_during_acks_late_task_then_short_visibility_timeout(app, workers,
     wait_for(lambda: time.time() > delivered_at + 3, 10, "the visibility timeout to pass")
     worker = workers.start({"broker_transport_options": {"visibility_timeout": 2}})
     assert get_or_death(r, worker, 60) == 3
-    wait_drained(broker)
+    wait_drained(mq)
 
 
 class SuccessCounter(threading.Thread):
@@ -164,7 +172,7 @@ class SuccessCounter(threading.Thread):
 
 
 @pytest.mark.slow
-def test_sigterm_with_1000_tasks_then_restart(app, workers, redis_server, broker, t):
+def test_sigterm_with_1000_tasks_then_restart(app, workers, redis_server, mq, t):
     n = 1000
     workers.stop()
     counter = SuccessCounter(redis_server.client(RESULT_DB))
@@ -175,12 +183,12 @@ def test_sigterm_with_1000_tasks_then_restart(app, workers, redis_server, broker
         workers.start({})
         wait_for(lambda: counter.distinct() >= 100, 60, "100 tasks to finish")
         assert workers.stop() == 0, "warm shutdown must exit 0"
-        assert broker.hlen("unacked") == 0, "prefetched messages must be given back"
-        wait_for(lambda: counter.distinct() + broker.llen("default") == n, 10,
+        assert mq.unacked() == 0, "prefetched messages must be given back"
+        wait_for(lambda: counter.distinct() + mq.ready() == n, 10,
                  "finished + queued to account for every task")
         workers.start({})
         wait_for(lambda: counter.distinct() == n, 120, "all tasks to finish")
-        wait_drained(broker)
+        wait_drained(mq)
         time.sleep(1.0)  # a late duplicate would publish now
     finally:
         counter.stop()

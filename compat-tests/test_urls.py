@@ -13,6 +13,9 @@ from conftest import BROKER_DB, PASSWORD, PORT, RESULT_DB
 from harness import rcelery_binary
 from harness.tls import make_certs
 
+# redis:// and rediss:// URLs (passwords in the query, TLS): Redis only.
+pytestmark = pytest.mark.broker("redis")
+
 SECRET = "S3cretPw"
 
 

@@ -26,7 +26,9 @@ def effective_config(app, overrides=None):
          "routing_key": q.routing_key, "max_priority": q.max_priority}
         for q in overrides.pop("task_queues", None) or conf.task_queues
     ]
-    bto = {"visibility_timeout": 3600}
+    # kombu's Redis transport defaults to an hour; other transports have no such option.
+    redis = str(out["broker_url"]).startswith(("redis://", "rediss://", "sentinel://"))
+    bto = {"visibility_timeout": 3600} if redis else {}
     bto.update(conf.broker_transport_options or {})
     bto.update(overrides.pop("broker_transport_options", {}))
     out["broker_transport_options"] = bto

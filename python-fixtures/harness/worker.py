@@ -1,7 +1,8 @@
 """Run the worker under test: the rcelery binary or a real Python Celery worker.
 
 Both get the same settings: rcelery through a generated rcelery.toml, Python Celery
-through tasks/celery_config.py (broker from REDIS_MQ_*, backend from
+through tasks/celery_config.py (broker from REDIS_MQ_*, or RCELERY_TEST_BROKER_URL when it
+is not Redis, backend from
 CELERY_RESULT_BACKEND, variants from RCELERY_FIXTURE_CONFIG as JSON).
 """
 import json
@@ -80,12 +81,21 @@ class Worker:
         env.update({"PYTHONUNBUFFERED": "1", "SEND_MAIL_SLEEP_SECONDS": "0"})
         if self.kind == "python":
             from urllib.parse import urlsplit
-            u = urlsplit(self.conf["broker_url"])
+            broker_url = self.conf["broker_url"]
             python_only = {k: v for k, v in self.conf.items()
                            if k not in ("broker_url", "result_backend", "task_queues")}
+            env.pop("RCELERY_TEST_BROKER_URL", None)
+            env.pop("RCELERY_TEST_BROKER_OPTIONS", None)
+            if broker_url.startswith(("redis://", "rediss://")):
+                # The deployment's way: the URL built from Django's REDIS_MQ_* settings.
+                u = urlsplit(broker_url)
+                env.update({
+                    "REDIS_MQ_HOST": u.hostname, "REDIS_MQ_PORT": str(u.port or 6379),
+                    "REDIS_MQ_PASSWORD": u.password or "", "REDIS_MQ_DB": u.path.strip("/") or "0",
+                })
+            else:  # RabbitMQ, filesystem://: the URL as it is (the options go below)
+                env["RCELERY_TEST_BROKER_URL"] = broker_url
             env.update({
-                "REDIS_MQ_HOST": u.hostname, "REDIS_MQ_PORT": str(u.port or 6379),
-                "REDIS_MQ_PASSWORD": u.password or "", "REDIS_MQ_DB": u.path.strip("/") or "0",
                 "CELERY_RESULT_BACKEND": self.conf["result_backend"],
                 "RCELERY_FIXTURE_CONFIG": json.dumps(python_only),
                 # Celery refuses to run as root while accepting pickle unless told so.
