@@ -10,6 +10,9 @@ from celery.result import AsyncResult
 from capture.cases import TYPED_ARGS, TYPED_KWARGS
 from helpers import raw_result, wait_drained, wait_for
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 SERIALIZERS = ["json", "pickle"]
 
 

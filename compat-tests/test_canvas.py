@@ -19,6 +19,9 @@ from conftest import PASSWORD, PORT, RESULT_DB
 from harness import effective_config, rcelery_binary, to_toml
 from helpers import CELERY_57, raw_result, wait_raw_result
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 BACKEND_URL = f"redis://:{PASSWORD}@127.0.0.1:{PORT}/{RESULT_DB}"
 
 

@@ -13,6 +13,9 @@ import pytest
 
 from helpers import CELERY_57, raw_result, wait_drained, wait_raw_result
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 
 @pytest.fixture
 def t(app):

@@ -179,6 +179,8 @@ def test_rows_python_wrote_are_read_by_the_worker(app, db, workers):
     assert client.AsyncResult(body.id).get(timeout=30) == 30
 
 
+# In the RabbitMQ subset: chord_unlock goes back through the broker while the results are rows.
+@pytest.mark.every_broker
 def test_a_chord_is_joined_by_chord_unlock(app, db, workers):
     start(workers, db)
     client = client_for(app, db)

@@ -264,6 +264,8 @@ def test_a_success_is_never_overwritten(app, djdb, workers):
         assert TaskResult.objects.get(task_id=task_id).status == "SUCCESS"
 
 
+# In the RabbitMQ subset: the body is sent through the broker once the chord counter says so.
+@pytest.mark.every_broker
 def test_a_saved_group_and_a_chord_through_the_chord_counter(app, djdb, workers):
     from django_celery_results.models import ChordCounter, GroupResult
 

@@ -4,9 +4,14 @@ import datetime
 import json
 import time
 
+import pytest
+
 from conftest import RESULT_DB
 from helpers import wait_drained, wait_for, wait_raw_result
 from test_robustness import SuccessCounter
+
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
 
 
 def _t():

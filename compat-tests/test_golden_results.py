@@ -18,6 +18,9 @@ from capture.cases import CASES, EXTENDED_CASES, STARTED_CASE, send
 from helpers import (golden_message, golden_result, local_worker_name, normalize, raw_result,
                      wait_drained, wait_for, wait_raw_result)
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 # A golden envelope carrying an absolute `expires` would be expired by now.
 REPLAYABLE = [c for c in CASES if "expires" not in c.options]
 

@@ -16,6 +16,9 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from helpers import raw_result, wait_drained, wait_for, wait_raw_result
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 SOFT_META = {"exc_type": "SoftTimeLimitExceeded", "exc_message": [],
              "exc_module": "billiard.exceptions"}
 SOFT_TB_END = "billiard.exceptions.SoftTimeLimitExceeded: SoftTimeLimitExceeded()\n"

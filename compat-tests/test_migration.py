@@ -9,6 +9,9 @@ from celery import chain, chord
 from harness import Worker, effective_config
 from helpers import wait_drained, wait_for
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 
 @pytest.fixture
 def t(app):

@@ -12,6 +12,9 @@ import pytest
 from conftest import RESULT_DB
 from helpers import CELERY_57, QUEUE_KEYS, raw_result, wait_drained, wait_for, wait_raw_result
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 
 @pytest.fixture
 def t(app):

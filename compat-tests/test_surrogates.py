@@ -13,6 +13,9 @@ from kombu.utils.json import dumps as json_dumps, loads as json_loads
 
 from helpers import raw_result
 
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
+pytestmark = pytest.mark.every_broker
+
 SERIALIZERS = ["json", "pickle"]
 TASK_SER = pytest.mark.parametrize("task_ser", SERIALIZERS, ids=lambda s: f"task-{s}")
 # Pickle results need a worker started with result_serializer = "pickle": a restart (slow).

@@ -23,9 +23,11 @@ fi
 # The machine's RabbitMQ on 5672: installed and started when it does not answer (never
 # stopped or restarted: the suites use vhosts of their own on it).
 bash scripts/rabbitmq.sh
-# The compatibility suite on RabbitMQ against the rcelery worker: on (1) once rcelery speaks
-# AMQP (src/broker/amqp/); until then 0 leaves the phase out.
+# The compatibility suite on RabbitMQ against the rcelery worker (the every_broker subset,
+# ~3.5 min): on (1) once rcelery speaks AMQP (src/broker/amqp/); until then 0 leaves it out.
 RCELERY_CI_AMQP=${RCELERY_CI_AMQP:-0}
+# The same subset on kombu's filesystem transport (~3 min): 1 runs it.
+RCELERY_CI_FILESYSTEM=${RCELERY_CI_FILESYSTEM:-0}
 
 # The test builds skip link-time optimisation: a dozen test binaries each link the whole
 # library with its SQL drivers, and thin LTO on each doubled the build. The scripts below
@@ -56,6 +58,10 @@ if [ "$RCELERY_CI_AMQP" = "1" ]; then
     RCELERY_TEST_BROKER=amqp bash scripts/compat-tests.sh -m every_broker
 else
     phase "compatibility tests on RabbitMQ: off (RCELERY_CI_AMQP=0 until the AMQP transport merges)"
+fi
+if [ "$RCELERY_CI_FILESYSTEM" = "1" ]; then
+    phase "compatibility tests on the filesystem transport (rcelery worker, the every_broker subset)"
+    RCELERY_TEST_BROKER=filesystem bash scripts/compat-tests.sh -m every_broker
 fi
 phase "compatibility tests of the older line (golden and canvas tests, real Celery 5.5)"
 bash scripts/compat-tests-5.5.sh
