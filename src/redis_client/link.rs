@@ -272,6 +272,8 @@ impl Link {
             if let Some(c) = self.current() {
                 return Ok(c);
             }
+            // Named before the attempt: a failed attempt may move the endpoint on.
+            let target = self.endpoint.display();
             match self.open().await {
                 Ok((conn, stamp)) => {
                     let shown = self.endpoint.display();
@@ -301,7 +303,7 @@ impl Link {
                 Err(open_error) => {
                     let e = open_error.error;
                     let (attempt, delay) =
-                        self.note_failure(&e.to_string(), Failure::Connection, true);
+                        self.note_failure(&target, &e.to_string(), Failure::Connection, true);
                     if let Some(max) = max_retries {
                         if attempt > max {
                             return Err(LinkError::GaveUp {
@@ -339,7 +341,7 @@ impl Link {
                 self.endpoint.lost(error);
             }
         }
-        self.note_failure(&error.to_string(), class, false);
+        self.note_failure(&self.endpoint.display(), &error.to_string(), class, false);
         class
     }
 
@@ -432,7 +434,13 @@ impl Link {
 
     /// Counts a failure, logs it as the outage calls for, and returns the attempt number and
     /// the wait before the next one.
-    fn note_failure(&self, error: &str, class: Failure, connecting: bool) -> (u32, Duration) {
+    fn note_failure(
+        &self,
+        target: &str,
+        error: &str,
+        class: Failure,
+        connecting: bool,
+    ) -> (u32, Duration) {
         let error = crate::redis_client::mask::mask_secrets_in_text(error);
         let (attempt, failures, report) = {
             let mut s = lock(&self.state);
@@ -452,7 +460,7 @@ impl Link {
         };
         let delay = self.options.retry.delay(failures);
         if !self.options.reports {
-            tracing::debug!(url = %self.endpoint.display(), error = %error, "{} connection failed; retrying in {:.1}s", self.role, delay.as_secs_f64());
+            tracing::debug!(url = %target, error = %error, "{} connection failed; retrying in {:.1}s", self.role, delay.as_secs_f64());
             return (attempt, delay);
         }
         let first = self.health.link_down(self.options.kind, &error);
@@ -470,7 +478,7 @@ impl Link {
             tracing::warn!(
                 "{} {} {state}: {error}; retrying in {:.1}s",
                 self.role,
-                self.endpoint.display(),
+                target,
                 delay.as_secs_f64()
             );
         } else if report {
@@ -479,7 +487,7 @@ impl Link {
                 outage_secs = down.as_secs_f64(),
                 "{} {} still {state} after {:.0}s (attempt {attempt}{of_max}): {error}",
                 self.role,
-                self.endpoint.display(),
+                target,
                 down.as_secs_f64()
             );
         }
