@@ -255,7 +255,7 @@ impl FailoverUrls {
                 index: c.index,
                 stamp: c.stamp,
             },
-            round_failed: c.failures % self.urls.len() == 0,
+            round_failed: c.failures.is_multiple_of(self.urls.len()),
         }
     }
 
