@@ -169,3 +169,21 @@ def test_sentinel_planned_failover_old_master_stays_up(redis_factory, sentinel_f
     log = worker.log()
     assert re.search(rf"broker now connected to redis://:\*\*@127.0.0.1:{replica.port}/0", log), log[-3000:]
     assert worker.alive()
+
+
+def test_failover_list_is_tried_whole_before_giving_up(redis_factory, worker_factory):
+    """`broker_connection_retry_on_startup = false`: one round of the list, not one URL. The
+    second URL up: the worker starts there; both down: it gives up after trying both, with
+    every password masked."""
+    dead = redis_port()
+    alive = redis_factory(port=redis_port())
+    url = f"redis://:{PASSWORD}@127.0.0.1:{dead}/0;redis://127.0.0.1:{alive.port}/0"
+    conf = worker_config(url, alive.url(1), broker_connection_retry_on_startup=False)
+    worker_factory(conf)
+    down = f"redis://:{PASSWORD}@127.0.0.1:{dead}/0;redis://:{PASSWORD}@127.0.0.1:{redis_port()}/0"
+    gone = worker_factory(worker_config(down, alive.url(1), broker_connection_retry_on_startup=False),
+                          wait_ready=False)
+    assert gone.proc.wait(30) != 0
+    log = gone.log()
+    assert "gave up after 2 attempt" in log, log[-2000:]
+    assert PASSWORD not in log, "the password leaked into the log"

@@ -304,7 +304,8 @@ impl Link {
                     let e = open_error.error;
                     let (attempt, delay) =
                         self.note_failure(&target, &e.to_string(), Failure::Connection, true);
-                    if let Some(max) = max_retries {
+                    // A fail-over list tries every URL of a round before it may give up.
+                    if let Some(max) = max_retries.filter(|_| !open_error.try_next_now) {
                         if attempt > max {
                             return Err(LinkError::GaveUp {
                                 target: self.target(),
