@@ -508,9 +508,12 @@ impl Broker for RedisBroker {
     }
 
     fn display_url(&self) -> String {
-        let current = self.link.display_url();
-        let sentinel = super::failover::family(&self.url) == "sentinel";
-        if self.urls.len() > 1 && !sentinel {
+        if super::failover::family(&self.url) == "sentinel" {
+            // The master in use, as the sentinels named it.
+            return self.link.display_url();
+        }
+        let current = redis_client::mask_password(self.urls.url(self.urls.current()));
+        if self.urls.len() > 1 {
             format!(
                 "{current} (fail-over list of {}, {})",
                 self.urls.len(),
