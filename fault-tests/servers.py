@@ -203,9 +203,10 @@ class Sentinel:
     `name`, quorum `quorum`, with short timeouts so a fail-over takes a few seconds."""
 
     def __init__(self, port, master_port, name="mymaster", quorum=2, auth_pass=None,
-                 down_after_ms=1000, failover_timeout_ms=3000):
+                 down_after_ms=1000, failover_timeout_ms=3000, requirepass=None):
         self.port = port
         self.name = name
+        self.requirepass = requirepass
         self.dir = tempfile.mkdtemp(prefix=f"rcelery-fault-sentinel-{port}-")
         self.conf = os.path.join(self.dir, "sentinel.conf")
         lines = [
@@ -218,6 +219,9 @@ class Sentinel:
         ]
         if auth_pass:
             lines.append(f"sentinel auth-pass {name} {auth_pass}")
+        if requirepass:
+            # Clients and the other sentinels both authenticate with it.
+            lines += [f"requirepass {requirepass}", f"sentinel sentinel-pass {requirepass}"]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.proc = None
@@ -227,7 +231,8 @@ class Sentinel:
         return f"sentinel://{auth}127.0.0.1:{self.port}/{db}"
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+                           password=self.requirepass)
 
     def start(self, timeout=10.0):
         exe = shutil.which("redis-server")

@@ -20,6 +20,7 @@ from faultlib import Sender, send_many, wait_all_succeeded, wait_for, states
 from servers import Sentinel, port_in
 
 PASSWORD = "S3cretPw"
+SENTINEL_PASSWORD = "SentPw0rd"
 MASTER = "mymaster"
 
 
@@ -49,8 +50,9 @@ def sentinel_factory():
     they outlive its teardown (its result backend unsubscribes through them)."""
     started = []
 
-    def make(master_port):
-        s = Sentinel(sentinel_port(), master_port, MASTER, quorum=2, auth_pass=PASSWORD)
+    def make(master_port, requirepass=None):
+        s = Sentinel(sentinel_port(), master_port, MASTER, quorum=2, auth_pass=PASSWORD,
+                     requirepass=requirepass)
         started.append(s)
         return s.start()
 
@@ -59,8 +61,8 @@ def sentinel_factory():
         s.stop()
 
 
-def start_sentinels(sentinel_factory, master_port, n=3):
-    sentinels = [sentinel_factory(master_port) for _ in range(n)]
+def start_sentinels(sentinel_factory, master_port, n=3, requirepass=None):
+    sentinels = [sentinel_factory(master_port, requirepass) for _ in range(n)]
     # Each sentinel must know the others and the replica before a fail-over can happen.
     wait_for(lambda: all(int(s.master()["num-other-sentinels"]) == n - 1
                          and int(s.master()["num-slaves"]) == 1 for s in sentinels),
@@ -145,12 +147,14 @@ def test_sentinel_planned_failover_old_master_stays_up(redis_factory, sentinel_f
                                                        worker_factory, producer_factory):
     """`SENTINEL FAILOVER`: the old master stays up as a replica, so the worker's connections
     to it are not cut by a dead server; its writes are refused (`READONLY`) or its
-    connections closed, and it must ask the sentinels again and follow the new master."""
+    connections closed, and it must ask the sentinels again and follow the new master. The
+    sentinels here have a password of their own, given in `sentinel_kwargs` (the URL's is
+    the master's)."""
     master, replica = start_replicated_pair(redis_factory)
-    sentinels = start_sentinels(sentinel_factory, master.port)
+    sentinels = start_sentinels(sentinel_factory, master.port, requirepass=SENTINEL_PASSWORD)
     broker_url = ";".join(s.url(PASSWORD, 0) for s in sentinels)
     backend_url = ";".join(s.url(PASSWORD, 1) for s in sentinels)
-    options = {"master_name": MASTER}
+    options = {"master_name": MASTER, "sentinel_kwargs": {"password": SENTINEL_PASSWORD}}
     worker = worker_factory(worker_config(
         broker_url, backend_url, broker_transport_options=options,
         result_backend_transport_options=options))
@@ -168,6 +172,7 @@ def test_sentinel_planned_failover_old_master_stays_up(redis_factory, sentinel_f
     wait_all_succeeded(replica.client(db=1), second, 30)
     log = worker.log()
     assert re.search(rf"broker now connected to redis://:\*\*@127.0.0.1:{replica.port}/0", log), log[-3000:]
+    assert PASSWORD not in log and SENTINEL_PASSWORD not in log, "a password leaked into the log"
     assert worker.alive()
 
 
