@@ -170,10 +170,8 @@ impl FailoverUrls {
         Ok(FailoverUrls::new(urls, strategy))
     }
 
-    /// A list of (at least one) URLs; the first is used first.
-    ///
-    /// # Panics
-    /// Never: an empty `urls` is given one empty URL, which the transport then refuses.
+    /// A list of URLs; the first is used first. An empty `urls` becomes a list of one empty
+    /// URL, which the transport then refuses.
     pub fn new(mut urls: Vec<String>, strategy: FailoverStrategy) -> FailoverUrls {
         if urls.is_empty() {
             urls.push(String::new());
