@@ -1,4 +1,5 @@
-//! Redis connections for the broker and the result backend: kombu's URL forms, and passwords
+//! Redis connections for the broker and the result backend: kombu's URL forms, servers that
+//! move (Redis Sentinel, fail-over lists: see [`endpoint`]), and passwords
 //! kept out of logs.
 
 pub mod client;
