@@ -12,7 +12,12 @@ import redis
 
 
 def free_port():
-    """A TCP port nothing listens on now (the kernel's pick)."""
+    """A TCP port nothing listens on now: the kernel's pick, or one from the range in env
+    RCELERY_FAULT_PORTS (`6450-6499`) on a machine whose other users need the rest."""
+    wanted = os.environ.get("RCELERY_FAULT_PORTS")
+    if wanted:
+        low, high = (int(p) for p in wanted.split("-", 1))
+        return port_in(low, high)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -25,10 +30,11 @@ class FaultyRedis:
     loses nothing that was acknowledged; `aof=False` keeps nothing across a restart.
     """
 
-    def __init__(self, port=None, aof=False, extra=()):
+    def __init__(self, port=None, aof=False, extra=(), password=None):
         self.port = port or free_port()
         self.aof = aof
-        self.extra = list(extra)
+        self.password = password
+        self.extra = list(extra) + (["--requirepass", password] if password else [])
         self.dir = tempfile.mkdtemp(prefix=f"rcelery-fault-redis-{self.port}-")
         self.proc = None
 
@@ -37,6 +43,7 @@ class FaultyRedis:
 
     def client(self, db=0, **kw):
         kw.setdefault("socket_timeout", 10)
+        kw.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, **kw)
 
     def start(self, timeout=10.0):
@@ -172,4 +179,97 @@ class PrivatePostgres:
 
     def stop(self):
         self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def port_in(low, high, taken=set()):
+    """A free loopback port in [low, high] not handed out before in this process (the fault
+    tests that run several servers of one role keep to a known range)."""
+    for port in range(low, high + 1):
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{high}")
+
+
+class Sentinel:
+    """A redis-sentinel (`redis-server sentinel.conf --sentinel`) monitoring `master_port` as
+    `name`, quorum `quorum`, with short timeouts so a fail-over takes a few seconds."""
+
+    def __init__(self, port, master_port, name="mymaster", quorum=2, auth_pass=None,
+                 down_after_ms=1000, failover_timeout_ms=3000, requirepass=None):
+        self.port = port
+        self.name = name
+        self.requirepass = requirepass
+        self.dir = tempfile.mkdtemp(prefix=f"rcelery-fault-sentinel-{port}-")
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        lines = [
+            f"port {port}", "bind 127.0.0.1", "daemonize no", f"dir {self.dir}",
+            f"logfile {os.path.join(self.dir, 'sentinel.log')}",
+            f"sentinel monitor {name} 127.0.0.1 {master_port} {quorum}",
+            f"sentinel down-after-milliseconds {name} {down_after_ms}",
+            f"sentinel failover-timeout {name} {failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+        ]
+        if auth_pass:
+            lines.append(f"sentinel auth-pass {name} {auth_pass}")
+        if requirepass:
+            # Clients and the other sentinels both authenticate with it.
+            lines += [f"requirepass {requirepass}", f"sentinel sentinel-pass {requirepass}"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = None
+
+    def url(self, password=None, db=0):
+        auth = f":{password}@" if password else ""
+        return f"sentinel://{auth}127.0.0.1:{self.port}/{db}"
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+                           password=self.requirepass)
+
+    def start(self, timeout=10.0):
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server not found on PATH: install it (apt-get install redis-server)")
+        self.proc = subprocess.Popen([exe, self.conf, "--sentinel"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sentinel on {self.port} exited ({self.proc.returncode}): "
+                                   f"{self.proc.stderr.read().decode(errors='replace')}")
+            try:
+                if self.client().ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"sentinel on {self.port} did not answer within {timeout}s")
+
+    def master(self):
+        """SENTINEL MASTER <name> as a dict."""
+        return self.client().sentinel_master(self.name)
+
+    def master_port(self):
+        """The port of the master this sentinel names now."""
+        host, port = self.client().sentinel_get_master_addr_by_name(self.name)
+        return int(port)
+
+    def log_tail(self, n=2000):
+        try:
+            with open(os.path.join(self.dir, "sentinel.log")) as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -12,6 +12,7 @@ use super::redis::{BackendLinkSettings, ChordSettings, RedisBackend};
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
 use crate::broker::factory::Capabilities;
 use crate::redis_client::lane::SharedLane;
+use crate::redis_client::sentinel::{SentinelOptions, SentinelSetup};
 use crate::redis_client::{self, UrlRefusal};
 
 /// What a result backend is opened with.
@@ -31,6 +32,9 @@ pub struct BackendSetup<'a> {
     pub link: BackendLinkSettings,
     /// Celery's `database_*` settings, for a `db+` URL.
     pub database: DatabaseOptions,
+    /// `result_backend_transport_options` `master_name`, `min_other_sentinels` and
+    /// `sentinel_kwargs`, for a `sentinel://` URL list.
+    pub sentinel: SentinelOptions,
     /// What the connected broker offers: a Redis backend on the server of a Redis broker
     /// takes up its [`SharedLane`] and sends its results with the broker's acks (one round
     /// trip per batch).
@@ -77,6 +81,13 @@ pub fn open(
                 })?;
         return Ok(Arc::new(backend));
     }
+    if url
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("sentinel://")
+    {
+        return open_sentinel(url, setup);
+    }
     let role = "result backend";
     let refused = |source| UrlRefusal::Invalid {
         role,
@@ -115,6 +126,55 @@ pub fn open(
             tracing::debug!("results travel with the broker's acks (same Redis server)");
         }
     }
+    Ok(Arc::new(backend))
+}
+
+/// Celery's `SentinelBackend`: `sentinel://h1:26379;sentinel://h2:26379` (split on `;`, as
+/// Celery does; a list of plain `redis://` URLs is not read by Celery's Redis backend, and
+/// is not here) with `result_backend_transport_options.master_name`. The master's server
+/// may change, so results never share the broker's settle lane.
+fn open_sentinel(
+    url: &str,
+    setup: BackendSetup<'_>,
+) -> Result<Arc<dyn ResultBackend>, BackendSetupError> {
+    let shown = redis_client::mask_url_list(url);
+    let open_error = |reason: String| BackendSetupError::Open {
+        url: shown.clone(),
+        source: BackendError::Url(reason),
+    };
+    let urls: Vec<String> = url
+        .split(';')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let sentinel_setup = SentinelSetup::parse(
+        &urls,
+        &setup.sentinel,
+        "result_backend_transport_options",
+        setup.link.use_ssl.as_ref(),
+    )
+    .map_err(|e| open_error(e.to_string()))?;
+    let mut link = setup.link;
+    if let Some(timeout) = sentinel_setup.master.socket_timeout {
+        link.response_timeout = timeout;
+    }
+    let mut backend = RedisBackend::sentinel(
+        url,
+        sentinel_setup,
+        setup.encoder,
+        setup.expires,
+        setup.global_keyprefix,
+        link,
+    )
+    .map_err(|source| BackendSetupError::Open {
+        url: shown.clone(),
+        source,
+    })?;
+    backend.set_chord_settings(ChordSettings {
+        ordered: setup.chord_ordered,
+        join_timeout: setup.chord_join_timeout,
+    });
     Ok(Arc::new(backend))
 }
 

@@ -6,6 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use super::failover::{self, FailoverError, FailoverUrls};
 use super::{filesystem, redis, Broker, BrokerError, ConnectionSettings};
 use crate::config::UseSsl;
 use crate::health::Health;
@@ -22,6 +23,9 @@ pub struct BrokerSetup {
     pub connection: ConnectionSettings,
     /// Where outages are reported.
     pub health: Arc<Health>,
+    /// `broker_failover_strategy` (`round-robin` when unset): how the next URL of a
+    /// `;`-separated `broker_url` is chosen (see [`failover`]).
+    pub failover_strategy: Option<String>,
 }
 
 /// A connected broker and what it offers besides the [`Broker`] trait.
@@ -66,6 +70,9 @@ pub enum BrokerSetupError {
     /// The URL was refused before connecting.
     #[error(transparent)]
     Url(#[from] UrlRefusal),
+    /// The `;`-separated URL list or `broker_failover_strategy` cannot be used.
+    #[error(transparent)]
+    Failover(#[from] FailoverError),
     /// `broker_transport_options` or `broker_use_ssl` do not fit the transport.
     #[error("{0}")]
     Options(String),
@@ -79,12 +86,22 @@ pub enum BrokerSetupError {
     },
 }
 
-/// Connects the broker `url` names, by its scheme.
+/// Connects the broker `url` names, by its scheme. A `;`-separated list is a fail-over list
+/// (all of one transport, ordered by `broker_failover_strategy`), handed whole to the
+/// transport; `sentinel://` URLs name the sentinels of a Redis master.
 pub async fn connect(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, BrokerSetupError> {
-    match scheme(url).as_str() {
-        "redis" | "rediss" | "redis+socket" | "socket" | "unix" => redis::open(url, setup).await,
-        "filesystem" => filesystem::open(url, setup),
-        _ => Err(redis_client::refuse_scheme("broker", url).into()),
+    let urls = FailoverUrls::parse(url, setup.failover_strategy.as_deref())?;
+    let first = urls.url(urls.current()).to_owned();
+    match scheme(&first).as_str() {
+        "redis" | "rediss" | "redis+socket" | "socket" | "unix" | "sentinel" => {
+            redis::open(Arc::new(urls), setup).await
+        }
+        "filesystem" if urls.len() == 1 => filesystem::open(&first, setup),
+        "filesystem" => Err(BrokerSetupError::Options(format!(
+            "a fail-over list of filesystem:// URLs has no use ({})",
+            failover::mask_list(url)
+        ))),
+        _ => Err(redis_client::refuse_scheme("broker", &first).into()),
     }
 }
 
@@ -123,6 +140,7 @@ mod tests {
             use_ssl: None,
             connection: ConnectionSettings::default(),
             health: Arc::new(Health::new()),
+            failover_strategy: None,
         };
         let err = connect("amqp://guest:secret@h//", setup())
             .await
@@ -133,5 +151,41 @@ mod tests {
         assert!(!text.contains("secret"), "{text}");
         let err = connect("h:6379", setup()).await.err().expect("refused");
         assert!(err.to_string().contains("not a URL"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn lists_are_read_before_connecting() {
+        let setup = |strategy: Option<&str>| BrokerSetup {
+            transport_options: toml::Table::new(),
+            use_ssl: None,
+            connection: ConnectionSettings::default(),
+            health: Arc::new(Health::new()),
+            failover_strategy: strategy.map(str::to_owned),
+        };
+        let err = connect("redis://:S3cret@a/0;amqp://b//", setup(None))
+            .await
+            .err()
+            .expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("mix transports"), "{text}");
+        assert!(!text.contains("S3cret"), "{text}");
+        let err = connect("redis://a/0;redis://b/0", setup(Some("fastest")))
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("broker_failover_strategy"),
+            "{err}"
+        );
+        let err = connect(
+            "sentinel://:S3cret@127.0.0.1:1;sentinel://127.0.0.1:2",
+            setup(None),
+        )
+        .await
+        .err()
+        .expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("master_name"), "{text}");
+        assert!(!text.contains("S3cret"), "{text}");
     }
 }

@@ -9,9 +9,11 @@
 //! Each transport is one folder here (`redis/`, `filesystem/`): its broker, its typed transport options read
 //! from `broker_transport_options`, the conversion of its driver's errors into
 //! [`BrokerError`], and an `open` function that [`factory::connect`] calls for the URL
-//! schemes it serves.
+//! schemes it serves. A `;`-separated `broker_url` is a fail-over list ([`failover`]), which
+//! the factory reads once for every transport.
 
 pub mod factory;
+pub mod failover;
 pub mod filesystem;
 pub mod redis;
 mod window;

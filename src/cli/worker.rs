@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigRequest, LoadedConfig, DEFAULT_BROKER_URL};
 use crate::health::Health;
 use crate::producer::Producer;
 use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
+use crate::redis_client::sentinel::SentinelOptions;
 use crate::state::Startup;
 use crate::task::Seconds;
 use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerParts, WorkerSettings};
@@ -231,6 +232,7 @@ pub(super) async fn connect_broker(
         use_ssl: config.broker_use_ssl.clone(),
         connection: config.broker_connection(),
         health,
+        failover_strategy: config.broker_failover_strategy.clone(),
     };
     broker::factory::connect(url, setup)
         .await
@@ -267,6 +269,14 @@ pub(super) fn connect_backend(
         chord_join_timeout: Duration::from_secs_f64(config.result_chord_join_timeout.max(0.0)),
         link,
         database: config.database_options(),
+        sentinel: SentinelOptions {
+            master_name: config.result_backend_transport_options.master_name.clone(),
+            min_other_sentinels: config.result_backend_transport_options.min_other_sentinels,
+            sentinel_kwargs: config
+                .result_backend_transport_options
+                .sentinel_kwargs
+                .clone(),
+        },
         broker,
     };
     backend::factory::open(url, setup).map_err(|e| e.to_string())

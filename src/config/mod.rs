@@ -98,6 +98,15 @@ pub struct ResultTransportOptions {
     /// `result_chord_ordered` (true): chord parts kept in header order (a sorted set), or in
     /// completion order (a list) when false.
     pub result_chord_ordered: bool,
+    /// `master_name`: for a `sentinel://` result backend, the name the sentinels monitor
+    /// the master under (required there).
+    pub master_name: Option<String>,
+    /// `min_other_sentinels` (0): a sentinel's answer counts only when it sees this many
+    /// other sentinels.
+    pub min_other_sentinels: u32,
+    /// `sentinel_kwargs`: how to connect to the sentinels themselves (`password`,
+    /// `username`, `socket_timeout`, `socket_connect_timeout`).
+    pub sentinel_kwargs: Option<toml::Table>,
 }
 
 impl Default for ResultTransportOptions {
@@ -105,6 +114,9 @@ impl Default for ResultTransportOptions {
         ResultTransportOptions {
             global_keyprefix: String::new(),
             result_chord_ordered: true,
+            master_name: None,
+            min_other_sentinels: 0,
+            sentinel_kwargs: None,
         }
     }
 }
@@ -189,6 +201,9 @@ pub struct Config {
     pub broker_connection_max_retries: u32,
     /// `broker_connection_timeout` in seconds (4): how long one connection attempt may take.
     pub broker_connection_timeout: f64,
+    /// `broker_failover_strategy` (`round-robin` when unset; or `shuffle`): how the next URL
+    /// of a `;`-separated `broker_url` is chosen (see [`crate::broker::failover`]).
+    pub broker_failover_strategy: Option<String>,
     /// `result_backend_base_sleep_between_retries_ms` (10): the first wait before a failed
     /// result-backend command is retried; each later wait doubles.
     pub result_backend_base_sleep_between_retries_ms: u64,
@@ -352,6 +367,7 @@ impl Default for Config {
             broker_connection_retry_on_startup: None,
             broker_connection_max_retries: 100,
             broker_connection_timeout: 4.0,
+            broker_failover_strategy: None,
             result_backend_base_sleep_between_retries_ms: 10,
             result_backend_max_sleep_between_retries_ms: 10_000,
             rcelery_result_buffer: 10_000,
@@ -444,6 +460,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "broker_connection_retry_on_startup",
     "broker_connection_max_retries",
     "broker_connection_timeout",
+    "broker_failover_strategy",
     "result_backend_base_sleep_between_retries_ms",
     "result_backend_max_sleep_between_retries_ms",
     "rcelery_result_buffer",

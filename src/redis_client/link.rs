@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::{Client, RedisError};
 use tokio::sync::watch;
 
+use super::client::Timeouts;
+use super::endpoint::{Endpoint, FixedEndpoint};
 use crate::health::{Health, LinkKind};
 
 /// How long a reply may take when neither the URL nor the transport options say
@@ -146,6 +148,10 @@ pub type OnConnect =
 
 struct State {
     conn: Option<MultiplexedConnection>,
+    /// The endpoint's stamp when `conn` was opened.
+    stamp: u64,
+    /// Where the last connection went (masked), to say so when the endpoint moves.
+    connected_to: String,
     /// Bumped on every new connection.
     generation: u64,
     /// Consecutive failures (connection attempts and commands) since the last success.
@@ -158,8 +164,7 @@ struct State {
 
 /// A self-healing connection to one Redis server.
 pub struct Link {
-    client: Client,
-    display: String,
+    endpoint: Arc<dyn Endpoint>,
     role: &'static str,
     options: LinkOptions,
     health: Arc<Health>,
@@ -179,15 +184,32 @@ impl Link {
         options: LinkOptions,
         health: Arc<Health>,
     ) -> Link {
+        Link::with_endpoint(
+            Arc::new(FixedEndpoint::new(client, display)),
+            role,
+            options,
+            health,
+        )
+    }
+
+    /// A link to wherever `endpoint` names at each connection (a Sentinel-managed master, a
+    /// fail-over list), not connected yet.
+    pub fn with_endpoint(
+        endpoint: Arc<dyn Endpoint>,
+        role: &'static str,
+        options: LinkOptions,
+        health: Arc<Health>,
+    ) -> Link {
         let (epochs, _) = watch::channel(0);
         Link {
-            client,
-            display,
+            endpoint,
             role,
             options,
             health,
             state: Mutex::new(State {
                 conn: None,
+                stamp: 0,
+                connected_to: String::new(),
                 generation: 0,
                 failures: 0,
                 attempts: 0,
@@ -207,9 +229,9 @@ impl Link {
         lock(&self.state).conn = None;
     }
 
-    /// The password-free URL.
-    pub fn display_url(&self) -> &str {
-        &self.display
+    /// The password-free URL of the server the link connects to now.
+    pub fn display_url(&self) -> String {
+        self.endpoint.display()
     }
 
     /// Which health entry the link reports to.
@@ -250,24 +272,40 @@ impl Link {
             if let Some(c) = self.current() {
                 return Ok(c);
             }
+            // Named before the attempt: a failed attempt may move the endpoint on.
+            let target = self.endpoint.display();
             match self.open().await {
-                Ok(conn) => {
-                    let generation = {
+                Ok((conn, stamp)) => {
+                    let shown = self.endpoint.display();
+                    let (generation, moved_from) = {
                         let mut s = lock(&self.state);
                         s.generation += 1;
                         s.attempts = 0;
                         s.conn = Some(conn.clone());
-                        s.generation
+                        s.stamp = stamp;
+                        let before = std::mem::replace(&mut s.connected_to, shown.clone());
+                        let moved = (!before.is_empty() && before != shown).then_some(before);
+                        (s.generation, moved)
                     };
+                    if let Some(before) = moved_from {
+                        let line = format!("{} now connected to {shown} (was {before})", self.role);
+                        if self.options.reports {
+                            tracing::warn!("{line}");
+                        } else {
+                            tracing::debug!("{line}");
+                        }
+                    }
                     self.epochs.send_replace(generation);
                     self.succeeded();
-                    tracing::debug!(url = %self.display, generation, "{} connected", self.role);
+                    tracing::debug!(url = %shown, generation, "{} connected", self.role);
                     return Ok((generation, conn));
                 }
-                Err(e) => {
+                Err(open_error) => {
+                    let e = open_error.error;
                     let (attempt, delay) =
-                        self.note_failure(&e.to_string(), Failure::Connection, true);
-                    if let Some(max) = max_retries {
+                        self.note_failure(&target, &e.to_string(), Failure::Connection, true);
+                    // A fail-over list tries every URL of a round before it may give up.
+                    if let Some(max) = max_retries.filter(|_| !open_error.try_next_now) {
                         if attempt > max {
                             return Err(LinkError::GaveUp {
                                 target: self.target(),
@@ -276,7 +314,9 @@ impl Link {
                             });
                         }
                     }
-                    tokio::time::sleep(delay).await;
+                    if !open_error.try_next_now {
+                        tokio::time::sleep(delay).await;
+                    }
                 }
             }
         }
@@ -290,12 +330,19 @@ impl Link {
             return class;
         }
         if class == Failure::Connection {
-            let mut s = lock(&self.state);
-            if s.generation == generation {
-                s.conn = None;
+            let current = {
+                let mut s = lock(&self.state);
+                let current = s.generation == generation && s.conn.is_some();
+                if s.generation == generation {
+                    s.conn = None;
+                }
+                current
+            };
+            if current {
+                self.endpoint.lost(error);
             }
         }
-        self.note_failure(&error.to_string(), class, false);
+        self.note_failure(&self.endpoint.display(), &error.to_string(), class, false);
         class
     }
 
@@ -333,7 +380,7 @@ impl Link {
                 );
             }
         } else {
-            tracing::debug!(url = %self.display, "{} connection restored", self.role);
+            tracing::debug!(url = %self.endpoint.display(), "{} connection restored", self.role);
         }
     }
 
@@ -363,28 +410,38 @@ impl Link {
     }
 
     fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        let s = lock(&self.state);
+        let stamp = self.endpoint.stamp();
+        let mut s = lock(&self.state);
+        if s.conn.is_some() && s.stamp != stamp {
+            // The endpoint moved (another connection of the same broker failed over): this
+            // connection reaches a server the others have left.
+            s.conn = None;
+        }
         s.conn.clone().map(|c| (s.generation, c))
     }
 
-    async fn open(&self) -> Result<MultiplexedConnection, RedisError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.options.connect_timeout))
-            .set_response_timeout(self.options.response_timeout);
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+    async fn open(&self) -> Result<super::endpoint::Opened, super::endpoint::OpenError> {
+        let timeouts = Timeouts {
+            connect: Some(self.options.connect_timeout),
+            response: self.options.response_timeout,
+        };
+        let (conn, stamp) = self.endpoint.open(timeouts).await?;
         let hook = lock(&self.on_connect).clone();
         if let Some(hook) = hook {
             hook(conn.clone()).await?;
         }
-        Ok(conn)
+        Ok((conn, stamp))
     }
 
     /// Counts a failure, logs it as the outage calls for, and returns the attempt number and
     /// the wait before the next one.
-    fn note_failure(&self, error: &str, class: Failure, connecting: bool) -> (u32, Duration) {
+    fn note_failure(
+        &self,
+        target: &str,
+        error: &str,
+        class: Failure,
+        connecting: bool,
+    ) -> (u32, Duration) {
         let error = crate::redis_client::mask::mask_secrets_in_text(error);
         let (attempt, failures, report) = {
             let mut s = lock(&self.state);
@@ -404,7 +461,7 @@ impl Link {
         };
         let delay = self.options.retry.delay(failures);
         if !self.options.reports {
-            tracing::debug!(url = %self.display, error = %error, "{} connection failed; retrying in {:.1}s", self.role, delay.as_secs_f64());
+            tracing::debug!(url = %target, error = %error, "{} connection failed; retrying in {:.1}s", self.role, delay.as_secs_f64());
             return (attempt, delay);
         }
         let first = self.health.link_down(self.options.kind, &error);
@@ -422,7 +479,7 @@ impl Link {
             tracing::warn!(
                 "{} {} {state}: {error}; retrying in {:.1}s",
                 self.role,
-                self.display,
+                target,
                 delay.as_secs_f64()
             );
         } else if report {
@@ -431,7 +488,7 @@ impl Link {
                 outage_secs = down.as_secs_f64(),
                 "{} {} still {state} after {:.0}s (attempt {attempt}{of_max}): {error}",
                 self.role,
-                self.display,
+                target,
                 down.as_secs_f64()
             );
         }
@@ -439,7 +496,7 @@ impl Link {
     }
 
     fn target(&self) -> String {
-        format!("{} {}", self.role, self.display)
+        format!("{} {}", self.role, self.endpoint.display())
     }
 }
 

@@ -1,10 +1,13 @@
-//! Redis connections for the broker and the result backend: kombu's URL forms, and passwords
+//! Redis connections for the broker and the result backend: kombu's URL forms, servers that
+//! move (Redis Sentinel, fail-over lists: see [`endpoint`]), and passwords
 //! kept out of logs.
 
 pub mod client;
+pub mod endpoint;
 pub mod lane;
 pub mod link;
 pub mod mask;
+pub mod sentinel;
 pub mod spin;
 pub mod url;
 
@@ -98,6 +101,16 @@ pub fn same_server(a: &str, b: &str) -> bool {
 /// text that does not parse (see [`mask_secrets`]).
 pub fn mask_password(url: &str) -> String {
     mask_secrets(url)
+}
+
+/// A `;`-separated URL list (a broker fail-over list, Sentinel URLs) with each URL's
+/// password masked, as Celery's Sentinel backend shows its URL. kombu and Celery split such a
+/// list on every `;`, so each piece is one URL.
+pub fn mask_url_list(text: &str) -> String {
+    text.split(';')
+        .map(mask_secrets)
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// True when `url`'s scheme is one the Redis broker and result backend read.

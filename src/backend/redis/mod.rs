@@ -29,8 +29,10 @@ use super::{BackendError, MetaEncoder, NativeChords, ResultBackend, ResultRecord
 use crate::codec::Serializer;
 use crate::health::{Health, LinkKind};
 use crate::redis_client;
+use crate::redis_client::endpoint::{Endpoint, FixedEndpoint};
 use crate::redis_client::lane::{ResultWrite, SettleLane, WriteTarget, STORE_RESULTS_LUA};
 use crate::redis_client::link::{Link, LinkOptions, RetryPolicy};
+use crate::redis_client::sentinel::{SentinelEndpoint, SentinelSetup};
 use crate::value::Value;
 
 /// Stores a batch of metas with Celery's rule (see [`STORE_RESULTS_LUA`]).
@@ -98,6 +100,8 @@ impl Default for BackendLinkSettings {
 /// Redis result backend.
 pub struct RedisBackend {
     url: String,
+    /// The database results are written to.
+    db: i64,
     expires: u64,
     link: Arc<Link>,
     /// One permit per result that may wait for the server (`buffer` in all).
@@ -154,6 +158,52 @@ impl RedisBackend {
             .and_then(|u| u.with_use_ssl(settings.use_ssl.as_ref()))
             .map_err(|e| BackendError::Url(e.to_string()))?;
         let client = redis_client::client(&parsed).map_err(|e| BackendError::Url(e.to_string()))?;
+        let endpoint = Arc::new(FixedEndpoint::new(client, parsed.to_string()));
+        Ok(Self::with_endpoint(
+            url,
+            parsed.db,
+            endpoint,
+            encoder,
+            expires,
+            global_keyprefix,
+            settings,
+        ))
+    }
+
+    /// A backend for the master that Redis Sentinels name (Celery's `SentinelBackend`:
+    /// `sentinel://h1:26379;sentinel://h2:26379` with
+    /// `result_backend_transport_options.master_name`), connecting on first use.
+    pub fn sentinel(
+        url: &str,
+        setup: SentinelSetup,
+        encoder: MetaEncoder,
+        expires: Option<Duration>,
+        global_keyprefix: &str,
+        settings: BackendLinkSettings,
+    ) -> Result<RedisBackend, BackendError> {
+        let db = setup.master.db;
+        let endpoint =
+            Arc::new(SentinelEndpoint::new(setup).map_err(|e| BackendError::Url(e.to_string()))?);
+        Ok(Self::with_endpoint(
+            url,
+            db,
+            endpoint,
+            encoder,
+            expires,
+            global_keyprefix,
+            settings,
+        ))
+    }
+
+    fn with_endpoint(
+        url: &str,
+        db: i64,
+        endpoint: Arc<dyn Endpoint>,
+        encoder: MetaEncoder,
+        expires: Option<Duration>,
+        global_keyprefix: &str,
+        settings: BackendLinkSettings,
+    ) -> RedisBackend {
         let options = LinkOptions {
             kind: LinkKind::Backend,
             reports: true,
@@ -161,9 +211,8 @@ impl RedisBackend {
             response_timeout: Some(settings.response_timeout),
             retry: settings.retry,
         };
-        let link = Arc::new(Link::new(
-            client,
-            parsed.to_string(),
+        let link = Arc::new(Link::with_endpoint(
+            endpoint,
             "result backend",
             options,
             settings.health,
@@ -185,8 +234,9 @@ impl RedisBackend {
         };
         let expires = expires.map_or(0, |d| d.as_secs().max(1));
         tokio::spawn(writer(Arc::clone(&link), rx, expires, marker.clone()));
-        Ok(RedisBackend {
+        RedisBackend {
             url: url.to_owned(),
+            db,
             expires,
             link,
             room: Arc::new(Semaphore::new(settings.buffer.max(1))),
@@ -198,7 +248,7 @@ impl RedisBackend {
             lane: None,
             chords: chords::ChordSettings::default(),
             claims: chords::Claims::default(),
-        })
+        }
     }
 
     /// How this backend keeps chord parts (`result_chord_ordered`; every worker of a chord,
@@ -213,7 +263,7 @@ impl RedisBackend {
     /// serves another backend.
     pub fn share_lane(&mut self, lane: Arc<SettleLane>) -> bool {
         let target = WriteTarget {
-            db: redis_client::db_number(&self.url),
+            db: self.db,
             expires: self.expires,
             success_marker: self.marker.0.clone(),
             marker_within: self.marker.1,
@@ -378,7 +428,7 @@ impl ResultBackend for RedisBackend {
     }
 
     fn display_url(&self) -> String {
-        redis_client::mask_password(&self.url)
+        redis_client::mask_url_list(&self.url)
     }
 }
 

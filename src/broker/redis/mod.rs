@@ -17,6 +17,7 @@ mod restore;
 mod scripts;
 mod settle;
 mod tail;
+mod target;
 
 pub use envelope::{
     mark_redelivered, parse as parse_envelope, priority_of, BadEnvelope, Envelope, EnvelopeError,
@@ -35,6 +36,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Script;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::failover::FailoverUrls;
 use super::{Broker, BrokerError, ConnectionSettings, Delivery, PrefetchWindow, QueueSpec};
 use crate::health::{Health, LinkKind};
 use crate::protocol::OutgoingMessage;
@@ -42,7 +44,6 @@ use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::{Link, LinkOptions, RetryPolicy, DEFAULT_RESPONSE_TIMEOUT};
 use crate::redis_client::spin::Spinner;
-use crate::redis_client::RedisUrl;
 
 /// The loaded Lua scripts.
 #[derive(Clone)]
@@ -75,6 +76,9 @@ impl Scripts {
 /// A Redis broker connection.
 pub struct RedisBroker {
     url: String,
+    urls: Arc<FailoverUrls>,
+    /// The URL when the broker is one plain server (see [`RedisBroker::single_url`]).
+    single_url: Option<String>,
     link: Arc<Link>,
     blocking: Arc<Link>,
     keys: Keys,
@@ -107,22 +111,37 @@ impl RedisBroker {
     }
 
     /// Connects (retrying as `settings` allow when the server is not there yet), loads the
-    /// scripts, and starts the settlement task. Outages are reported to `health`.
+    /// scripts, and starts the settlement task. Outages are reported to `health`. `url` may
+    /// be a `;`-separated fail-over list (round-robin) or a list of `sentinel://` URLs.
     pub async fn connect_with(
         url: &str,
         options: RedisTransportOptions,
         settings: ConnectionSettings,
         health: Arc<Health>,
     ) -> Result<RedisBroker, BrokerError> {
+        let urls = FailoverUrls::parse(url, None).map_err(|e| BrokerError::Url {
+            url: redis_client::mask_url_list(url),
+            reason: e.to_string(),
+        })?;
+        Self::connect_to(Arc::new(urls), options, settings, health).await
+    }
+
+    /// Connects to the servers of `urls` (one plain Redis server, a fail-over list of them,
+    /// or the `sentinel://` URLs of the sentinels that name the master); see
+    /// [`RedisBroker::connect_with`].
+    pub async fn connect_to(
+        urls: Arc<FailoverUrls>,
+        options: RedisTransportOptions,
+        settings: ConnectionSettings,
+        health: Arc<Health>,
+    ) -> Result<RedisBroker, BrokerError> {
+        let url = urls.urls().join(";");
         let bad_url = |reason: String| BrokerError::Url {
-            url: redis_client::mask_password(url),
+            url: redis_client::mask_url_list(&url),
             reason,
         };
-        let parsed = RedisUrl::parse(url)
-            .and_then(|u| u.with_use_ssl(options.use_ssl.as_ref()))
-            .map_err(|e| bad_url(e.to_string()))?;
-        let client = redis_client::client(&parsed).map_err(|e| bad_url(e.to_string()))?;
-        let display = parsed.to_string();
+        let resolved = target::resolve(Arc::clone(&urls), &options).map_err(bad_url)?;
+        let parsed = resolved.first;
         // The transport options win over the URL's query, as kombu merges them.
         let connect_timeout = options
             .socket_connect_timeout
@@ -146,9 +165,8 @@ impl RedisBroker {
                 .or(parsed.socket_timeout)
                 .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
         );
-        let link = Arc::new(Link::new(
-            client.clone(),
-            display.clone(),
+        let link = Arc::new(Link::with_endpoint(
+            Arc::clone(&resolved.endpoint),
             "broker",
             LinkOptions {
                 kind: LinkKind::Broker,
@@ -162,9 +180,8 @@ impl RedisBroker {
         // BRPOP blocks for up to `brpop_timeout`: its reply may take that long, and more.
         let blocking_timeout = secs(options.brpop_timeout.max(0.0))
             + response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
-        let blocking = Arc::new(Link::new(
-            client,
-            display,
+        let blocking = Arc::new(Link::with_endpoint(
+            resolved.endpoint,
             "broker (blocking)",
             LinkOptions {
                 kind: LinkKind::Broker,
@@ -194,7 +211,7 @@ impl RedisBroker {
         let call = settle::ScriptCall {
             keys: keys.clone(),
             scripts: scripts.clone(),
-            db: redis_client::db_number(url),
+            db: resolved.db,
             counted_pop: server_version(&mut first).await >= (6, 2),
             batch_bytes: batch_budget(options.rcelery_max_message_bytes),
         };
@@ -212,7 +229,9 @@ impl RedisBroker {
             options.unacked_mutex_expire,
         ));
         Ok(RedisBroker {
-            url: url.to_owned(),
+            url,
+            urls,
+            single_url: resolved.single_url,
             link,
             blocking,
             keys,
@@ -238,6 +257,13 @@ impl RedisBroker {
     /// The broker URL as given (password included; never log it).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL when the broker is one plain Redis server, whose settle lane a result
+    /// backend on the same server may share; `None` for a fail-over list or Sentinel, whose
+    /// server may change under the backend (password included; never log it).
+    pub fn single_url(&self) -> Option<&str> {
+        self.single_url.as_deref()
     }
 
     async fn restore_visible_once(&self) {
@@ -482,6 +508,19 @@ impl Broker for RedisBroker {
     }
 
     fn display_url(&self) -> String {
-        redis_client::mask_password(&self.url)
+        if super::failover::family(&self.url) == "sentinel" {
+            // The master in use, as the sentinels named it.
+            return self.link.display_url();
+        }
+        let current = redis_client::mask_password(self.urls.url(self.urls.current()));
+        if self.urls.len() > 1 {
+            format!(
+                "{current} (fail-over list of {}, {})",
+                self.urls.len(),
+                self.urls.strategy().as_str()
+            )
+        } else {
+            current
+        }
     }
 }

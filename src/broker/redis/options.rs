@@ -41,6 +41,16 @@ pub struct RedisTransportOptions {
     /// decoded; it is acked with an error logged and, when its task id can be read, a
     /// `kombu.exceptions.DecodeError` failure stored for it (64 MiB; 0 for no limit).
     pub rcelery_max_message_bytes: usize,
+    /// kombu's Sentinel transport (`sentinel://` URLs): the name the sentinels monitor the
+    /// master under (required with `sentinel://`).
+    pub master_name: Option<String>,
+    /// kombu's Sentinel transport: a sentinel's answer counts only when it sees this many
+    /// other sentinels (0).
+    pub min_other_sentinels: u32,
+    /// kombu's Sentinel transport: how to connect to the sentinels themselves (`password`,
+    /// `username`, `socket_timeout`, `socket_connect_timeout` are read); the URL's password
+    /// is the master's.
+    pub sentinel_kwargs: Option<toml::Table>,
     /// TLS options from Celery's `broker_use_ssl` (not a transport option; set from the
     /// config): TLS on, the URL's own `ssl_*` options winning.
     #[serde(skip)]
@@ -62,6 +72,9 @@ impl Default for RedisTransportOptions {
             socket_timeout: None,
             socket_connect_timeout: None,
             rcelery_max_message_bytes: 64 * 1024 * 1024,
+            master_name: None,
+            min_other_sentinels: 0,
+            sentinel_kwargs: None,
             use_ssl: None,
         }
     }
@@ -82,6 +95,9 @@ const KEYS: &[&str] = &[
     "socket_timeout",
     "socket_connect_timeout",
     "rcelery_max_message_bytes",
+    "master_name",
+    "min_other_sentinels",
+    "sentinel_kwargs",
 ];
 
 impl RedisTransportOptions {
@@ -130,8 +146,9 @@ mod tests {
 
     #[test]
     fn every_key_listed_is_read() {
-        // A table fits none of them: each key read is refused.
-        for key in KEYS {
+        // A table fits none of them (but `sentinel_kwargs`, a table itself): each key read
+        // is refused.
+        for key in KEYS.iter().filter(|k| **k != "sentinel_kwargs") {
             let o = RedisTransportOptions::from_table(&table(&format!("{key} = {{ x = 1 }}")));
             assert!(o.is_err(), "{key} is not read");
         }
