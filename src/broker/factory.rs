@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::failover::{self, FailoverError, FailoverUrls};
-use super::{filesystem, redis, Broker, BrokerError, ConnectionSettings};
+use super::{amqp, filesystem, redis, Broker, BrokerError, ConnectionSettings, QueueCatalog};
 use crate::config::UseSsl;
 use crate::health::Health;
 use crate::redis_client::{self, UrlRefusal};
@@ -26,6 +26,8 @@ pub struct BrokerSetup {
     /// `broker_failover_strategy` (`round-robin` when unset): how the next URL of a
     /// `;`-separated `broker_url` is chosen (see [`failover`]).
     pub failover_strategy: Option<String>,
+    /// The queues the app knows (AMQP declares them as Celery does before publishing).
+    pub queues: QueueCatalog,
 }
 
 /// A connected broker and what it offers besides the [`Broker`] trait.
@@ -101,6 +103,7 @@ pub async fn connect(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, B
             "a fail-over list of filesystem:// URLs has no use ({})",
             failover::mask_list(url)
         ))),
+        "amqp" | "pyamqp" | "amqps" => amqp::open(&first, setup).await,
         _ => Err(redis_client::refuse_scheme("broker", &first).into()),
     }
 }
@@ -141,13 +144,14 @@ mod tests {
             connection: ConnectionSettings::default(),
             health: Arc::new(Health::new()),
             failover_strategy: None,
+            queues: QueueCatalog::default(),
         };
-        let err = connect("amqp://guest:secret@h//", setup())
+        let err = connect("sqs://key:secret@h//", setup())
             .await
             .err()
             .expect("refused");
         let text = err.to_string();
-        assert!(text.contains("\"amqp\" is not supported"), "{text}");
+        assert!(text.contains("\"sqs\" is not supported"), "{text}");
         assert!(!text.contains("secret"), "{text}");
         let err = connect("h:6379", setup()).await.err().expect("refused");
         assert!(err.to_string().contains("not a URL"), "{err}");

@@ -176,6 +176,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         tz.name(),
         &config.task_default_queue,
     )
+    .with_default_priority(config.task_default_priority)
     .with_backend(Arc::clone(&backend))
     .with_routes(routes);
     let parts = WorkerParts {
@@ -233,6 +234,7 @@ pub(super) async fn connect_broker(
         connection: config.broker_connection(),
         health,
         failover_strategy: config.broker_failover_strategy.clone(),
+        queues: config.queue_catalog(),
     };
     broker::factory::connect(url, setup)
         .await
