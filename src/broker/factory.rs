@@ -103,7 +103,7 @@ pub async fn connect(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, B
             "a fail-over list of filesystem:// URLs has no use ({})",
             failover::mask_list(url)
         ))),
-        "amqp" | "pyamqp" | "amqps" => amqp::open(&first, setup).await,
+        "amqp" | "pyamqp" | "amqps" => amqp::open(Arc::new(urls), setup).await,
         _ => Err(redis_client::refuse_scheme("broker", &first).into()),
     }
 }

@@ -13,6 +13,7 @@ use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::watch;
 
+use crate::broker::failover::FailoverUrls;
 use crate::broker::{BrokerError, ConnectionSettings};
 use crate::health::{Health, LinkKind};
 use crate::redis_client::link::RetryPolicy;
@@ -81,11 +82,15 @@ struct State {
     failures: u32,
     last_report: Option<Instant>,
     down: bool,
+    /// The index in the fail-over list of the URL last connected to.
+    connected_to: Option<usize>,
 }
 
-/// The broker link: hands out the current [`Session`], connecting when there is none.
+/// The broker link: hands out the current [`Session`], connecting when there is none, to
+/// the URL of the fail-over list in use (one [`Target`] per URL, in the list's order).
 pub(super) struct Link {
-    target: Target,
+    targets: Vec<Target>,
+    urls: Arc<FailoverUrls>,
     retry: RetryPolicy,
     health: Arc<Health>,
     state: Mutex<State>,
@@ -94,8 +99,13 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// A link that has not connected yet.
-    pub fn new(target: Target, settings: &ConnectionSettings, health: Arc<Health>) -> Link {
+    /// A link that has not connected yet; `targets` has one entry per URL of `urls`.
+    pub fn new(
+        targets: Vec<Target>,
+        urls: Arc<FailoverUrls>,
+        settings: &ConnectionSettings,
+        health: Arc<Health>,
+    ) -> Link {
         let retry = RetryPolicy::broker(settings.max_retries);
         let retry = if settings.retry {
             retry
@@ -106,7 +116,8 @@ impl Link {
             }
         };
         Link {
-            target,
+            targets,
+            urls,
             retry,
             health,
             state: Mutex::default(),
@@ -115,9 +126,13 @@ impl Link {
         }
     }
 
-    /// The URL for logs.
+    /// The URL in use, for logs.
     pub fn display(&self) -> &str {
-        &self.target.display
+        &self.target(self.urls.current().index).display
+    }
+
+    fn target(&self, index: usize) -> &Target {
+        &self.targets[index.min(self.targets.len() - 1)]
     }
 
     /// Changes with every new connection.
@@ -145,10 +160,17 @@ impl Link {
             if let Some(s) = self.live() {
                 return Ok(s);
             }
-            match self.open().await {
+            let attempt = self.urls.current();
+            let target = self.target(attempt.index);
+            match self.open(target).await {
                 Ok((connection, channel)) => {
-                    let session = {
+                    self.urls.succeeded();
+                    let (session, moved_from) = {
                         let mut s = lock(&self.state);
+                        let moved_from = s
+                            .connected_to
+                            .replace(attempt.index)
+                            .filter(|was| *was != attempt.index);
                         s.generation += 1;
                         s.attempts = 0;
                         s.failures = 0;
@@ -158,24 +180,37 @@ impl Link {
                             connection,
                             channel,
                             publisher: tokio::sync::Mutex::new(None),
-                            confirms: self.target.confirms,
+                            confirms: target.confirms,
                             declared: Mutex::default(),
                         });
                         s.current = Some(Arc::clone(&session));
-                        session
+                        (session, moved_from)
                     };
                     self.epochs.send_replace(session.generation);
                     self.restored();
-                    tracing::debug!(url = %self.target.display, generation = session.generation, "broker connected");
+                    if let Some(was) = moved_from {
+                        tracing::warn!(
+                            "broker now connected to {} (was {})",
+                            target.display,
+                            self.target(was).display
+                        );
+                    }
+                    tracing::debug!(url = %target.display, generation = session.generation, "broker connected");
                     return Ok(session);
                 }
                 Err(e) => {
-                    let (attempt, delay) = self.note_failure(&e, true);
+                    let next = self.urls.next_on_failure(attempt);
+                    let (attempts, delay) = self.note_failure(&target.display, &e, true);
+                    if !next.round_failed {
+                        // kombu moves on to the next URL of the list at once; it waits only
+                        // when every URL has failed.
+                        continue;
+                    }
                     if let Some(max) = max_retries {
-                        if attempt > max {
+                        if attempts > max {
                             return Err(BrokerError::GaveUp {
-                                target: format!("broker {}", self.target.display),
-                                attempts: attempt,
+                                target: format!("broker {}", target.display),
+                                attempts,
                                 last: e,
                             });
                         }
@@ -211,7 +246,8 @@ impl Link {
             }
         };
         if let Some(session) = dropped {
-            self.note_failure(error, false);
+            let display = self.display().to_owned();
+            self.note_failure(&display, error, false);
             tokio::spawn(async move {
                 let _ = session
                     .connection
@@ -221,15 +257,15 @@ impl Link {
         }
     }
 
-    async fn open(&self) -> Result<(Connection, Channel), String> {
+    async fn open(&self, target: &Target) -> Result<(Connection, Channel), String> {
         let attempt = async {
             let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
             let props = ConnectionProperties::default()
                 .with_connection_name(format!("rcelery {}", std::process::id()).into());
             let connection = Connection::connect_uri_with_config(
-                self.target.uri.clone(),
+                target.uri.clone(),
                 props,
-                self.target.tls.clone(),
+                target.tls.clone(),
                 runtime,
             )
             .await
@@ -240,11 +276,11 @@ impl Link {
                 .map_err(|e| e.to_string())?;
             Ok((connection, channel))
         };
-        match tokio::time::timeout(self.target.connect_timeout, attempt).await {
+        match tokio::time::timeout(target.connect_timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "no connection within {:.1}s",
-                self.target.connect_timeout.as_secs_f64()
+                target.connect_timeout.as_secs_f64()
             )),
         }
     }
@@ -266,7 +302,7 @@ impl Link {
 
     /// Counts a failure, logs it as the outage calls for, and returns the attempt number and
     /// the wait before the next attempt.
-    fn note_failure(&self, error: &str, connecting: bool) -> (u32, Duration) {
+    fn note_failure(&self, shown: &str, error: &str, connecting: bool) -> (u32, Duration) {
         let error = crate::redis_client::mask::mask_secrets_in_text(error);
         let (attempt, failures, report) = {
             let mut s = lock(&self.state);
@@ -292,16 +328,14 @@ impl Link {
             .map_or(String::new(), |m| format!("/{m}"));
         if first {
             tracing::warn!(
-                "broker {} unavailable: {error}; retrying in {:.1}s",
-                self.target.display,
+                "broker {shown} unavailable: {error}; retrying in {:.1}s",
                 delay.as_secs_f64()
             );
         } else if report {
             let down = self.health.down_for(LinkKind::Broker).unwrap_or_default();
             tracing::warn!(
                 outage_secs = down.as_secs_f64(),
-                "broker {} still unavailable after {:.0}s (attempt {attempt}{of_max}): {error}",
-                self.target.display,
+                "broker {shown} still unavailable after {:.0}s (attempt {attempt}{of_max}): {error}",
                 down.as_secs_f64()
             );
         }

@@ -7,15 +7,51 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use super::link::{Link, Target};
 use super::{secs, AmqpBroker, AmqpTransportOptions, AmqpUrl};
 use crate::broker::factory::{BrokerSetup, BrokerSetupError, Capabilities, ConnectedBroker};
+use crate::broker::failover::FailoverUrls;
 use crate::config::UseSsl;
 use crate::redis_client::url::CertReqs;
 
-/// Reads the URL, the AMQP transport options (from `broker_transport_options`) and
-/// `broker_use_ssl`, and connects (retrying as `broker_connection_retry_on_startup` and
+/// Reads the URLs (a `;` fail-over list is walked as kombu walks it, see
+/// [`crate::broker::failover`]), the AMQP transport options (from `broker_transport_options`)
+/// and `broker_use_ssl`, and connects (retrying as `broker_connection_retry_on_startup` and
 /// `broker_connection_max_retries` allow).
-pub async fn open(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, BrokerSetupError> {
+pub async fn open(
+    urls: Arc<FailoverUrls>,
+    setup: BrokerSetup,
+) -> Result<ConnectedBroker, BrokerSetupError> {
     let options = AmqpTransportOptions::from_table(&setup.transport_options)
         .map_err(BrokerSetupError::Options)?;
+    let targets = urls
+        .urls()
+        .iter()
+        .map(|url| target(url, &setup, &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let display = targets[urls.current().index].display.clone();
+    let link = Arc::new(Link::new(targets, urls, &setup.connection, setup.health));
+    let startup = if setup.connection.retry_on_startup {
+        setup.connection.max_retries.filter(|n| *n > 0)
+    } else {
+        Some(0)
+    };
+    link.connect(startup)
+        .await
+        .map_err(|source| BrokerSetupError::Connect {
+            url: display,
+            source,
+        })?;
+    let broker = AmqpBroker::new(link, options, setup.queues);
+    Ok(ConnectedBroker {
+        broker: Arc::new(broker),
+        capabilities: Capabilities::default(),
+    })
+}
+
+/// Where one URL of the list connects, with the settings every URL shares.
+fn target(
+    url: &str,
+    setup: &BrokerSetup,
+    options: &AmqpTransportOptions,
+) -> Result<Target, BrokerSetupError> {
     let mut parsed = AmqpUrl::parse(url).map_err(|reason| {
         BrokerSetupError::Options(format!(
             "invalid broker URL {}: {reason}",
@@ -44,30 +80,12 @@ pub async fn open(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, Brok
         .connect_timeout
         .map(secs)
         .unwrap_or(setup.connection.timeout);
-    let target = Target {
+    Ok(Target {
         uri: parsed.to_uri(heartbeat, connect_timeout.as_millis() as u64),
         tls,
         display: parsed.display(),
         connect_timeout,
         confirms: options.confirm_publish,
-    };
-    let display = target.display.clone();
-    let link = Arc::new(Link::new(target, &setup.connection, setup.health));
-    let startup = if setup.connection.retry_on_startup {
-        setup.connection.max_retries.filter(|n| *n > 0)
-    } else {
-        Some(0)
-    };
-    link.connect(startup)
-        .await
-        .map_err(|source| BrokerSetupError::Connect {
-            url: display,
-            source,
-        })?;
-    let broker = AmqpBroker::new(link, options, setup.queues);
-    Ok(ConnectedBroker {
-        broker: Arc::new(broker),
-        capabilities: Capabilities::default(),
     })
 }
 

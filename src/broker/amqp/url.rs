@@ -29,8 +29,6 @@ impl AmqpUrl {
     /// Reads `url`; the error says what is wrong (never with the password).
     pub fn parse(url: &str) -> Result<AmqpUrl, String> {
         let url = url.trim();
-        // kombu accepts several URLs separated by `;` for fail-over; rcelery takes the first.
-        let url = url.split(';').next().unwrap_or(url).trim();
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| "not a URL (no scheme://)".to_owned())?;
