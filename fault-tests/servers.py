@@ -332,10 +332,12 @@ class PrivateRabbit:
     def app_running(self):
         return self.ctl("await_startup", "--timeout", "1", check=False).returncode == 0
 
-    def close_all_connections(self, reason="rcelery fault test"):
-        """`rabbitmqctl close_all_connections`: the server closes every client connection
-        (connection.close 320 CONNECTION_FORCED with `reason`)."""
-        self.ctl("close_all_connections", reason)
+    def close_all_connections(self, reason="rcelery fault test", vhost=None):
+        """`rabbitmqctl close_all_connections`: the server closes every client connection of
+        `vhost` (of every vhost when None) with connection.close 320 CONNECTION_FORCED and
+        `reason`."""
+        scope = ["--vhost", vhost, "--limit", "1000"] if vhost else ["--global"]
+        self.ctl("close_all_connections", *scope, reason)
 
     def beam_pid(self):
         with open(os.path.join(self.dir, "node.pid")) as f:
