@@ -83,16 +83,15 @@ def rabbit_node():
 @pytest.fixture
 def rabbit(rabbit_node, request):
     """The private RabbitMQ node, its application running (a previous test may have stopped
-    or killed it), with a fresh vhost named after the test in `rabbit.vhost`."""
+    or killed it), with a new vhost named after the test in `rabbit.vhost` (left in place:
+    the node and its data go at the end of the run)."""
     if rabbit_node.proc.poll() is not None:
         rabbit_node.start()
     elif not rabbit_node.app_running():
         rabbit_node.start_app()
     vhost = "t-" + re.sub(r"[^\w-]", "-", request.node.name)[:60]
     rabbit_node.vhost = rabbit_node.add_vhost(vhost)
-    yield rabbit_node
-    if rabbit_node.proc.poll() is None and rabbit_node.app_running():
-        rabbit_node.delete_vhost(vhost)
+    return rabbit_node
 
 
 def python_worker_env(conf):
