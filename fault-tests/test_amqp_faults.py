@@ -1,7 +1,7 @@
 """The fault suite's reconnect, retry and lease guarantees on AMQP (a private RabbitMQ node,
 `rabbit` in conftest.py): the broker application stopped and started while a real Python
 producer sends, every connection closed by the server, the consumed queue deleted under the
-worker, the worker killed with messages unacked, no broker at start.
+worker, the node killed -9, the worker killed with messages unacked, no broker at start.
 
 The rule for repeats (conftest.ran_at_least_once): AMQP is at-least-once. Only a message
 unacked on a channel that broke comes again, and the broker never has more than the prefetch
@@ -113,6 +113,30 @@ def test_server_closes_every_connection(rabbit, redis_factory, worker_factory, p
     ran_at_least_once(ids, worker, broken_links=closes, window=WINDOW, republished=sender.retried)
     wait_for(lambda: link_lines(worker)[1] >= 1, BACK_WITHIN, "a reconnect line in the log")
     assert link_lines(worker)[0] >= 1, "the loss of the connection is not in the log"
+    assert worker.alive()
+    assert_no_password(worker, rabbit)
+
+
+def test_node_killed_while_a_producer_sends(rabbit, redis_factory, worker_factory,
+                                            producer_factory):
+    """kill -9 of the RabbitMQ node (no clean shutdown) while 400 tasks are sent, then the node
+    starts again from its disk: every confirmed message is there, the worker and the producer
+    reconnect, every task succeeds. No bound on repeats here: acks the node took but had not
+    yet written down are forgotten with it, and those messages come again (the broker's
+    at-least-once, not the worker's)."""
+    results = redis_factory()
+    worker = worker_factory(amqp_config(rabbit, results.url(0), task_acks_late=True))
+    app = amqp_producer(producer_factory, rabbit, results.url(0))
+    sender = Sender(app, "tasks.add", 400, rate=200)
+    sender.start()
+    time.sleep(0.8)
+    rabbit.restart(down_for=1.0)
+    ids = sender.finish(90)
+    wait_all_succeeded(results.client(0), ids, BACK_WITHIN)
+    wait_for(lambda: queue_empty(rabbit), BACK_WITHIN, "the queue to drain, nothing unacked")
+    counts = successes(worker)
+    assert [t for t in ids if t not in counts] == [], "a task never ran (by the worker log)"
+    wait_for(lambda: link_lines(worker)[1] >= 1, BACK_WITHIN, "a reconnect line in the log")
     assert worker.alive()
     assert_no_password(worker, rabbit)
 
