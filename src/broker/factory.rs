@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use super::{filesystem, redis, Broker, BrokerError, ConnectionSettings};
+use super::{amqp, filesystem, redis, Broker, BrokerError, ConnectionSettings, QueueCatalog};
 use crate::config::UseSsl;
 use crate::health::Health;
 use crate::redis_client::{self, UrlRefusal};
@@ -22,6 +22,8 @@ pub struct BrokerSetup {
     pub connection: ConnectionSettings,
     /// Where outages are reported.
     pub health: Arc<Health>,
+    /// The queues the app knows (AMQP declares them as Celery does before publishing).
+    pub queues: QueueCatalog,
 }
 
 /// A connected broker and what it offers besides the [`Broker`] trait.
@@ -84,6 +86,7 @@ pub async fn connect(url: &str, setup: BrokerSetup) -> Result<ConnectedBroker, B
     match scheme(url).as_str() {
         "redis" | "rediss" | "redis+socket" | "socket" | "unix" => redis::open(url, setup).await,
         "filesystem" => filesystem::open(url, setup),
+        "amqp" | "pyamqp" | "amqps" => amqp::open(url, setup).await,
         _ => Err(redis_client::refuse_scheme("broker", url).into()),
     }
 }
@@ -123,13 +126,14 @@ mod tests {
             use_ssl: None,
             connection: ConnectionSettings::default(),
             health: Arc::new(Health::new()),
+            queues: QueueCatalog::default(),
         };
-        let err = connect("amqp://guest:secret@h//", setup())
+        let err = connect("sqs://key:secret@h//", setup())
             .await
             .err()
             .expect("refused");
         let text = err.to_string();
-        assert!(text.contains("\"amqp\" is not supported"), "{text}");
+        assert!(text.contains("\"sqs\" is not supported"), "{text}");
         assert!(!text.contains("secret"), "{text}");
         let err = connect("h:6379", setup()).await.err().expect("refused");
         assert!(err.to_string().contains("not a URL"), "{err}");

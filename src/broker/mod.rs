@@ -6,11 +6,12 @@
 //! through the [`Qos`] hook while it holds a message for its ETA, as Celery's consumer raises
 //! its prefetch count.
 //!
-//! Each transport is one folder here (`redis/`, `filesystem/`): its broker, its typed transport options read
+//! Each transport is one folder here (`redis/`, `amqp/`, `filesystem/`): its broker, its typed transport options read
 //! from `broker_transport_options`, the conversion of its driver's errors into
 //! [`BrokerError`], and an `open` function that [`factory::connect`] calls for the URL
 //! schemes it serves.
 
+pub mod amqp;
 pub mod factory;
 pub mod filesystem;
 pub mod redis;
@@ -25,25 +26,42 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{OutgoingMessage, RawMessage};
+use crate::value::{Dict, Value};
 
-/// A queue to consume from, as declared in `task_queues` (or created from `-Q` names).
+/// A queue to consume from, as declared in `task_queues` (or created from `-Q` names), with
+/// everything Celery declares it with (kombu's `Queue` and its `Exchange`), so a transport
+/// that declares queues on the server (AMQP) declares them exactly as Celery does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueSpec {
     /// Queue name.
     pub name: String,
-    /// Exchange the queue is bound to (defaults to the queue name).
+    /// Exchange the queue is bound to (defaults to the queue name; empty: none).
     pub exchange: String,
     /// Exchange type (`direct`, `topic`, `fanout`).
     pub exchange_type: String,
     /// Binding routing key (defaults to the queue name).
     pub routing_key: String,
-    /// `x-max-priority`, when the queue has priorities.
+    /// `x-max-priority`, when the queue has priorities (also in [`QueueSpec::arguments`]).
     pub max_priority: Option<u8>,
+    /// Queue `durable` (kombu: true).
+    pub durable: bool,
+    /// Queue `auto_delete` (kombu: false; true when exclusive).
+    pub auto_delete: bool,
+    /// Queue `exclusive` (kombu: false).
+    pub exclusive: bool,
+    /// Exchange `durable` (kombu: true).
+    pub exchange_durable: bool,
+    /// Exchange `auto_delete` (kombu: false).
+    pub exchange_auto_delete: bool,
+    /// The queue's declaration arguments as kombu sends them (`x-max-priority`,
+    /// `x-queue-type`, `x-expires`, ...).
+    pub arguments: Dict,
 }
 
 impl QueueSpec {
     /// A direct queue bound to an exchange of its own name with its own name as routing key,
-    /// as Celery creates a missing queue (`task_create_missing_queues`).
+    /// as Celery creates a missing queue (`task_create_missing_queues`) with the default
+    /// settings.
     pub fn direct(name: &str) -> Self {
         QueueSpec {
             name: name.to_owned(),
@@ -51,7 +69,91 @@ impl QueueSpec {
             exchange_type: "direct".to_owned(),
             routing_key: name.to_owned(),
             max_priority: None,
+            durable: true,
+            auto_delete: false,
+            exclusive: false,
+            exchange_durable: true,
+            exchange_auto_delete: false,
+            arguments: Dict::new(),
         }
+    }
+
+    /// This queue with `x-max-priority` set to `priority` unless its arguments have one
+    /// (Celery's `task_queue_max_priority`, `Queues._set_max_priority`).
+    pub fn with_default_max_priority(mut self, priority: Option<u8>) -> Self {
+        if let Some(p) = priority {
+            if self.arguments.get("x-max-priority").is_none() {
+                self.arguments
+                    .insert("x-max-priority", Value::Int(i64::from(p)));
+            }
+        }
+        self.max_priority =
+            self.max_priority
+                .or_else(|| match self.arguments.get("x-max-priority") {
+                    Some(Value::Int(p)) => u8::try_from(*p).ok(),
+                    _ => None,
+                });
+        self
+    }
+
+    /// The queue type (`x-queue-type`), `classic` when not given.
+    pub fn queue_type(&self) -> &str {
+        match self.arguments.get("x-queue-type") {
+            Some(Value::Str(t)) => t,
+            _ => "classic",
+        }
+    }
+
+    /// True for a quorum queue (`x-queue-type: quorum`).
+    pub fn is_quorum(&self) -> bool {
+        self.queue_type() == "quorum"
+    }
+}
+
+/// The queues the app knows (Celery's `app.amqp.queues`: `task_queues` or the default
+/// queue) and how it creates a missing one, for a transport that declares a queue before it
+/// publishes to it (AMQP, as kombu's `maybe_declare`) or that must know whether quorum
+/// queues are in use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueCatalog {
+    /// The known queues.
+    pub queues: Vec<QueueSpec>,
+    /// `task_create_missing_queues` (true).
+    pub create_missing: bool,
+    /// How a missing queue is created (its name is replaced): the spec of a queue named
+    /// `""` (Celery's `Queues.new_missing`, with `task_create_missing_queue_type`,
+    /// `task_create_missing_queue_exchange_type` and `task_queue_max_priority`).
+    pub missing_template: QueueSpec,
+}
+
+impl Default for QueueCatalog {
+    fn default() -> Self {
+        QueueCatalog {
+            queues: Vec::new(),
+            create_missing: true,
+            missing_template: QueueSpec::direct(""),
+        }
+    }
+}
+
+impl QueueCatalog {
+    /// The known queue `name`.
+    pub fn find(&self, name: &str) -> Option<QueueSpec> {
+        self.queues.iter().find(|q| q.name == name).cloned()
+    }
+
+    /// The queue Celery would create for the missing name `name`.
+    pub fn missing(&self, name: &str) -> QueueSpec {
+        let mut q = self.missing_template.clone();
+        q.name = name.to_owned();
+        q.exchange = name.to_owned();
+        q.routing_key = name.to_owned();
+        q
+    }
+
+    /// True when a known queue is a quorum queue (Celery's `detect_quorum_queues`).
+    pub fn has_quorum(&self) -> bool {
+        self.queues.iter().any(QueueSpec::is_quorum)
     }
 }
 
@@ -130,6 +232,9 @@ pub struct ConnectionSettings {
     pub max_retries: Option<u32>,
     /// `broker_connection_timeout` (4 s): how long one connection attempt may take.
     pub timeout: Duration,
+    /// `broker_heartbeat` (120 s; `None` when 0): the heartbeat a transport with heartbeats
+    /// (AMQP) asks the server for.
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for ConnectionSettings {
@@ -139,6 +244,7 @@ impl Default for ConnectionSettings {
             retry_on_startup: true,
             max_retries: Some(100),
             timeout: Duration::from_secs(4),
+            heartbeat: Some(Duration::from_secs(120)),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct PrefetchWindow {
     debt: Arc<AtomicUsize>,
     /// `prefetch_count` 0: the window never fills, and the hook changes nothing.
     unlimited: bool,
+    /// The count it was made with (0: unlimited).
+    initial: usize,
 }
 
 /// One slot of the prefetch window, held by a delivery until it is settled.
@@ -65,6 +67,7 @@ fn pay_one(debt: &AtomicUsize) -> bool {
 impl PrefetchWindow {
     /// A window of `count` messages; 0 means unlimited, as in Celery.
     pub fn new(count: usize) -> Self {
+        let initial = count;
         let unlimited = count == 0;
         let count = if unlimited {
             Semaphore::MAX_PERMITS
@@ -75,7 +78,14 @@ impl PrefetchWindow {
             sem: Arc::new(Semaphore::new(count)),
             debt: Arc::default(),
             unlimited,
+            initial,
         }
+    }
+
+    /// The `prefetch_count` the window was made with (0: unlimited), which a transport whose
+    /// server counts unacknowledged messages (AMQP's `basic_qos`) starts from.
+    pub fn initial_count(&self) -> usize {
+        self.initial
     }
 
     /// Waits for at least one free slot, then takes up to `max` slots at once.

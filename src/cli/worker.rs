@@ -231,6 +231,7 @@ pub(super) async fn connect_broker(
         use_ssl: config.broker_use_ssl.clone(),
         connection: config.broker_connection(),
         health,
+        queues: config.queue_catalog(),
     };
     broker::factory::connect(url, setup)
         .await

@@ -49,9 +49,20 @@ def type_name(value):
 
 
 def queue_to_json(queue):
-    """A kombu Queue as rcelery's task_queues entry."""
+    """A kombu Queue as rcelery's task_queues entry: everything Celery declares it with (the
+    arguments as kombu sends them, with expires/message_ttl/max_length/max_priority turned
+    into x-* arguments, and the durable/auto_delete/exclusive flags of queue and exchange)."""
+    from kombu.transport.base import to_rabbitmq_queue_arguments
+
     exchange = queue.exchange
-    arguments = dict(queue.queue_arguments or {})
+    arguments = to_rabbitmq_queue_arguments(
+        dict(queue.queue_arguments or {}),
+        expires=queue.expires,
+        message_ttl=queue.message_ttl,
+        max_length=queue.max_length,
+        max_length_bytes=queue.max_length_bytes,
+        max_priority=queue.max_priority,
+    )
     max_priority = queue.max_priority
     if max_priority is None:
         max_priority = arguments.get("x-max-priority")
@@ -61,7 +72,13 @@ def queue_to_json(queue):
         "exchange_type": exchange.type if exchange is not None else None,
         "routing_key": queue.routing_key or None,
         "max_priority": max_priority,
+        "durable": bool(queue.durable),
+        "auto_delete": bool(queue.auto_delete),
+        "exclusive": bool(queue.exclusive),
     }
+    if exchange is not None:
+        entry["exchange_durable"] = bool(exchange.durable)
+        entry["exchange_auto_delete"] = bool(exchange.auto_delete)
     if arguments:
         entry["queue_arguments"] = to_json(arguments, f"queue {queue.name!r} arguments")
     return {k: v for k, v in entry.items() if v is not None}

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::broker::QueueSpec;
 use crate::redis_client::url::{CertReqs, TlsOptions};
 use crate::task::Seconds;
+use crate::value::{Dict, Value};
 
 /// rcelery's broker when none is configured (Celery's is `amqp://guest@localhost//`):
 /// kombu's filesystem transport in `./.rcelery/`, the embedded default (see
@@ -24,7 +25,7 @@ pub const DEFAULT_BROKER_URL: &str = crate::broker::filesystem::default::BROKER_
 /// `rcelery_wedge_warn_after` when not set, in seconds.
 const DEFAULT_WEDGE_WARN_AFTER: f64 = 60.0;
 
-/// One entry of `task_queues`.
+/// One entry of `task_queues`: kombu's `Queue` with its `Exchange`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
@@ -36,16 +37,35 @@ pub struct QueueConfig {
     pub exchange_type: Option<String>,
     /// Routing key (defaults to the queue name).
     pub routing_key: Option<String>,
-    /// `max_priority` (`x-max-priority`).
+    /// `max_priority` (`x-max-priority`; wins over `queue_arguments`, as in kombu).
     pub max_priority: Option<u8>,
-    /// kombu's `queue_arguments` (`x-max-priority` is read from it when `max_priority` is
-    /// not given; the rest has no meaning on Redis).
+    /// kombu's `queue_arguments` (`x-queue-type`, `x-max-priority`, `x-expires`, ...),
+    /// declared as given on AMQP (`x-max-priority` is read from it on Redis too).
     pub queue_arguments: Option<toml::Table>,
+    /// Queue `durable` (true).
+    pub durable: Option<bool>,
+    /// Queue `auto_delete` (false; true when `exclusive`).
+    pub auto_delete: Option<bool>,
+    /// Queue `exclusive` (false).
+    pub exclusive: Option<bool>,
+    /// Exchange `durable` (true).
+    pub exchange_durable: Option<bool>,
+    /// Exchange `auto_delete` (false).
+    pub exchange_auto_delete: Option<bool>,
 }
 
 impl QueueConfig {
     /// The queue as the broker layer sees it.
     pub fn to_spec(&self) -> QueueSpec {
+        let mut arguments = Dict::new();
+        for (key, value) in self.queue_arguments.iter().flatten() {
+            arguments.insert(key.as_str(), toml_to_value(value));
+        }
+        if let Some(p) = self.max_priority {
+            arguments.remove("x-max-priority");
+            arguments.insert("x-max-priority", Value::Int(i64::from(p)));
+        }
+        let exclusive = self.exclusive.unwrap_or(false);
         QueueSpec {
             name: self.name.clone(),
             exchange: self.exchange.clone().unwrap_or_else(|| self.name.clone()),
@@ -57,13 +77,33 @@ impl QueueConfig {
                 .routing_key
                 .clone()
                 .unwrap_or_else(|| self.name.clone()),
-            max_priority: self.max_priority.or_else(|| {
-                self.queue_arguments
-                    .as_ref()?
-                    .get("x-max-priority")?
-                    .as_integer()
-                    .and_then(|p| u8::try_from(p).ok())
-            }),
+            max_priority: self.max_priority,
+            durable: self.durable.unwrap_or(true),
+            auto_delete: exclusive || self.auto_delete.unwrap_or(false),
+            exclusive,
+            exchange_durable: self.exchange_durable.unwrap_or(true),
+            exchange_auto_delete: self.exchange_auto_delete.unwrap_or(false),
+            arguments,
+        }
+        .with_default_max_priority(None)
+    }
+}
+
+/// A TOML value as the Python value it stands for (queue arguments).
+fn toml_to_value(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::Str(s.clone()),
+        toml::Value::Integer(i) => Value::Int(*i),
+        toml::Value::Float(f) => Value::Float(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::Str(d.to_string()),
+        toml::Value::Array(items) => Value::List(items.iter().map(toml_to_value).collect()),
+        toml::Value::Table(t) => {
+            let mut d = Dict::new();
+            for (k, v) in t {
+                d.insert(k.as_str(), toml_to_value(v));
+            }
+            Value::Dict(d)
         }
     }
 }
@@ -123,6 +163,28 @@ pub struct Config {
     pub task_default_queue: String,
     /// `task_create_missing_queues` (true).
     pub task_create_missing_queues: bool,
+    /// `task_default_exchange` (unset: the default queue's name).
+    pub task_default_exchange: Option<String>,
+    /// `task_default_exchange_type` (`direct`).
+    pub task_default_exchange_type: String,
+    /// `task_default_routing_key` (unset: the default queue's name).
+    pub task_default_routing_key: Option<String>,
+    /// `task_default_queue_type` (`classic`): `quorum` declares the default queue (when
+    /// `task_queues` is not set) with `x-queue-type: quorum`.
+    pub task_default_queue_type: String,
+    /// `task_create_missing_queue_type` (`classic`): the type of queues created from `-Q`
+    /// names missing from `task_queues`.
+    pub task_create_missing_queue_type: String,
+    /// `task_create_missing_queue_exchange_type` (unset: `direct`): the exchange type of
+    /// such queues.
+    pub task_create_missing_queue_exchange_type: Option<String>,
+    /// `task_queue_max_priority` (none): `x-max-priority` of every queue that has none.
+    pub task_queue_max_priority: Option<u8>,
+    /// `task_default_priority` (none): the priority of tasks published without one.
+    pub task_default_priority: Option<u8>,
+    /// `broker_heartbeat` in seconds (120; 0 turns heartbeats off), on transports that have
+    /// them (AMQP).
+    pub broker_heartbeat: f64,
     /// `task_acks_late` (false).
     pub task_acks_late: bool,
     /// `task_track_started` (false).
@@ -325,6 +387,15 @@ impl Default for Config {
             task_queues: Vec::new(),
             task_default_queue: "celery".to_owned(),
             task_create_missing_queues: true,
+            task_default_exchange: None,
+            task_default_exchange_type: "direct".to_owned(),
+            task_default_routing_key: None,
+            task_default_queue_type: "classic".to_owned(),
+            task_create_missing_queue_type: "classic".to_owned(),
+            task_create_missing_queue_exchange_type: None,
+            task_queue_max_priority: None,
+            task_default_priority: None,
+            broker_heartbeat: 120.0,
             task_acks_late: false,
             task_track_started: false,
             task_ignore_result: false,
@@ -396,11 +467,6 @@ impl Config {
 const KNOWN_WITHOUT_EFFECT: &[&str] = &[
     "imports",
     "include",
-    "task_default_exchange",
-    "task_default_exchange_type",
-    "task_default_routing_key",
-    "task_default_priority",
-    "task_queue_max_priority",
     "worker_max_tasks_per_child",
     "worker_max_memory_per_child",
     "beat_scheduler",
@@ -417,6 +483,15 @@ pub const SETTING_NAMES: &[&str] = &[
     "task_queues",
     "task_default_queue",
     "task_create_missing_queues",
+    "task_default_exchange",
+    "task_default_exchange_type",
+    "task_default_routing_key",
+    "task_default_queue_type",
+    "task_create_missing_queue_type",
+    "task_create_missing_queue_exchange_type",
+    "task_queue_max_priority",
+    "task_default_priority",
+    "broker_heartbeat",
     "task_acks_late",
     "task_track_started",
     "task_ignore_result",
@@ -783,10 +858,7 @@ impl Config {
         let mut queues = Vec::new();
         if names.is_empty() {
             if self.task_queues.is_empty() {
-                queues.push(
-                    declared(&self.task_default_queue)
-                        .unwrap_or_else(|| QueueSpec::direct(&self.task_default_queue)),
-                );
+                queues.push(self.default_queue_spec());
             } else {
                 queues.extend(self.task_queues.iter().map(QueueConfig::to_spec));
             }
@@ -794,16 +866,83 @@ impl Config {
             for n in names {
                 match declared(n) {
                     Some(q) => queues.push(q),
-                    None if self.task_create_missing_queues => queues.push(QueueSpec::direct(n)),
+                    None if self.task_queues.is_empty() && *n == self.task_default_queue => {
+                        queues.push(self.default_queue_spec())
+                    }
+                    None if self.task_create_missing_queues => {
+                        queues.push(self.missing_queue_spec(n))
+                    }
                     None => return Err(format!("Queue {n:?} missing from task_queues")),
                 }
             }
         }
+        let mut queues: Vec<QueueSpec> = queues
+            .into_iter()
+            .map(|q| q.with_default_max_priority(self.task_queue_max_priority))
+            .collect();
         queues.retain(|q| !exclude.contains(&q.name));
         if queues.is_empty() {
             return Err("no queues left to consume".to_owned());
         }
         Ok(queues)
+    }
+
+    /// The default queue as Celery declares it when `task_queues` is not set: bound to
+    /// `task_default_exchange` (of `task_default_exchange_type`) with
+    /// `task_default_routing_key`, quorum when `task_default_queue_type` says so
+    /// (`celery/app/amqp.py` `AMQP.Queues`).
+    pub fn default_queue_spec(&self) -> QueueSpec {
+        let name = &self.task_default_queue;
+        let mut q = QueueSpec::direct(name);
+        q.exchange = self
+            .task_default_exchange
+            .clone()
+            .unwrap_or_else(|| name.clone());
+        q.exchange_type = self.task_default_exchange_type.clone();
+        q.routing_key = self
+            .task_default_routing_key
+            .clone()
+            .unwrap_or_else(|| name.clone());
+        if self.task_default_queue_type == "quorum" {
+            q.arguments.insert("x-queue-type", "quorum");
+        }
+        q
+    }
+
+    /// A queue named on the command line but missing from `task_queues`, as Celery creates
+    /// it (`Queues.new_missing`): its own direct exchange (or
+    /// `task_create_missing_queue_exchange_type`), quorum when
+    /// `task_create_missing_queue_type` says so.
+    pub fn missing_queue_spec(&self, name: &str) -> QueueSpec {
+        let mut q = QueueSpec::direct(name);
+        if let Some(t) = &self.task_create_missing_queue_exchange_type {
+            q.exchange_type = t.clone();
+        }
+        if self.task_create_missing_queue_type == "quorum" {
+            q.arguments.insert("x-queue-type", "quorum");
+        }
+        q
+    }
+
+    /// The queues the app knows and how it creates missing ones, for the broker (see
+    /// [`crate::broker::QueueCatalog`]): `task_queues`, or the default queue when it is not
+    /// set.
+    pub fn queue_catalog(&self) -> crate::broker::QueueCatalog {
+        let queues = if self.task_queues.is_empty() {
+            vec![self.default_queue_spec()]
+        } else {
+            self.task_queues.iter().map(QueueConfig::to_spec).collect()
+        };
+        crate::broker::QueueCatalog {
+            queues: queues
+                .into_iter()
+                .map(|q| q.with_default_max_priority(self.task_queue_max_priority))
+                .collect(),
+            create_missing: self.task_create_missing_queues,
+            missing_template: self
+                .missing_queue_spec("")
+                .with_default_max_priority(self.task_queue_max_priority),
+        }
     }
 
     /// The broker connection settings (`broker_connection_*`).
@@ -818,6 +957,9 @@ impl Config {
                 self.broker_connection_timeout.max(0.1),
             )
             .unwrap_or(std::time::Duration::from_secs(4)),
+            heartbeat: (self.broker_heartbeat > 0.0)
+                .then(|| std::time::Duration::try_from_secs_f64(self.broker_heartbeat).ok())
+                .flatten(),
         }
     }
 

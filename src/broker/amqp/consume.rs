@@ -1,0 +1,213 @@
+//! The consumer loop: on each connection, declare the consumed queues as Celery does (and the
+//! native delayed delivery topology when a queue is a quorum queue), set `basic_qos`, start a
+//! consumer per queue, and hand deliveries to the worker within the prefetch window. When
+//! the connection or channel is lost, the loop waits for a new one and does it all again; the
+//! server redelivers what the old channel held.
+
+use std::sync::{Arc, OnceLock};
+
+use futures::stream::{self, StreamExt};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio::sync::{mpsc, watch};
+
+use super::declare;
+use super::envelope;
+use super::link::{Link, Session};
+use super::qos::{self, QosState};
+use super::settle::Ackers;
+use crate::broker::{Delivery, PrefetchWindow, QueueSpec};
+use crate::protocol::RawMessage;
+use crate::value::{DateTime, Value};
+
+/// Everything the consumer loop needs.
+pub(super) struct Consumer {
+    pub link: Arc<Link>,
+    pub queues: Vec<QueueSpec>,
+    /// Whether quorum queues are in use (Celery's `detect_quorum_queues`).
+    pub quorum: bool,
+    /// `basic_qos`'s `global` flag.
+    pub global_qos: bool,
+    pub window: PrefetchWindow,
+    pub tx: mpsc::Sender<Delivery>,
+    pub stop: watch::Receiver<bool>,
+    pub ackers: Arc<Ackers>,
+    pub qos: Arc<QosState>,
+    pub fatal: Arc<OnceLock<String>>,
+    /// `consumer_timeout` in seconds (0: no warning).
+    pub consumer_timeout: f64,
+}
+
+/// How a session's consuming ended.
+enum End {
+    /// `stop_consuming`, or the worker dropped the receiver.
+    Stopped,
+    /// The connection or channel failed.
+    Failed(String),
+}
+
+impl Consumer {
+    /// Consumes until stopped, or until the connection cannot be restored.
+    pub async fn run(mut self) {
+        loop {
+            if *self.stop.borrow() {
+                return;
+            }
+            let session = tokio::select! {
+                s = self.link.get() => s,
+                _ = self.stop.changed() => return,
+            };
+            let session = match session {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "the broker connection could not be restored; the worker stops");
+                    let _ = self.fatal.set(e.to_string());
+                    return;
+                }
+            };
+            match self.on_session(&session).await {
+                End::Stopped => return,
+                End::Failed(e) => self.link.failed(session.generation, &e),
+            }
+        }
+    }
+
+    async fn on_session(&mut self, session: &Arc<Session>) -> End {
+        let channel = &session.channel;
+        let setup = async {
+            for q in &self.queues {
+                declare::queue(channel, q).await?;
+            }
+            if self.quorum {
+                declare::delayed_delivery(channel, "quorum").await?;
+                for q in &self.queues {
+                    declare::bind_delayed(channel, q).await?;
+                }
+            }
+            channel
+                .basic_qos(
+                    self.qos.current(),
+                    BasicQosOptions {
+                        global: self.global_qos,
+                    },
+                )
+                .await?;
+            let mut consumers = Vec::with_capacity(self.queues.len());
+            for q in &self.queues {
+                let c = channel
+                    .basic_consume(
+                        q.name.as_str().into(),
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                consumers.push((q.name.clone(), c));
+            }
+            Ok::<_, lapin::Error>(consumers)
+        };
+        let consumers = match setup.await {
+            Ok(c) => c,
+            Err(e) => return End::Failed(e.to_string()),
+        };
+        tokio::spawn(qos::follow(
+            channel.clone(),
+            self.global_qos,
+            self.qos.subscribe(),
+        ));
+        let tags: Vec<_> = consumers.iter().map(|(_, c)| c.tag()).collect();
+        let mut merged = stream::select_all(
+            consumers
+                .into_iter()
+                .map(|(queue, c)| c.map(move |d| (queue.clone(), d))),
+        );
+        let end = loop {
+            let next = tokio::select! {
+                next = merged.next() => next,
+                _ = self.stop.changed() => break End::Stopped,
+            };
+            match next {
+                Some((queue, Ok(d))) => {
+                    if !self.forward(session.generation, queue, d).await {
+                        break End::Stopped;
+                    }
+                }
+                Some((_, Err(e))) => break End::Failed(e.to_string()),
+                None => break End::Failed("the server cancelled the consumer".to_owned()),
+            }
+        };
+        if matches!(end, End::Stopped) {
+            for tag in tags {
+                let _ = channel
+                    .basic_cancel(tag, BasicCancelOptions::default())
+                    .await;
+            }
+        }
+        end
+    }
+
+    /// Hands one delivery to the worker once the window has room; false when delivery
+    /// stopped meanwhile (the message stays unacknowledged, and is given back at shutdown or
+    /// when the channel closes).
+    async fn forward(
+        &mut self,
+        generation: u64,
+        queue: String,
+        d: lapin::message::Delivery,
+    ) -> bool {
+        let permit = tokio::select! {
+            mut p = self.window.acquire_up_to(1) => p.pop(),
+            _ = self.stop.changed() => None,
+        };
+        let Some(permit) = permit else {
+            return false;
+        };
+        let raw = envelope::raw_message(&d);
+        let tag = Ackers::tag(generation, d.delivery_tag);
+        self.ackers.insert(tag.clone(), d.acker);
+        self.warn_past_consumer_timeout(&raw);
+        self.tx
+            .send(Delivery {
+                raw,
+                tag,
+                queue,
+                permit: Some(permit),
+            })
+            .await
+            .is_ok()
+    }
+
+    /// RabbitMQ closes the channel of a consumer that keeps a message unacknowledged longer
+    /// than its `consumer_timeout`; a task whose ETA is further away will be held that long.
+    fn warn_past_consumer_timeout(&self, raw: &RawMessage) {
+        if self.consumer_timeout <= 0.0 {
+            return;
+        }
+        let Some(Value::Str(eta)) = raw.headers.get("eta") else {
+            return;
+        };
+        let Some(at) = DateTime::parse_iso(eta)
+            .ok()
+            .and_then(|d| d.to_utc_assuming_utc())
+        else {
+            return;
+        };
+        let wait = (at - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0;
+        if wait > self.consumer_timeout {
+            let id = match raw.headers.get("id") {
+                Some(Value::Str(s)) => s.as_str(),
+                _ => "",
+            };
+            let name = match raw.headers.get("task") {
+                Some(Value::Str(s)) => s.as_str(),
+                _ => "",
+            };
+            tracing::warn!(
+                task_id = id,
+                task_name = name,
+                "Task {name}[{id}] has an ETA {wait:.0}s away, beyond RabbitMQ's consumer_timeout ({:.0}s): the server will close the channel before it runs and deliver it again (raise consumer_timeout on the server, use native delayed delivery with quorum queues, or set broker_transport_options.consumer_timeout to what the server has)",
+                self.consumer_timeout
+            );
+        }
+    }
+}

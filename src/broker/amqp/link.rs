@@ -1,0 +1,314 @@
+//! The self-healing AMQP connection: one connection with a consumer channel (QoS, consumers,
+//! acks) and a publisher channel (publisher confirms), made anew with Celery's
+//! `broker_connection_*` retry settings when it is lost. Each new connection is a new
+//! [`Session`] with a new generation; delivery tags of an older generation are stale (their
+//! messages were given back by the server when the old channel closed).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lapin::tcp::OwnedTLSConfig;
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::watch;
+
+use crate::broker::{BrokerError, ConnectionSettings};
+use crate::health::{Health, LinkKind};
+use crate::redis_client::link::RetryPolicy;
+
+/// How often a link that stays down says so.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub(super) struct Target {
+    /// The URL lapin connects to.
+    pub uri: AMQPUri,
+    /// TLS certificates (CA chain, client identity).
+    pub tls: OwnedTLSConfig,
+    /// The URL for logs (password masked).
+    pub display: String,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Whether the publisher channel uses publisher confirms.
+    pub confirms: bool,
+}
+
+/// One live connection and its channels.
+pub(super) struct Session {
+    /// Counts connections made; delivery tags carry it.
+    pub generation: u64,
+    /// The connection.
+    pub connection: Connection,
+    /// The consumer channel: declarations of consumed queues, QoS, consumers, acks.
+    pub channel: Channel,
+    /// The publisher channel, opened on first use and again after the server closed it
+    /// (a refused publish or declaration closes only this channel).
+    publisher: tokio::sync::Mutex<Option<Channel>>,
+    confirms: bool,
+    /// Queues declared on this connection for publishing (kombu's `maybe_declare` cache).
+    pub declared: Mutex<HashSet<String>>,
+}
+
+impl Session {
+    /// The publisher channel, opened (in confirm mode) if it is not open.
+    pub async fn publisher(&self) -> Result<Channel, lapin::Error> {
+        let mut slot = self.publisher.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| c.status().connected()) {
+            return Ok(c.clone());
+        }
+        let c = self.connection.create_channel().await?;
+        if self.confirms {
+            c.confirm_select(Default::default()).await?;
+        }
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// A short-lived channel for an operation that may be refused (a passive declaration
+    /// closes its channel when the queue is missing).
+    pub async fn scratch_channel(&self) -> Result<Channel, lapin::Error> {
+        self.connection.create_channel().await
+    }
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Arc<Session>>,
+    generation: u64,
+    attempts: u32,
+    failures: u32,
+    last_report: Option<Instant>,
+    down: bool,
+}
+
+/// The broker link: hands out the current [`Session`], connecting when there is none.
+pub(super) struct Link {
+    target: Target,
+    retry: RetryPolicy,
+    health: Arc<Health>,
+    state: Mutex<State>,
+    connecting: tokio::sync::Mutex<()>,
+    epochs: watch::Sender<u64>,
+}
+
+impl Link {
+    /// A link that has not connected yet.
+    pub fn new(target: Target, settings: &ConnectionSettings, health: Arc<Health>) -> Link {
+        let retry = RetryPolicy::broker(settings.max_retries);
+        let retry = if settings.retry {
+            retry
+        } else {
+            RetryPolicy {
+                max_retries: Some(0),
+                ..retry
+            }
+        };
+        Link {
+            target,
+            retry,
+            health,
+            state: Mutex::default(),
+            connecting: tokio::sync::Mutex::new(()),
+            epochs: watch::Sender::new(0),
+        }
+    }
+
+    /// The URL for logs.
+    pub fn display(&self) -> &str {
+        &self.target.display
+    }
+
+    /// Changes with every new connection.
+    pub fn epochs(&self) -> watch::Receiver<u64> {
+        self.epochs.subscribe()
+    }
+
+    /// The current session, connecting (with backoff, within the retry policy) if there is
+    /// none.
+    pub async fn get(&self) -> Result<Arc<Session>, BrokerError> {
+        self.get_within(self.retry.max_retries).await
+    }
+
+    /// The first connection, allowing `max_retries` failed attempts (`None`: forever).
+    pub async fn connect(&self, max_retries: Option<u32>) -> Result<Arc<Session>, BrokerError> {
+        self.get_within(max_retries).await
+    }
+
+    async fn get_within(&self, max_retries: Option<u32>) -> Result<Arc<Session>, BrokerError> {
+        if let Some(s) = self.live() {
+            return Ok(s);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        loop {
+            if let Some(s) = self.live() {
+                return Ok(s);
+            }
+            match self.open().await {
+                Ok((connection, channel)) => {
+                    let session = {
+                        let mut s = lock(&self.state);
+                        s.generation += 1;
+                        s.attempts = 0;
+                        s.failures = 0;
+                        s.last_report = None;
+                        let session = Arc::new(Session {
+                            generation: s.generation,
+                            connection,
+                            channel,
+                            publisher: tokio::sync::Mutex::new(None),
+                            confirms: self.target.confirms,
+                            declared: Mutex::default(),
+                        });
+                        s.current = Some(Arc::clone(&session));
+                        session
+                    };
+                    self.epochs.send_replace(session.generation);
+                    self.restored();
+                    tracing::debug!(url = %self.target.display, generation = session.generation, "broker connected");
+                    return Ok(session);
+                }
+                Err(e) => {
+                    let (attempt, delay) = self.note_failure(&e, true);
+                    if let Some(max) = max_retries {
+                        if attempt > max {
+                            return Err(BrokerError::GaveUp {
+                                target: format!("broker {}", self.target.display),
+                                attempts: attempt,
+                                last: e,
+                            });
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// The current session if its connection and consumer channel are still up.
+    fn live(&self) -> Option<Arc<Session>> {
+        let mut s = lock(&self.state);
+        let alive = s
+            .current
+            .as_ref()
+            .is_some_and(|c| c.connection.status().connected() && c.channel.status().connected());
+        if !alive {
+            s.current = None;
+        }
+        s.current.clone()
+    }
+
+    /// Records that the session of `generation` failed with `error`: it is dropped (and its
+    /// connection closed), so the next [`Link::get`] connects anew.
+    pub fn failed(&self, generation: u64, error: &str) {
+        let dropped = {
+            let mut s = lock(&self.state);
+            if s.current.as_ref().map(|c| c.generation) == Some(generation) {
+                s.current.take()
+            } else {
+                None
+            }
+        };
+        if let Some(session) = dropped {
+            self.note_failure(error, false);
+            tokio::spawn(async move {
+                let _ = session
+                    .connection
+                    .close(320, "connection lost".into())
+                    .await;
+            });
+        }
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel), String> {
+        let attempt = async {
+            let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+            let props = ConnectionProperties::default()
+                .with_connection_name(format!("rcelery {}", std::process::id()).into());
+            let connection = Connection::connect_uri_with_config(
+                self.target.uri.clone(),
+                props,
+                self.target.tls.clone(),
+                runtime,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((connection, channel))
+        };
+        match tokio::time::timeout(self.target.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "no connection within {:.1}s",
+                self.target.connect_timeout.as_secs_f64()
+            )),
+        }
+    }
+
+    /// Ends an outage: says how long it lasted, once.
+    fn restored(&self) {
+        let was_down = std::mem::take(&mut lock(&self.state).down);
+        if !was_down {
+            return;
+        }
+        if let Some(outage) = self.health.link_up(LinkKind::Broker) {
+            tracing::warn!(
+                outage_secs = outage.as_secs_f64(),
+                "broker connection restored after {:.1}s",
+                outage.as_secs_f64()
+            );
+        }
+    }
+
+    /// Counts a failure, logs it as the outage calls for, and returns the attempt number and
+    /// the wait before the next attempt.
+    fn note_failure(&self, error: &str, connecting: bool) -> (u32, Duration) {
+        let error = crate::redis_client::mask::mask_secrets_in_text(error);
+        let (attempt, failures, report) = {
+            let mut s = lock(&self.state);
+            s.down = true;
+            s.failures = s.failures.saturating_add(1);
+            if connecting {
+                s.attempts = s.attempts.saturating_add(1);
+            }
+            let report = match s.last_report {
+                None => true,
+                Some(at) => at.elapsed() >= REPORT_EVERY,
+            };
+            if report {
+                s.last_report = Some(Instant::now());
+            }
+            (s.attempts, s.failures, report)
+        };
+        let delay = self.retry.delay(failures);
+        let first = self.health.link_down(LinkKind::Broker, &error);
+        let of_max = self
+            .retry
+            .max_retries
+            .map_or(String::new(), |m| format!("/{m}"));
+        if first {
+            tracing::warn!(
+                "broker {} unavailable: {error}; retrying in {:.1}s",
+                self.target.display,
+                delay.as_secs_f64()
+            );
+        } else if report {
+            let down = self.health.down_for(LinkKind::Broker).unwrap_or_default();
+            tracing::warn!(
+                outage_secs = down.as_secs_f64(),
+                "broker {} still unavailable after {:.0}s (attempt {attempt}{of_max}): {error}",
+                self.target.display,
+                down.as_secs_f64()
+            );
+        }
+        (attempt, delay)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

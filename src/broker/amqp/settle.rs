@@ -1,0 +1,91 @@
+//! Settling deliveries by tag: `basic_ack`, `basic_reject` with or without requeue, in the
+//! order the worker asked, on the channel that delivered them. A tag is
+//! `<generation>.<delivery tag>`; the delivery's [`Acker`] knows its channel, so settling a
+//! message whose channel has closed since (a lost connection: the server has given the
+//! message back already) is a no-op, never an error that would close the new channel.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use lapin::Acker;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the settle task does, in order.
+pub(super) enum SettleOp {
+    /// `basic_ack`.
+    Ack(String, Acker),
+    /// `basic_reject(requeue)`.
+    Reject(String, Acker, bool),
+    /// Answers once everything before it has been sent.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The ackers of unsettled deliveries, by tag.
+#[derive(Default)]
+pub(super) struct Ackers {
+    by_tag: Mutex<HashMap<String, Acker>>,
+}
+
+impl Ackers {
+    /// The tag of delivery `delivery_tag` on the session of `generation`.
+    pub fn tag(generation: u64, delivery_tag: u64) -> String {
+        format!("{generation}.{delivery_tag}")
+    }
+
+    /// Keeps the acker of a delivery until it is settled.
+    pub fn insert(&self, tag: String, acker: Acker) {
+        lock(&self.by_tag).insert(tag, acker);
+    }
+
+    /// Takes the acker of `tag` (`None`: unknown or settled already).
+    pub fn take(&self, tag: &str) -> Option<Acker> {
+        lock(&self.by_tag).remove(tag)
+    }
+}
+
+/// Runs the settle operations one after another until the sender is dropped.
+pub(super) async fn run(mut ops: mpsc::UnboundedReceiver<SettleOp>) {
+    while let Some(op) = ops.recv().await {
+        match op {
+            SettleOp::Ack(tag, acker) => {
+                report(&tag, "ack", acker.ack(BasicAckOptions::default()).await)
+            }
+            SettleOp::Reject(tag, acker, requeue) => report(
+                &tag,
+                "reject",
+                acker.reject(BasicRejectOptions { requeue }).await,
+            ),
+            SettleOp::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Settles one tag now (shutdown's restore); true when it reached the channel.
+pub(super) async fn reject_now(tag: &str, acker: Acker, requeue: bool) -> bool {
+    let result = acker.reject(BasicRejectOptions { requeue }).await;
+    let sent = matches!(result, Ok(true));
+    report(tag, "reject", result);
+    sent
+}
+
+fn report(tag: &str, what: &str, result: Result<bool, lapin::Error>) {
+    match result {
+        Ok(true) => {}
+        // The channel closed since the delivery (a lost connection): the server has put the
+        // message back already, and another delivery of it carries a new tag.
+        Ok(false) => tracing::debug!(
+            delivery_tag = tag,
+            "{what} of a delivery from a closed channel: nothing to do"
+        ),
+        Err(e) => {
+            tracing::debug!(delivery_tag = tag, error = %e, "{what} not sent: the channel closed")
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
