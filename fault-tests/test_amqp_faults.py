@@ -19,7 +19,7 @@ from kombu import Exchange, Queue
 from conftest import ran_at_least_once, successes, worker_config
 from faultlib import Sender, send_many, wait_all_succeeded, wait_for
 
-pytestmark = pytest.mark.needs_amqp_transport
+pytestmark = pytest.mark.amqp
 
 CONCURRENCY = 2
 PREFETCH = 4

@@ -5,7 +5,7 @@
 # rabbitmq-server from Debian's packages when missing, and builds the release binary (unless
 # RCELERY_BIN is given or RCELERY_WORKER=python, which runs the same tests against the real
 # Python Celery worker; meant for the AMQP tests: `RCELERY_WORKER=python bash
-# scripts/fault-tests.sh -m needs_amqp_transport`). Extra arguments go to pytest, e.g. `-k sighup`.
+# scripts/fault-tests.sh -m amqp`). Extra arguments go to pytest, e.g. `-k sighup`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup-python.sh"
@@ -20,14 +20,8 @@ install_missing redis-server redis-server
 install_missing rabbitmq-server rabbitmq-server
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] \
     || { echo "fault-tests: FATAL: /usr/lib/rabbitmq/bin/rabbitmq-server missing (broken RabbitMQ install)" >&2; exit 1; }
-select=()
-if [ "${RCELERY_WORKER:-rust}" = "rust" ]; then
-    # Tests of the AMQP transport run against rcelery once it has one; until then they run
-    # only against Python Celery (RCELERY_WORKER=python).
-    select=(-m "not needs_amqp_transport")
-    if [ -z "${RCELERY_BIN:-}" ]; then
-        (cd "$ROOT" && cargo build --release --workspace --bins)
-    fi
+if [ "${RCELERY_WORKER:-rust}" = "rust" ] && [ -z "${RCELERY_BIN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 cd "$ROOT/fault-tests"
-exec "$ROOT/.venv/bin/python" -m pytest "$ROOT/fault-tests" --timeout="${FAULT_TEST_TIMEOUT:-240}" "${select[@]}" "$@"
+exec "$ROOT/.venv/bin/python" -m pytest "$ROOT/fault-tests" --timeout="${FAULT_TEST_TIMEOUT:-240}" "$@"
