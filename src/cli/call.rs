@@ -81,6 +81,7 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
         tz.name(),
         &config.task_default_queue,
     )
+    .with_default_priority(config.task_default_priority)
     .with_routes(config.routes()?);
     if args.wait {
         let encoder = MetaEncoder {

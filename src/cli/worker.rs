@@ -175,6 +175,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         tz.name(),
         &config.task_default_queue,
     )
+    .with_default_priority(config.task_default_priority)
     .with_backend(Arc::clone(&backend))
     .with_routes(routes);
     let parts = WorkerParts {

@@ -29,6 +29,7 @@ pub struct Producer {
     reply_to: String,
     default_queue: String,
     routes: Arc<Routes>,
+    default_priority: Option<u8>,
 }
 
 impl Producer {
@@ -56,12 +57,20 @@ impl Producer {
             reply_to: uuid::Uuid::new_v4().to_string(),
             default_queue: default_queue.to_owned(),
             routes: Arc::new(Routes::default()),
+            default_priority: None,
         }
     }
 
     /// Routes tasks sent without a destination by `task_routes`, as Celery's router does.
     pub fn with_routes(mut self, routes: Routes) -> Producer {
         self.routes = Arc::new(routes);
+        self
+    }
+
+    /// The priority of tasks sent without one (`task_default_priority`, which Celery's
+    /// `Task.apply_async` applies).
+    pub fn with_default_priority(mut self, priority: Option<u8>) -> Producer {
+        self.default_priority = priority;
         self
     }
 
@@ -151,7 +160,10 @@ impl Producer {
             .routing_key
             .clone()
             .or_else(|| from_route(|r| &r.routing_key));
-        let priority = o.priority.or_else(|| route.and_then(|r| r.priority));
+        let priority = o
+            .priority
+            .or_else(|| route.and_then(|r| r.priority))
+            .or(self.default_priority);
         let (exchange, routing_key) = match (&exchange, &routing_key, &queue) {
             (Some(ex), Some(rk), _) => (ex.clone(), rk.clone()),
             (_, _, Some(q)) => (String::new(), q.clone()),

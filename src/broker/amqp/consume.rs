@@ -108,7 +108,14 @@ impl Consumer {
         };
         let consumers = match setup.await {
             Ok(c) => c,
-            Err(e) => return End::Failed(e.to_string()),
+            Err(e) => {
+                if e.is_amqp_soft_error() {
+                    // PRECONDITION_FAILED (a queue declared with other arguments), NOT_FOUND,
+                    // ACCESS_REFUSED: retried as a lost connection, but said loudly.
+                    tracing::error!(error = %e, "the broker refused to declare or consume the worker's queues");
+                }
+                return End::Failed(e.to_string());
+            }
         };
         tokio::spawn(qos::follow(
             channel.clone(),
@@ -180,34 +187,61 @@ impl Consumer {
     /// RabbitMQ closes the channel of a consumer that keeps a message unacknowledged longer
     /// than its `consumer_timeout`; a task whose ETA is further away will be held that long.
     fn warn_past_consumer_timeout(&self, raw: &RawMessage) {
-        if self.consumer_timeout <= 0.0 {
-            return;
-        }
-        let Some(Value::Str(eta)) = raw.headers.get("eta") else {
+        let Some(wait) = eta_beyond(raw, self.consumer_timeout, chrono::Utc::now()) else {
             return;
         };
-        let Some(at) = DateTime::parse_iso(eta)
-            .ok()
-            .and_then(|d| d.to_utc_assuming_utc())
-        else {
-            return;
+        let text = |key: &str| match raw.headers.get(key) {
+            Some(Value::Str(s)) => s.clone(),
+            _ => String::new(),
         };
-        let wait = (at - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0;
-        if wait > self.consumer_timeout {
-            let id = match raw.headers.get("id") {
-                Some(Value::Str(s)) => s.as_str(),
-                _ => "",
-            };
-            let name = match raw.headers.get("task") {
-                Some(Value::Str(s)) => s.as_str(),
-                _ => "",
-            };
-            tracing::warn!(
-                task_id = id,
-                task_name = name,
-                "Task {name}[{id}] has an ETA {wait:.0}s away, beyond RabbitMQ's consumer_timeout ({:.0}s): the server will close the channel before it runs and deliver it again (raise consumer_timeout on the server, use native delayed delivery with quorum queues, or set broker_transport_options.consumer_timeout to what the server has)",
-                self.consumer_timeout
-            );
-        }
+        let (id, name) = (text("id"), text("task"));
+        tracing::warn!(
+            task_id = %id,
+            task_name = %name,
+            "Task {name}[{id}] has an ETA {wait:.0}s away, beyond RabbitMQ's consumer_timeout ({:.0}s): the server will close the channel before it runs and deliver it again (raise consumer_timeout on the server, use native delayed delivery with quorum queues, or set broker_transport_options.consumer_timeout to what the server has)",
+            self.consumer_timeout
+        );
+    }
+}
+
+/// Seconds from `now` until the message's ETA, when that is beyond `consumer_timeout`
+/// seconds (0: never).
+fn eta_beyond(
+    raw: &RawMessage,
+    consumer_timeout: f64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<f64> {
+    if consumer_timeout <= 0.0 {
+        return None;
+    }
+    let Some(Value::Str(eta)) = raw.headers.get("eta") else {
+        return None;
+    };
+    let at = DateTime::parse_iso(eta).ok()?.to_utc_assuming_utc()?;
+    let wait = (at - now).num_milliseconds() as f64 / 1000.0;
+    (wait > consumer_timeout).then_some(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_eta(eta: &str) -> RawMessage {
+        let mut raw = RawMessage::default();
+        raw.headers.insert("eta", eta);
+        raw
+    }
+
+    #[test]
+    fn an_eta_beyond_the_consumer_timeout_is_noticed() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let far = with_eta("2026-01-01T01:00:00+00:00");
+        assert_eq!(eta_beyond(&far, 1800.0, now), Some(3600.0));
+        assert_eq!(eta_beyond(&far, 0.0, now), None, "0 turns it off");
+        let near = with_eta("2026-01-01T08:10:00+08:00");
+        assert_eq!(eta_beyond(&near, 1800.0, now), None);
+        assert_eq!(eta_beyond(&RawMessage::default(), 1800.0, now), None);
     }
 }
