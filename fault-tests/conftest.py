@@ -159,6 +159,9 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and report.failed:
         for w in getattr(item, "_fault_workers", []) or []:
             report.sections.append((f"worker log {w.log_path}", w.log_tail(150)))
+        rabbit = getattr(item, "funcargs", {}).get("rabbit")
+        if rabbit is not None:
+            report.sections.append((f"RabbitMQ {rabbit.node}", rabbit.diagnostics(rabbit.vhost)))
 
 
 SUCCEEDED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] succeeded")

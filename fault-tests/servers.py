@@ -395,6 +395,24 @@ class PrivateRabbit:
     def delete_queue(self, name, vhost="/"):
         self.ctl("delete_queue", "-p", vhost, name)
 
+    def diagnostics(self, vhost=None):
+        """Queues, consumers, channels and connections of `vhost` (all when None), for a
+        failing test's report."""
+        scope = ["-p", vhost] if vhost else []
+        parts = []
+        for args in (["list_queues", *scope, "name", "messages_ready", "messages_unacknowledged",
+                      "consumers", "state"],
+                     ["list_consumers", *scope],
+                     ["list_channels", "name", "consumer_count", "messages_unacknowledged",
+                      "prefetch_count", "global_prefetch_count"],
+                     ["list_connections", "name", "vhost", "state", "channels"]):
+            try:
+                done = self.ctl(*args, check=False, timeout=30)
+                parts.append(f"$ rabbitmqctl {' '.join(args)}\n{done.stdout}{done.stderr}")
+            except Exception as e:  # the node may be down: say so
+                parts.append(f"$ rabbitmqctl {' '.join(args)}: {e!r}")
+        return "\n".join(parts)
+
     def log_tail(self, n=4000):
         text = ""
         for name in ("stdout.log", os.path.join("log", "node.log")):
