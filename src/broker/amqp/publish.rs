@@ -71,14 +71,16 @@ pub(super) fn route(message: &OutgoingMessage, catalog: &QueueCatalog, quorum: b
     }
 }
 
-/// Whole seconds from now until the message's `eta` header, when it is in the future.
+/// Seconds from now until the message's `eta` header, when it is a second or more away,
+/// rounded: the ETA was set moments ago from a countdown, which Celery passes to
+/// `calculate_routing_key` as `int(countdown)`.
 fn countdown_secs(message: &OutgoingMessage) -> Option<u64> {
     let Some(Value::Str(eta)) = message.headers.get("eta") else {
         return None;
     };
     let at = DateTime::parse_iso(eta).ok()?.to_utc_assuming_utc()?;
     let secs = (at - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0;
-    (secs >= 1.0).then_some(secs as u64)
+    (secs.round() >= 1.0).then_some(secs.round() as u64)
 }
 
 /// Declares the queue a message for the default exchange goes to, once per connection:
