@@ -199,11 +199,21 @@ def _port_free(port):
     return True
 
 
-def free_rabbit_port():
-    """An AMQP port in 5680–5699 whose distribution port (+20000) is free too."""
+def claim_rabbit_port():
+    """(port, lock): an AMQP port in 5680–5699 whose distribution port (+20000) is free too,
+    claimed with a lock file held as long as `lock` is open, so that two test runs started
+    at once never pick the same port before either node has bound it."""
+    import fcntl
     for port in range(5680, 5700):
+        lock = open(os.path.join(tempfile.gettempdir(), f"rcelery-fault-rabbit-{port}.lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
         if _port_free(port) and _port_free(port + 20000):
-            return port
+            return port, lock
+        lock.close()
     raise RuntimeError("no free port pair in 5680-5699 / 25680-25699 for a private RabbitMQ")
 
 
@@ -216,8 +226,8 @@ class PrivateRabbit:
     `user`/`password` is an administrator the tests connect as; `add_vhost` gives a test a
     vhost of its own on the shared node."""
 
-    def __init__(self, port=None, user="faulty", password="s3cret-pw"):
-        self.port = port or free_rabbit_port()
+    def __init__(self, user="faulty", password="s3cret-pw"):
+        self.port, self._port_lock = claim_rabbit_port()
         self.dist_port = self.port + 20000
         self.node = f"rcelery-fault-{self.port}@localhost"
         self.user, self.password = user, password
@@ -432,3 +442,4 @@ class PrivateRabbit:
             except subprocess.TimeoutExpired:
                 self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+        self._port_lock.close()
