@@ -1226,6 +1226,49 @@ visibility_timeout = 2
     }
 
     #[test]
+    fn queues_are_declared_as_celery_declares_them() {
+        use crate::value::Value;
+        let c = Config::from_json_settings(&json(
+            r#"{"task_default_queue_type": "quorum", "task_queue_max_priority": 10,
+                "task_create_missing_queue_type": "quorum",
+                "task_default_exchange": "ex", "task_default_routing_key": "rk"}"#,
+        ))
+        .unwrap();
+        let q = c.select_queues(&[], &[]).unwrap();
+        assert_eq!(
+            (q[0].name.as_str(), q[0].exchange.as_str()),
+            ("celery", "ex")
+        );
+        assert_eq!(q[0].routing_key, "rk");
+        assert!(q[0].is_quorum());
+        assert_eq!(q[0].arguments.get("x-max-priority"), Some(&Value::Int(10)));
+        assert_eq!(q[0].max_priority, Some(10));
+        let missing = c.select_queues(&["other".into()], &[]).unwrap();
+        assert_eq!(missing[0].exchange, "other");
+        assert!(missing[0].is_quorum());
+        let catalog = c.queue_catalog();
+        assert!(catalog.has_quorum());
+        assert_eq!(catalog.missing("x").routing_key, "x");
+        let t = Config::from_json_settings(&json(
+            r#"{"task_queues": [{"name": "q", "durable": false, "exclusive": true,
+                                 "exchange_durable": false,
+                                 "queue_arguments": {"x-queue-type": "classic"}}]}"#,
+        ))
+        .unwrap();
+        let spec = t.task_queues[0].to_spec();
+        assert!(
+            !spec.durable && spec.exclusive && spec.auto_delete,
+            "exclusive implies auto_delete"
+        );
+        assert!(!spec.exchange_durable);
+        assert_eq!(spec.queue_type(), "classic");
+        assert_eq!(
+            t.broker_connection().heartbeat,
+            Some(Duration::from_secs(120))
+        );
+    }
+
+    #[test]
     fn json_task_routes_read_as_toml_ones() {
         let c = Config::from_json_settings(&json(
             r#"{"task_routes": {"tasks.add": "math", "tasks.*": {"queue": "rest", "priority": 3}}}"#,

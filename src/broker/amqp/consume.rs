@@ -38,6 +38,16 @@ pub(super) struct Consumer {
     pub consumer_timeout: f64,
 }
 
+/// What became of one delivery.
+enum Forward {
+    /// The worker has it.
+    Sent,
+    /// Delivery stopped.
+    Stopped,
+    /// Its channel closed while it waited for room in the window.
+    ChannelGone,
+}
+
 /// How a session's consuming ended.
 enum End {
     /// `stop_consuming`, or the worker dropped the receiver.
@@ -134,11 +144,11 @@ impl Consumer {
                 _ = self.stop.changed() => break End::Stopped,
             };
             match next {
-                Some((queue, Ok(d))) => {
-                    if !self.forward(session.generation, queue, d).await {
-                        break End::Stopped;
-                    }
-                }
+                Some((queue, Ok(d))) => match self.forward(session, queue, d).await {
+                    Forward::Sent => {}
+                    Forward::Stopped => break End::Stopped,
+                    Forward::ChannelGone => break End::Failed("the channel closed".to_owned()),
+                },
                 Some((_, Err(e))) => break End::Failed(e.to_string()),
                 None => break End::Failed("the server cancelled the consumer".to_owned()),
             }
@@ -153,35 +163,44 @@ impl Consumer {
         end
     }
 
-    /// Hands one delivery to the worker once the window has room; false when delivery
-    /// stopped meanwhile (the message stays unacknowledged, and is given back at shutdown or
-    /// when the channel closes).
+    /// Hands one delivery to the worker once the window has room. Not when delivery stopped
+    /// meanwhile (the message stays unacknowledged, and is given back at shutdown or when
+    /// the channel closes), nor when its channel closed while it waited for room: the server
+    /// delivers it again on the next channel, and it must not run twice.
     async fn forward(
         &mut self,
-        generation: u64,
+        session: &Session,
         queue: String,
         d: lapin::message::Delivery,
-    ) -> bool {
+    ) -> Forward {
         let permit = tokio::select! {
             mut p = self.window.acquire_up_to(1) => p.pop(),
             _ = self.stop.changed() => None,
         };
         let Some(permit) = permit else {
-            return false;
+            return Forward::Stopped;
         };
+        if !session.channel.status().connected() || d.acker.poisoned() {
+            return Forward::ChannelGone;
+        }
         let raw = envelope::raw_message(&d);
-        let tag = Ackers::tag(generation, d.delivery_tag);
+        let tag = Ackers::tag(session.generation, d.delivery_tag);
         self.ackers.insert(tag.clone(), d.acker);
         self.warn_past_consumer_timeout(&raw);
-        self.tx
+        let sent = self
+            .tx
             .send(Delivery {
                 raw,
                 tag,
                 queue,
                 permit: Some(permit),
             })
-            .await
-            .is_ok()
+            .await;
+        if sent.is_ok() {
+            Forward::Sent
+        } else {
+            Forward::Stopped
+        }
     }
 
     /// RabbitMQ closes the channel of a consumer that keeps a message unacknowledged longer

@@ -14,19 +14,22 @@ use tracing_subscriber::EnvFilter;
 /// at debug, several lines per result: Celery's `--loglevel=debug` does not show
 /// SQLAlchemy's statements either. Slow statements still warn; `RUST_LOG` with
 /// `sqlx::query=debug` shows them all.
+///
+/// lapin (the AMQP driver) logs a lost connection at ERROR itself; the AMQP transport says
+/// it once, with the outage's length when it is back, so lapin's own lines show only at DEBUG.
 pub fn level_directive(level: &str) -> &'static str {
     match level.to_ascii_uppercase().as_str() {
-        "DEBUG" => "debug,sqlx::query=info",
-        "INFO" => "info",
-        "WARN" | "WARNING" => "warn",
-        "ERROR" | "CRITICAL" | "FATAL" => "error",
-        _ => "warn",
+        "DEBUG" => "debug,sqlx::query=info,lapin=warn",
+        "INFO" => "info,lapin=off",
+        "WARN" | "WARNING" => "warn,lapin=off",
+        "ERROR" | "CRITICAL" | "FATAL" => "error,lapin=off",
+        _ => "warn,lapin=off",
     }
 }
 
 /// Installs the subscriber. `RUST_LOG` wins over `--loglevel` when set.
 pub fn init(level: Option<&str>, logfile: Option<&str>) {
-    let directive = level.map_or("warn", level_directive);
+    let directive = level.map_or("warn,lapin=off", level_directive);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directive));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
