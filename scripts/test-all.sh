@@ -72,7 +72,7 @@ if ! wait "$fuzz_pid"; then
     exit 1
 fi
 cat "$fuzz_log"
-phase "fault tests (real redis-servers killed, restarted, paused and filled)"
+phase "fault tests (real redis-servers and a RabbitMQ node killed, restarted, paused and filled)"
 bash scripts/fault-tests.sh
 phase "the whole deployment as one test (Django, PostgreSQL, real celery beat)"
 bash scripts/deploy-tests.sh
