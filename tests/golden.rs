@@ -136,6 +136,8 @@ fn every_stored_result_is_reproduced_byte_for_byte() {
                 kwargsrepr: None,
                 periodic_task_name: None,
             }),
+            reply_to: None,
+            correlation_id: None,
         };
         let enc = MetaEncoder {
             serializer: Serializer::Json,

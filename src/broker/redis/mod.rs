@@ -312,7 +312,9 @@ fn on_connect(
 /// publish through the exchange find them.
 fn bind_pipeline(keys: &Keys, queues: &[QueueSpec]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    for q in queues {
+    // kombu binds a queue only to a named exchange: a queue on the anonymous exchange (an
+    // rpc reply queue) is reached by its name alone.
+    for q in queues.iter().filter(|q| !q.exchange.is_empty()) {
         pipe.cmd("SADD")
             .arg(keys.binding_set(&q.exchange))
             .arg(binding_member(&q.routing_key, "", &q.name))
