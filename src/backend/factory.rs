@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::database::{self, DatabaseOptions};
 use super::django_db;
 use super::file;
-use super::rpc;
 use super::redis::{BackendLinkSettings, ChordSettings, RedisBackend};
+use super::rpc;
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
 use crate::broker::factory::ConnectedBroker;
 use crate::redis_client::lane::SharedLane;
@@ -125,7 +125,10 @@ pub fn open(
         ordered: setup.chord_ordered,
         join_timeout: setup.chord_join_timeout,
     });
-    if let Some(shared) = setup.broker.and_then(|b| b.capabilities.get::<SharedLane>()) {
+    if let Some(shared) = setup
+        .broker
+        .and_then(|b| b.capabilities.get::<SharedLane>())
+    {
         if redis_client::same_server(&shared.server_url, url)
             && backend.share_lane(Arc::clone(&shared.lane))
         {

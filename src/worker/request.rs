@@ -206,7 +206,10 @@ async fn run(
                 .await;
                 match sent {
                     Ok(sent) => children.extend(sent),
-                    Err(canvas::DispatchFailed { error, children: sent }) => {
+                    Err(canvas::DispatchFailed {
+                        error,
+                        children: sent,
+                    }) => {
                         // Celery's tracer: the exception fails the task (stored, errbacks).
                         children.extend(sent);
                         Box::pin(fail(&shared, m, error, children, ignore_result)).await;
@@ -405,8 +408,7 @@ async fn store_refusal(
 ) {
     let record = ResultRecord::failure(id, meta, None)
         .replying_to(reply.reply_to.clone(), reply.correlation_id.clone());
-    if let Err(e) = shared.backend.store(record).await
-    {
+    if let Err(e) = shared.backend.store(record).await {
         tracing::error!(task_id = %id, error = %e, "could not store the {what}");
     }
 }
