@@ -210,3 +210,18 @@ def test_chords_fail_as_celerys(rpc_app, workers):
         result.get(timeout=30)
     assert str(info.value) == E_NO_CHORD_SUPPORT.strip()
     assert result.state == "FAILURE"
+
+
+def test_rcelery_call_wait_reads_its_reply_queue(rpc_app, workers):
+    """`rcelery call --wait` with rpc:// consumes its own reply queue, as Celery's client."""
+    import subprocess
+    from harness import rcelery_binary
+    workers.ensure(worker_settings())
+    base = [str(rcelery_binary()), "-b", rpc_app.conf.broker_url, "--result-backend", "rpc://",
+            "call", "--queue", "default", "--wait", "--timeout", "30"]
+    ok = subprocess.run(base + ["tasks.add", "--args", "[2, 3]"], capture_output=True,
+                        text=True, timeout=60)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "5"), ok.stderr
+    failed = subprocess.run(base + ["tasks.fail"], capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().endswith("FAILURE: ValueError('boom')"), failed.stderr
