@@ -67,7 +67,9 @@ impl RpcBackend {
 
     /// Starts consuming the reply queue `queue` (the `reply_to` of the tasks this process
     /// sends), as Celery's client does before sending: [`ResultBackend::get_meta`] then
-    /// answers with the latest state received for a task id.
+    /// answers with the latest state received for a task id. For a process that consumes
+    /// nothing else from the broker (`rcelery call --wait`): dropping the backend stops the
+    /// broker's consuming.
     pub async fn listen(&mut self, queue: &str) -> Result<(), BackendError> {
         self.replies = Some(Replies::start(Arc::clone(&self.broker), queue).await?);
         Ok(())
