@@ -95,6 +95,8 @@ fn main() {
         group_id: m.group.clone(),
         parent_id: m.parent_id.clone(),
         extended: None,
+        reply_to: None,
+        correlation_id: None,
     };
     measure("result meta encode (JSON)", || {
         black_box(encoder.encode(black_box(&record(&message))));

@@ -390,6 +390,8 @@ async fn a_backend_on_the_same_server_stores_with_the_acks_in_order() {
         group_id: None,
         parent_id: None,
         extended: None,
+        reply_to: None,
+        correlation_id: None,
     };
 
     // Window of one: "b" can only arrive once "a" is acked, and the ack goes right after the

@@ -1,5 +1,5 @@
 //! The URL → result backend factory: `disabled` or no URL gives the [`DisabledBackend`], a
-//! `db+` URL the [`DatabaseBackend`], `django-db` the [`DjangoDbBackend`], a `file://` URL the [`file::FileBackend`], a Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
+//! `db+` URL the [`DatabaseBackend`], `django-db` the [`DjangoDbBackend`], a `file://` URL the [`file::FileBackend`], `rpc://` the [`rpc::RpcBackend`] (publishing through the connected broker), a Redis URL the [`RedisBackend`]. The command line calls this; it never builds a backend
 //! itself.
 
 use std::sync::Arc;
@@ -9,8 +9,9 @@ use super::database::{self, DatabaseOptions};
 use super::django_db;
 use super::file;
 use super::redis::{BackendLinkSettings, ChordSettings, RedisBackend};
+use super::rpc;
 use super::{BackendError, DisabledBackend, MetaEncoder, ResultBackend};
-use crate::broker::factory::Capabilities;
+use crate::broker::factory::ConnectedBroker;
 use crate::redis_client::lane::SharedLane;
 use crate::redis_client::sentinel::{SentinelOptions, SentinelSetup};
 use crate::redis_client::{self, UrlRefusal};
@@ -35,10 +36,12 @@ pub struct BackendSetup<'a> {
     /// `result_backend_transport_options` `master_name`, `min_other_sentinels` and
     /// `sentinel_kwargs`, for a `sentinel://` URL list.
     pub sentinel: SentinelOptions,
-    /// What the connected broker offers: a Redis backend on the server of a Redis broker
-    /// takes up its [`SharedLane`] and sends its results with the broker's acks (one round
-    /// trip per batch).
-    pub broker: Option<&'a Capabilities>,
+    /// The connected broker: the `rpc://` backend publishes its results through it, and a
+    /// Redis backend on the server of a Redis broker takes up the [`SharedLane`] it offers
+    /// and sends its results with the broker's acks (one round trip per batch).
+    pub broker: Option<&'a ConnectedBroker>,
+    /// `result_persistent` (unset: the backend's default).
+    pub persistent: Option<bool>,
 }
 
 /// Why no result backend could be had.
@@ -71,6 +74,20 @@ pub fn open(
     }
     if django_db::is_django_db(url) {
         return open_django_db(setup);
+    }
+    if rpc::is_rpc_url(url) {
+        let Some(broker) = setup.broker else {
+            return Err(BackendSetupError::Open {
+                url: "rpc://".into(),
+                source: BackendError::Unsupported(
+                    "rpc:// sends results through the broker connection, and there is none here"
+                        .into(),
+                ),
+            });
+        };
+        let backend =
+            rpc::RpcBackend::new(Arc::clone(&broker.broker), setup.encoder, setup.persistent);
+        return Ok(Arc::new(backend));
     }
     if file::is_file_url(url) {
         let backend =
@@ -119,7 +136,10 @@ pub fn open(
         ordered: setup.chord_ordered,
         join_timeout: setup.chord_join_timeout,
     });
-    if let Some(shared) = setup.broker.and_then(|c| c.get::<SharedLane>()) {
+    if let Some(shared) = setup
+        .broker
+        .and_then(|b| b.capabilities.get::<SharedLane>())
+    {
         if redis_client::same_server(&shared.server_url, url)
             && backend.share_lane(Arc::clone(&shared.lane))
         {

@@ -267,6 +267,8 @@ mod tests {
             group_id: None,
             parent_id: None,
             extended: None,
+            reply_to: None,
+            correlation_id: None,
         };
         backend.store(record).await.unwrap();
         let raw = std::fs::read(dir.join("celery-task-meta-rs-ok")).unwrap();

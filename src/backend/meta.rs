@@ -96,6 +96,12 @@ pub struct ResultRecord {
     pub parent_id: Option<String>,
     /// Request fields, stored only when `result_extended` is on.
     pub extended: Option<ExtendedMeta>,
+    /// The request's `reply_to` property: where the `rpc://` backend publishes the result
+    /// (`None` or empty: nowhere, as Celery's rpc backend then sends nothing).
+    pub reply_to: Option<String>,
+    /// The request's `correlation_id` property, which the `rpc://` backend's message carries
+    /// (the task id when unset, as Celery's `destination_for`).
+    pub correlation_id: Option<String>,
 }
 
 impl ResultRecord {
@@ -111,7 +117,17 @@ impl ResultRecord {
             group_id: None,
             parent_id: None,
             extended: None,
+            reply_to: None,
+            correlation_id: None,
         }
+    }
+
+    /// This record, to be replied to at `reply_to` with `correlation_id` (the request's
+    /// properties of those names).
+    pub fn replying_to(mut self, reply_to: Option<String>, correlation_id: Option<String>) -> Self {
+        self.reply_to = reply_to;
+        self.correlation_id = correlation_id;
+        self
     }
 }
 
@@ -327,6 +343,8 @@ mod tests {
             group_id: None,
             parent_id: Some("p".into()),
             extended: None,
+            reply_to: None,
+            correlation_id: None,
         };
         let Value::Dict(d) = enc.meta(&r) else {
             panic!("meta is a dict")

@@ -9,6 +9,7 @@ pub mod file;
 pub mod join;
 pub mod meta;
 pub mod redis;
+pub mod rpc;
 
 use futures::future::BoxFuture;
 
@@ -80,6 +81,13 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// `chordcounter` table). A chord on a backend without them is joined by
     /// `celery.chord_unlock`, as Celery's base backend does.
     fn native_chords(&self) -> Option<&dyn NativeChords> {
+        None
+    }
+
+    /// Why this backend cannot run chords, if it cannot: the message of the
+    /// `NotImplementedError` Celery's backend raises from `ensure_chords_allowed` (rpc://).
+    /// A task applying a chord then fails with it.
+    fn chords_refused(&self) -> Option<&'static str> {
         None
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::args::{CallArgs, Cli};
 use super::worker::{config_request, connect_backend, connect_broker};
+use crate::backend::rpc::{self, RpcBackend};
 use crate::backend::MetaEncoder;
 use crate::broker::filesystem::default as embedded_default;
 use crate::codec::{json, Serializer};
@@ -72,9 +73,8 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
     }
 
     let health = Arc::new(crate::health::Health::new());
-    let broker = connect_broker(&broker_url, config, Arc::clone(&health))
-        .await?
-        .broker;
+    let connected = connect_broker(&broker_url, config, Arc::clone(&health)).await?;
+    let broker = Arc::clone(&connected.broker);
     let mut producer = Producer::new(
         Arc::clone(&broker),
         serializer,
@@ -89,7 +89,23 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
             extended: false,
             timezone: tz,
         };
-        let backend = connect_backend(backend_url.as_deref(), encoder, config, None, health)?;
+        let backend = match backend_url.as_deref().filter(|u| rpc::is_rpc_url(u)) {
+            // As Celery's client: consume the reply queue before the task goes out.
+            Some(_) => {
+                let mut rpc = RpcBackend::new(Arc::clone(&broker), encoder, None);
+                rpc.listen(producer.reply_to())
+                    .await
+                    .map_err(|e| format!("cannot consume the reply queue: {e}"))?;
+                Arc::new(rpc)
+            }
+            None => connect_backend(
+                backend_url.as_deref(),
+                encoder,
+                config,
+                Some(&connected),
+                health,
+            )?,
+        };
         producer = producer.with_backend(backend);
     }
     let result = producer
@@ -100,10 +116,13 @@ async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
         println!("{}", result.id());
         return Ok(ExitCode::SUCCESS);
     }
-    match result
+    let outcome = result
         .get(Some(Duration::from_secs_f64(args.timeout.max(0.0))))
-        .await
-    {
+        .await;
+    // Reply messages taken are acknowledged before the process ends.
+    broker.stop_consuming();
+    broker.flush().await;
+    match outcome {
         Ok(value) => {
             println!("{}", String::from_utf8_lossy(&json::encode(&value)));
             Ok(ExitCode::SUCCESS)

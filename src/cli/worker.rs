@@ -10,7 +10,7 @@ use crate::backend::factory::BackendSetup;
 use crate::backend::redis::BackendLinkSettings;
 use crate::backend::{self, MetaEncoder, ResultBackend};
 use crate::broker;
-use crate::broker::factory::{BrokerSetup, Capabilities, ConnectedBroker};
+use crate::broker::factory::{BrokerSetup, ConnectedBroker};
 use crate::broker::filesystem::default as embedded_default;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, ConfigRequest, LoadedConfig, DEFAULT_BROKER_URL};
@@ -96,7 +96,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         backend_url.as_deref(),
         encoder,
         config,
-        Some(&connected.capabilities),
+        Some(&connected),
         Arc::clone(&health),
     )?;
     backend
@@ -242,13 +242,13 @@ pub(super) async fn connect_broker(
 }
 
 /// Opens the result backend with the config's settings (see [`backend::factory`]); `broker`
-/// is what the connected broker offers (a Redis backend on the broker's server shares its
-/// settle lane).
+/// is the connected broker (the rpc backend publishes through it; a Redis backend on the
+/// broker's server shares its settle lane).
 pub(super) fn connect_backend(
     url: Option<&str>,
     encoder: MetaEncoder,
     config: &Config,
-    broker: Option<&Capabilities>,
+    broker: Option<&ConnectedBroker>,
     health: Arc<Health>,
 ) -> Result<Arc<dyn ResultBackend>, String> {
     let link = BackendLinkSettings {
@@ -280,6 +280,7 @@ pub(super) fn connect_backend(
                 .clone(),
         },
         broker,
+        persistent: config.result_persistent,
     };
     backend::factory::open(url, setup).map_err(|e| e.to_string())
 }

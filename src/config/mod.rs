@@ -211,6 +211,9 @@ pub struct Config {
     pub result_expires: f64,
     /// `result_extended` (false).
     pub result_extended: bool,
+    /// `result_persistent` (unset: the backend's default; transient for `rpc://`): whether
+    /// the `rpc://` backend's result messages are persistent (delivery mode 2) or not (1).
+    pub result_persistent: Option<bool>,
     /// `accept_content` (`["json"]`).
     pub accept_content: Vec<String>,
     /// `task_serializer` (`json`); used when rcelery publishes.
@@ -418,6 +421,7 @@ impl Default for Config {
             worker_concurrency: None,
             result_expires: 86400.0,
             result_extended: false,
+            result_persistent: None,
             accept_content: vec!["json".to_owned()],
             task_serializer: "json".to_owned(),
             result_serializer: "json".to_owned(),
@@ -515,6 +519,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "worker_concurrency",
     "result_expires",
     "result_extended",
+    "result_persistent",
     "accept_content",
     "task_serializer",
     "result_serializer",

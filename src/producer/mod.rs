@@ -80,6 +80,12 @@ impl Producer {
         self
     }
 
+    /// The `reply_to` of the tasks this producer sends (its reply queue: the rpc backend's
+    /// results come back there).
+    pub fn reply_to(&self) -> &str {
+        &self.reply_to
+    }
+
     /// This producer's node name (`gen<pid>@<host>`), the `origin` header.
     pub fn origin(&self) -> &str {
         &self.origin

@@ -14,6 +14,15 @@ use crate::protocol::{Signature, TaskMessage};
 use crate::task::TaskError;
 use crate::value::{Dict, Value};
 
+/// Sending a task's callbacks or next chain step raised (a chord on a backend without
+/// chords): Celery's tracer then fails the task with that exception.
+pub(super) struct DispatchFailed {
+    /// The exception the task fails with.
+    pub error: TaskError,
+    /// What was sent before it (the failed result's `children`).
+    pub children: Vec<Value>,
+}
+
 /// Sends the callbacks and the chain's next task with `retval` prepended to their args.
 /// Returns the `children` entries for the stored result (`as_tuple()` of each).
 pub(super) async fn after_success(
@@ -21,16 +30,24 @@ pub(super) async fn after_success(
     backend: &dyn ResultBackend,
     m: &TaskMessage,
     retval: &Value,
-) -> Vec<Value> {
+) -> Result<Vec<Value>, DispatchFailed> {
     let mut children = Vec::new();
     let linked = |extra: SendOptions| SendOptions {
         parent_id: Some(m.id.clone()),
         root_id: Some(root_of(m)),
         ..extra
     };
+    macro_rules! allowed {
+        ($sig:expr) => {
+            if let Err(error) = ensure_chords_allowed(backend, $sig) {
+                return Err(DispatchFailed { error, children });
+            }
+        };
+    }
     if let Some(callbacks) = &m.embed.callbacks {
         let sigs = signatures(callbacks, m, "callback");
         if sigs.len() == 1 {
+            allowed!(&sigs[0]);
             if let Some(child) = apply_any(
                 producer,
                 backend,
@@ -48,6 +65,7 @@ pub(super) async fn after_success(
             let (groups, tasks): (Vec<_>, Vec<_>) =
                 sigs.into_iter().partition(|s| s.subtask_type.is_some());
             for g in &groups {
+                allowed!(g);
                 if let Some(child) = apply_any(
                     producer,
                     backend,
@@ -86,6 +104,7 @@ pub(super) async fn after_success(
                 // A group step followed by more (Celery's client sends a chord instead) goes
                 // as Celery's tracer sends it: every member carries the rest of the chain.
                 Some(sig) => {
+                    allowed!(&sig);
                     let chain = (!rest.is_empty()).then_some(Value::List(rest));
                     let options = linked(SendOptions {
                         chain,
@@ -103,7 +122,34 @@ pub(super) async fn after_success(
             }
         }
     }
-    children
+    Ok(children)
+}
+
+/// Celery's `ensure_chords_allowed`: on a backend without chords (rpc://), applying a
+/// signature that is a chord, or a group or chain holding one, raises
+/// `NotImplementedError` with the backend's message.
+fn ensure_chords_allowed(backend: &dyn ResultBackend, sig: &Signature) -> Result<(), TaskError> {
+    match backend.chords_refused() {
+        Some(message) if holds_chord(sig) => Err(TaskError::with_args(
+            "NotImplementedError",
+            "builtins",
+            vec![Value::str(message)],
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// True for a chord signature, or a group or chain with one among its tasks.
+fn holds_chord(sig: &Signature) -> bool {
+    match sig.subtask_type.as_deref() {
+        Some("chord") => true,
+        Some("group" | "chain") => sig.kwargs.get("tasks").is_some_and(|tasks| {
+            Signature::list_from_value(tasks)
+                .iter()
+                .any(|t| t.as_ref().is_ok_and(holds_chord))
+        }),
+        _ => false,
+    }
 }
 
 /// Sends the errbacks as Celery does for errbacks it does not run in-process: as a group

@@ -81,7 +81,10 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         Err(DecodeError::UnknownTask { id, name }) if shared.settings.forward_unknown.is_some() => {
             return Box::pin(forward::unknown(&shared, &mut unsettled, &raw, id, name)).await;
         }
-        Err(e) => return Box::pin(refuse(&shared, &mut unsettled, e)).await,
+        Err(e) => {
+            let reply = &raw.properties;
+            return Box::pin(refuse(&shared, &mut unsettled, e, reply)).await;
+        }
     };
     // The body is decoded: its bytes need not wait with the message (an ETA may be far off).
     drop(raw);
@@ -194,15 +197,28 @@ async fn run(
             // Celery's `request.children`: subtasks the task sent, then its callbacks.
             let mut children = request.take_children();
             if m.embed.callbacks.is_some() || m.embed.chain.is_some() {
-                children.extend(
-                    Box::pin(canvas::after_success(
-                        &shared.producer,
-                        shared.backend.as_ref(),
-                        m,
-                        &value,
-                    ))
-                    .await,
-                );
+                let sent = Box::pin(canvas::after_success(
+                    &shared.producer,
+                    shared.backend.as_ref(),
+                    m,
+                    &value,
+                ))
+                .await;
+                match sent {
+                    Ok(sent) => children.extend(sent),
+                    Err(canvas::DispatchFailed {
+                        error,
+                        children: sent,
+                    }) => {
+                        // Celery's tracer: the exception fails the task (stored, errbacks).
+                        children.extend(sent);
+                        Box::pin(fail(&shared, m, error, children, ignore_result)).await;
+                        if acks_late {
+                            unsettled.ack(&shared);
+                        }
+                        return;
+                    }
+                }
             }
             // A backend that queues its write in order with the broker's acks lets the ack go
             // at once: it frees the prefetch slot, and write, ack and next fetch share one
@@ -287,21 +303,8 @@ async fn run(
             return unsettled.reject(&shared, requeue);
         }
         Err(err) => {
-            // A hard time limit was logged when it fired and is stored without a traceback.
-            let hard_timeout = timeout::is_hard_timeout(&err);
-            if !hard_timeout {
-                tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
-            }
-            let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
-            let meta = failure_meta(err);
-            let outcome = Outcome {
-                state: State::Failure,
-                result: meta,
-                traceback: tb,
-                children: request.take_children(),
-            };
-            Box::pin(record_outcome(&shared, m, outcome, ignore_result)).await;
-            Box::pin(canvas::after_failure(&shared.producer, m)).await;
+            let children = request.take_children();
+            Box::pin(fail(&shared, m, err, children, ignore_result)).await;
         }
     }
     if acks_late {
@@ -309,14 +312,46 @@ async fn run(
     }
 }
 
-/// A message that is not a runnable task: logged and disposed of as Celery would.
-async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) {
+/// A task that raised `err`: logged, recorded as FAILURE (with its traceback, unless a hard
+/// time limit ended it), and its errbacks sent.
+async fn fail(
+    shared: &Shared,
+    m: &TaskMessage,
+    err: TaskError,
+    children: Vec<Value>,
+    ignore_result: bool,
+) {
+    // A hard time limit was logged when it fired and is stored without a traceback.
+    let hard_timeout = timeout::is_hard_timeout(&err);
+    if !hard_timeout {
+        tracing::error!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] raised unexpected: {}", m.display_name(), m.id, err.repr());
+    }
+    let tb = (!hard_timeout).then(|| err.traceback_text(&m.name));
+    let meta = failure_meta(err);
+    let outcome = Outcome {
+        state: State::Failure,
+        result: meta,
+        traceback: tb,
+        children,
+    };
+    Box::pin(record_outcome(shared, m, outcome, ignore_result)).await;
+    Box::pin(canvas::after_failure(&shared.producer, m)).await;
+}
+
+/// A message that is not a runnable task: logged and disposed of as Celery would. `reply`
+/// holds its `reply_to` and `correlation_id`, where the `rpc://` backend sends a failure.
+async fn refuse(
+    shared: &Shared,
+    unsettled: &mut Unsettled,
+    error: DecodeError,
+    reply: &crate::protocol::Properties,
+) {
     match &error {
         DecodeError::UnknownTask { id, name } => {
             tracing::error!(task_name = %name, task_id = id.as_deref().unwrap_or(""), "Received unregistered task of type {name:?}.\nThe message has been ignored and discarded.");
             if let Some(id) = id {
                 let meta = failure_meta(TaskError::not_registered(name));
-                store_refusal(shared, id, meta, "NotRegistered failure").await;
+                store_refusal(shared, id, meta, reply, "NotRegistered failure").await;
             }
         }
         DecodeError::Undecodable { .. } => {
@@ -344,7 +379,14 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
                     "kombu.exceptions",
                     vec![Value::Str(error.to_string())],
                 );
-                store_refusal(shared, id, meta, "failure of a message too large to decode").await;
+                store_refusal(
+                    shared,
+                    id,
+                    meta,
+                    reply,
+                    "failure of a message too large to decode",
+                )
+                .await;
             }
         }
         _ => tracing::error!(error = %error, "Rejecting message"),
@@ -355,14 +397,18 @@ async fn refuse(shared: &Shared, unsettled: &mut Unsettled, error: DecodeError) 
     }
 }
 
-/// Stores the FAILURE of a refused message's task id; `what` names it in the error logged
-/// when it cannot be stored.
-async fn store_refusal(shared: &Shared, id: &str, meta: Value, what: &str) {
-    if let Err(e) = shared
-        .backend
-        .store(ResultRecord::failure(id, meta, None))
-        .await
-    {
+/// Stores the FAILURE of a refused message's task id (replied to where the message says);
+/// `what` names it in the error logged when it cannot be stored.
+async fn store_refusal(
+    shared: &Shared,
+    id: &str,
+    meta: Value,
+    reply: &crate::protocol::Properties,
+    what: &str,
+) {
+    let record = ResultRecord::failure(id, meta, None)
+        .replying_to(reply.reply_to.clone(), reply.correlation_id.clone());
+    if let Err(e) = shared.backend.store(record).await {
         tracing::error!(task_id = %id, error = %e, "could not store the {what}");
     }
 }
@@ -493,5 +539,7 @@ fn result_record(
         group_id: m.group.clone(),
         parent_id: m.parent_id.clone(),
         extended,
+        reply_to: m.properties.reply_to.clone(),
+        correlation_id: m.properties.correlation_id.clone(),
     }
 }

@@ -138,6 +138,8 @@ fn record_of(meta: &Value) -> Option<(ResultRecord, Option<String>, bool)> {
             .map(|v| v.as_str().map(str::to_owned))
             .map_or(Some(None), |p| p.map(Some))?,
         extended: extended_meta,
+        reply_to: None,
+        correlation_id: None,
     };
     Some((record, str_or_none(get("date_done")?)?, extended))
 }

@@ -230,6 +230,8 @@ mod tests {
                 kwargsrepr: Some("{}".into()),
                 periodic_task_name: None,
             }),
+            reply_to: None,
+            correlation_id: None,
         };
         let row = TaskRow::new(&record, &encoder(true), Dialect::Postgres, FRESH);
         assert_eq!(row.result, b"5");

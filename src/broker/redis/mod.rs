@@ -323,10 +323,8 @@ fn on_connect(
         let keys = keys.clone();
         async move {
             scripts.load(&mut conn).await?;
-            if !queues.is_empty() {
-                bind_pipeline(&keys, &queues)
-                    .query_async::<()>(&mut conn)
-                    .await?;
+            if let Some(pipe) = bind_pipeline(&keys, &queues) {
+                pipe.query_async::<()>(&mut conn).await?;
             }
             Ok(())
         }
@@ -336,15 +334,21 @@ fn on_connect(
 
 /// The bindings of `queues` as kombu's `queue_bind` records them, so Python producers that
 /// publish through the exchange find them.
-fn bind_pipeline(keys: &Keys, queues: &[QueueSpec]) -> redis::Pipeline {
+fn bind_pipeline(keys: &Keys, queues: &[QueueSpec]) -> Option<redis::Pipeline> {
     let mut pipe = redis::pipe();
-    for q in queues {
+    // kombu binds a queue only to a named exchange: a queue on the anonymous exchange (an
+    // rpc reply queue) is reached by its name alone. `None`: nothing to bind.
+    let named: Vec<&QueueSpec> = queues.iter().filter(|q| !q.exchange.is_empty()).collect();
+    if named.is_empty() {
+        return None;
+    }
+    for q in named {
         pipe.cmd("SADD")
             .arg(keys.binding_set(&q.exchange))
             .arg(binding_member(&q.routing_key, "", &q.name))
             .ignore();
     }
-    pipe
+    Some(pipe)
 }
 
 /// The server's `(major, minor)` version, `(0, 0)` if it cannot be read.
@@ -372,12 +376,14 @@ impl Broker for RedisBroker {
             if let Ok(mut bound) = self.bound.lock() {
                 bound.extend(queues.iter().cloned());
             }
-            let pipe = bind_pipeline(&self.keys, &queues);
-            self.link.run(|mut c| {
-                let pipe = &pipe;
-                async move { pipe.query_async::<()>(&mut c).await }
-            })
-            .await?;
+            if let Some(pipe) = bind_pipeline(&self.keys, &queues) {
+                self.link
+                    .run(|mut c| {
+                        let pipe = &pipe;
+                        async move { pipe.query_async::<()>(&mut c).await }
+                    })
+                    .await?;
+            }
             self.restore_visible_once().await;
             let (tx, rx) = mpsc::channel(1024);
             let fetcher = fetch::Fetcher {

@@ -18,10 +18,11 @@ pub fn envelope(message: &OutgoingMessage) -> Vec<u8> {
         "correlation_id",
         p.correlation_id.clone().map_or(Value::None, Value::Str),
     );
-    props.insert(
-        "reply_to",
-        p.reply_to.clone().map_or(Value::None, Value::Str),
-    );
+    // kombu passes on only the properties it was given: a message without `reply_to` (a
+    // result of the rpc:// backend) has no such key.
+    if let Some(reply_to) = &p.reply_to {
+        props.insert("reply_to", reply_to.as_str());
+    }
     props.insert("delivery_mode", i64::from(p.delivery_mode.unwrap_or(2)));
     if let Some(expiration) = &p.expiration {
         props.insert("expiration", expiration.as_str());
