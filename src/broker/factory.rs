@@ -165,6 +165,7 @@ mod tests {
             connection: ConnectionSettings::default(),
             health: Arc::new(Health::new()),
             failover_strategy: strategy.map(str::to_owned),
+            queues: QueueCatalog::default(),
         };
         let err = connect("redis://:S3cret@a/0;amqp://b//", setup(None))
             .await
