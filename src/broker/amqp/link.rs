@@ -200,7 +200,9 @@ impl Link {
                 }
                 Err(e) => {
                     let next = self.urls.next_on_failure(attempt);
-                    let (attempts, delay) = self.note_failure(&target.display, &e, true);
+                    let moving_to = (!next.round_failed)
+                        .then(|| self.target(next.attempt.index).display.as_str());
+                    let (attempts, delay) = self.note_failure(&target.display, &e, true, moving_to);
                     if !next.round_failed {
                         // kombu moves on to the next URL of the list at once; it waits only
                         // when every URL has failed.
@@ -247,7 +249,7 @@ impl Link {
         };
         if let Some(session) = dropped {
             let display = self.display().to_owned();
-            self.note_failure(&display, error, false);
+            self.note_failure(&display, error, false, None);
             tokio::spawn(async move {
                 let _ = session
                     .connection
@@ -301,8 +303,15 @@ impl Link {
     }
 
     /// Counts a failure, logs it as the outage calls for, and returns the attempt number and
-    /// the wait before the next attempt.
-    fn note_failure(&self, shown: &str, error: &str, connecting: bool) -> (u32, Duration) {
+    /// the wait before the next attempt (none when the fail-over list is `moving_to` another
+    /// URL at once).
+    fn note_failure(
+        &self,
+        shown: &str,
+        error: &str,
+        connecting: bool,
+        moving_to: Option<&str>,
+    ) -> (u32, Duration) {
         let error = crate::redis_client::mask::mask_secrets_in_text(error);
         let (attempt, failures, report) = {
             let mut s = lock(&self.state);
@@ -326,7 +335,9 @@ impl Link {
             .retry
             .max_retries
             .map_or(String::new(), |m| format!("/{m}"));
-        if first {
+        if let (true, Some(next)) = (first, moving_to) {
+            tracing::warn!("broker {shown} unavailable: {error}; trying {next} now");
+        } else if first {
             tracing::warn!(
                 "broker {shown} unavailable: {error}; retrying in {:.1}s",
                 delay.as_secs_f64()
