@@ -18,6 +18,7 @@ from kombu import Exchange, Queue
 
 from conftest import ran_at_least_once, successes, worker_config
 from faultlib import Sender, send_many, wait_all_succeeded, wait_for
+from servers import free_port
 
 pytestmark = pytest.mark.amqp
 
@@ -218,4 +219,24 @@ def test_no_retry_on_startup_exits_with_a_masked_error(rabbit, redis_factory, wo
     assert worker.proc.wait(60) != 0
     log = worker.log()
     assert f"127.0.0.1:{rabbit.port}" in log, f"the log does not name the broker:\n{log[-2000:]}"
+    assert_no_password(worker, rabbit)
+
+
+def test_failover_list_moves_on_to_the_next_node(rabbit, redis_factory, worker_factory,
+                                                  producer_factory):
+    """`broker_url = "amqp://h1;amqp://h2"` (kombu's fail-over list): nothing answers at the
+    first URL, so the worker moves on to the second at once and works there; the log names the
+    URL that failed, password masked."""
+    results = redis_factory()
+    real = rabbit.url(rabbit.vhost)
+    dead_port = free_port()
+    dead = real.replace(f"127.0.0.1:{rabbit.port}/", f"127.0.0.1:{dead_port}/")
+    conf = amqp_config(rabbit, results.url(0))
+    conf["broker_url"] = f"{dead};{real}"
+    worker = worker_factory(conf, wait_ready=False)
+    worker.wait_ready(BACK_WITHIN)
+    app = amqp_producer(producer_factory, rabbit, results.url(0))
+    ids = send_many(app, "tasks.add", [(2, 2)] * 10)
+    wait_all_succeeded(results.client(0), ids, 30)
+    assert f"127.0.0.1:{dead_port}" in worker.log(), worker.log_tail()
     assert_no_password(worker, rabbit)
