@@ -49,7 +49,7 @@ BAD_URLS = [
     pytest.param(f"redis://:{SECRET}", "invalid {role} URL", (SECRET,), id="host-forgotten"),
     pytest.param(f"redis://127.0.0.1:{PORT}/x{SECRET}?password={SECRET}", "invalid {role} URL",
                  (SECRET,), id="bad-db-and-query-password"),
-    pytest.param(f"amqp://guest:{SECRET}@127.0.0.1//", "not supported", (SECRET,),
+    pytest.param(f"sqs://key:{SECRET}@127.0.0.1//", "not supported", (SECRET,),
                  id="unsupported-scheme"),
     pytest.param(f":{SECRET}@127.0.0.1:{PORT}", "not a URL", (SECRET,), id="no-scheme"),
 ]

@@ -131,8 +131,8 @@ pub fn is_redis_url(url: &str) -> bool {
 /// it is masked.
 #[derive(Debug, thiserror::Error)]
 pub enum UrlRefusal {
-    /// A URL whose scheme names another transport (`amqp://`, `sqs://`, ...).
-    #[error("{role} transport {scheme:?} is not supported yet (use redis://); URL {url}")]
+    /// A URL whose scheme names a transport rcelery does not speak (`sqs://`, ...).
+    #[error("{role} transport {scheme:?} is not supported yet; URL {url}")]
     Unsupported {
         /// `broker` or `result backend`.
         role: &'static str,
