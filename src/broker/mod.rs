@@ -159,6 +159,33 @@ impl QueueCatalog {
     }
 }
 
+/// An exchange published to by name (pidbox commands and replies, events), as kombu declares
+/// it. Task messages do not need one: they go to queues through [`Broker::publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSpec {
+    /// Exchange name (`celery.pidbox`, `reply.celery.pidbox`, `celeryev`).
+    pub name: String,
+    /// Exchange type: `direct`, `fanout` or `topic`.
+    pub kind: String,
+    /// Declared `durable`.
+    pub durable: bool,
+    /// Declared `auto_delete`.
+    pub auto_delete: bool,
+}
+
+impl ExchangeSpec {
+    /// A non-durable exchange of `kind` (`direct`, `fanout`, `topic`), as the pidbox and event
+    /// exchanges are declared.
+    pub fn transient(name: &str, kind: &str) -> Self {
+        ExchangeSpec {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            durable: false,
+            auto_delete: false,
+        }
+    }
+}
+
 /// A delivered message, to be settled exactly once by its tag.
 #[derive(Debug)]
 pub struct Delivery {
@@ -317,6 +344,36 @@ pub trait Broker: Send + Sync + 'static {
     /// counts unacknowledged messages (AMQP's `basic_qos`) tells it too.
     fn qos(&self, window: &PrefetchWindow) -> Arc<dyn Qos> {
         Arc::new(window.clone())
+    }
+
+    /// Publishes `message` to the named `exchange` (its routing key in the message): a pidbox
+    /// command (fanout), a pidbox reply (direct) or an event (topic; fanout on Redis, as
+    /// Celery forces it). Each transport routes as kombu does: AMQP declares the exchange
+    /// (once per connection) and publishes to it; Redis sends a fanout exchange over Pub/Sub
+    /// and routes direct and topic exchanges through its binding tables.
+    fn publish_to<'a>(
+        &'a self,
+        exchange: &'a ExchangeSpec,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        let _ = message;
+        let reason = format!("publishing to exchange {:?} is not supported yet", exchange.name);
+        let transport = self.transport();
+        Box::pin(async move { Err(BrokerError::Refused { transport, reason }) })
+    }
+
+    /// Subscribes to `queue`, bound to its exchange with its routing key (a pidbox mailbox,
+    /// an event receiver, a pidbox reply queue), and delivers its messages without
+    /// acknowledgements (kombu's `no_ack`), outside the prefetch window. The subscription is
+    /// made again after each reconnect; what was broadcast meanwhile is lost, as it is for
+    /// kombu's fanout. It ends when the receiver is dropped.
+    fn subscribe(
+        self: Arc<Self>,
+        queue: QueueSpec,
+    ) -> BoxFuture<'static, Result<mpsc::Receiver<RawMessage>, BrokerError>> {
+        let reason = format!("subscribing to {:?} is not supported yet", queue.name);
+        let transport = self.transport();
+        Box::pin(async move { Err(BrokerError::Refused { transport, reason }) })
     }
 
     /// Transport name for the banner (`redis`, `amqp`).
