@@ -254,32 +254,47 @@ async fn run(
         Err(mut err) if err.retry.is_some() => {
             let r = err.retry.take().map(|r| *r);
             if let Some(r) = r {
+                // RETRY is stored before the retry is sent (Celery stores it after): the next
+                // attempt can finish before a store that follows the send, and a client reading
+                // states in order (rpc://, `on_message`) would then miss this RETRY.
+                if !ignore_result {
+                    let tb = err.traceback_text(&m.name);
+                    let meta = r.exc.clone().map_or(Value::None, failure_meta);
+                    // Celery's retry is sent from inside the task: its result (the same id)
+                    // is one of the task's children in the RETRY meta.
+                    let retry_child = Value::List(vec![
+                        Value::List(vec![Value::Str(m.id.clone()), Value::None]),
+                        Value::None,
+                    ]);
+                    Box::pin(store_with_children(
+                        &shared,
+                        m,
+                        State::Retry,
+                        meta,
+                        Some(tb),
+                        vec![retry_child],
+                    ))
+                    .await;
+                }
                 match Box::pin(retry::send(&shared.producer, m, &r, ignore_result)).await {
                     Ok(()) => {
                         tracing::info!(task_id = %m.id, task_name = %m.display_name(), "Task {}[{}] retry: {}", m.display_name(), m.id, retry_message(&r));
+                    }
+                    Err(e) => {
+                        // Celery turns a failed retry publish into Reject(requeue=False),
+                        // which 5.7 stores as FAILURE.
+                        tracing::error!(task_id = %m.id, task_name = %m.display_name(), error = %e, "could not send the retry; rejecting the message");
                         if !ignore_result {
-                            let tb = err.traceback_text(&m.name);
-                            let meta = r.exc.map_or(Value::None, failure_meta);
-                            // Celery's retry is sent from inside the task: its result (the
-                            // same id) is one of the task's children in the RETRY meta.
-                            let retry_child = Value::List(vec![
-                                Value::List(vec![Value::Str(m.id.clone()), Value::None]),
-                                Value::None,
-                            ]);
-                            Box::pin(store_with_children(
+                            let reject = TaskError::reject(e.to_string(), false);
+                            Box::pin(store(
                                 &shared,
                                 m,
-                                State::Retry,
-                                meta,
-                                Some(tb),
-                                vec![retry_child],
+                                State::Failure,
+                                failure_meta(reject),
+                                None,
                             ))
                             .await;
                         }
-                    }
-                    Err(e) => {
-                        // Celery turns a failed retry publish into Reject(requeue=False).
-                        tracing::error!(task_id = %m.id, task_name = %m.display_name(), error = %e, "could not send the retry; rejecting the message");
                         return unsettled.reject(&shared, false);
                     }
                 }
