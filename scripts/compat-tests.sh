@@ -17,4 +17,4 @@ if [ "${RCELERY_WORKER:-rust}" = "rust" ] && [ -z "${RCELERY_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 cd "$ROOT"
-exec "$ROOT/.venv/bin/python" -m pytest "$ROOT/compat-tests" --timeout="${COMPAT_TEST_TIMEOUT:-180}" "$@"
+exec "$ROOT/.venv/bin/python" -m pytest "$ROOT/compat-tests" --timeout="${COMPAT_TEST_TIMEOUT:-180}" --durations=15 "$@"
