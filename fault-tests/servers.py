@@ -300,7 +300,8 @@ def _port_free(port):
 
 
 def claim_rabbit_port():
-    """(port, lock): an AMQP port in 5680–5699 whose distribution port (+20000) is free too,
+    """(port, lock): an AMQP port in 5680–5699 whose distribution port (+20000) and AMQPS port
+    (+30000) are free too,
     claimed with a lock file held as long as `lock` is open, so that two test runs started
     at once never pick the same port before either node has bound it."""
     import fcntl
@@ -311,7 +312,7 @@ def claim_rabbit_port():
         except OSError:
             lock.close()
             continue
-        if _port_free(port) and _port_free(port + 20000):
+        if _port_free(port) and _port_free(port + 20000) and _port_free(port + 30000):
             return port, lock
         lock.close()
     raise RuntimeError("no free port pair in 5680-5699 / 25680-25699 for a private RabbitMQ")
@@ -333,6 +334,9 @@ class PrivateRabbit:
         self.user, self.password = user, password
         self.dir = tempfile.mkdtemp(prefix=f"rcelery-fault-rabbit-{self.port}-")
         self.log_dir = os.path.join(self.dir, "log")
+        # An AMQPS listener beside the plain one, with a throw-away CA (`tls_ca`).
+        self.tls_port = self.port + 30000
+        self.tls_ca = None
         self.proc = None
         self._write_files()
 
@@ -340,8 +344,19 @@ class PrivateRabbit:
         os.makedirs(self.log_dir, exist_ok=True)
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
             f.write("[].\n")
+        from pathlib import Path
+        from harness.tls import make_certs
+        certs = Path(self.dir) / "tls"
+        certs.mkdir()
+        self.tls_ca, cert, key = make_certs(certs)
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
             f.write(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+                    f"listeners.ssl.1 = 127.0.0.1:{self.tls_port}\n"
+                    f"ssl_options.cacertfile = {self.tls_ca}\n"
+                    f"ssl_options.certfile = {cert}\n"
+                    f"ssl_options.keyfile = {key}\n"
+                    "ssl_options.verify = verify_none\n"
+                    "ssl_options.fail_if_no_peer_cert = false\n"
                     "loopback_users = none\n"
                     f"log.file = {os.path.join(self.log_dir, 'node.log')}\n"
                     "log.file.level = info\n")
@@ -370,10 +385,14 @@ class PrivateRabbit:
         })
         return env
 
-    def url(self, vhost="/", user=None, password=None):
+    def url(self, vhost="/", user=None, password=None, tls=False):
+        """amqp:// URL of the plain listener, or with `tls` amqps:// of the TLS one (by the
+        name `localhost`, which the server certificate carries)."""
         from urllib.parse import quote
         user = user or self.user
         password = self.password if password is None else password
+        if tls:
+            return f"amqps://{user}:{password}@localhost:{self.tls_port}/{quote(vhost, safe='')}"
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
 
     # -- the node -----------------------------------------------------------------------
