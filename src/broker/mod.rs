@@ -17,6 +17,7 @@ pub mod factory;
 pub mod failover;
 pub mod filesystem;
 pub mod redis;
+mod transport_options;
 mod window;
 
 pub use window::{PrefetchPermit, PrefetchWindow, Qos};

@@ -54,24 +54,7 @@ impl AmqpTransportOptions {
     /// A value that does not fit is an error naming the setting; keys the transport does not
     /// read are ignored, as kombu ignores them.
     pub fn from_table(table: &toml::Table) -> Result<AmqpTransportOptions, String> {
-        let mut known = toml::Table::new();
-        let mut ignored = Vec::new();
-        for (k, v) in table {
-            if KEYS.contains(&k.as_str()) {
-                known.insert(k.clone(), v.clone());
-            } else {
-                ignored.push(k.as_str());
-            }
-        }
-        if !ignored.is_empty() {
-            tracing::debug!(
-                "broker_transport_options: not read by the AMQP transport: {}",
-                ignored.join(", ")
-            );
-        }
-        toml::Value::Table(known)
-            .try_into::<AmqpTransportOptions>()
-            .map_err(|e| format!("broker_transport_options: {}", e.to_string().trim_end()))
+        crate::broker::transport_options::read(table, KEYS, "AMQP")
     }
 }
 

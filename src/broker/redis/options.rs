@@ -105,20 +105,7 @@ impl RedisTransportOptions {
     /// A value that does not fit is an error naming the setting; keys the transport does not
     /// read are ignored, as kombu's Redis transport ignores them.
     pub fn from_table(table: &toml::Table) -> Result<RedisTransportOptions, String> {
-        let ignored: Vec<&str> = table
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !KEYS.contains(k))
-            .collect();
-        if !ignored.is_empty() {
-            tracing::debug!(
-                "broker_transport_options: not read by the Redis transport: {}",
-                ignored.join(", ")
-            );
-        }
-        toml::Value::Table(table.clone())
-            .try_into::<RedisTransportOptions>()
-            .map_err(|e| format!("broker_transport_options: {}", e.to_string().trim_end()))
+        crate::broker::transport_options::read(table, KEYS, "Redis")
     }
 }
 
