@@ -214,7 +214,8 @@ fn info(e: &Entry, safe: bool, hostname: &str) -> Value {
             e.kwargsrepr.clone().map_or(Value::None, Value::Str),
         );
     } else {
-        d.insert("args", Value::List(e.args.clone()));
+        // A tuple, as Celery's request holds it (a pickle reply shows the difference).
+        d.insert("args", Value::Tuple(e.args.clone()));
         d.insert("kwargs", Value::Dict(e.kwargs.clone()));
     }
     d.insert("type", e.name.as_str());

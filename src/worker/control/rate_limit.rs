@@ -30,7 +30,8 @@ pub(super) fn run<'a>(shared: &'a Arc<Shared>, args: &'a Dict) -> BoxFuture<'a, 
         if !shared.settings.disable_rate_limits {
             shared.throttle.set_rate(&task, rate);
         }
-        if rate.is_none() {
+        // Celery tests the argument itself: "0" is a (zero) limit set, "" or None disables.
+        if !args.get("rate_limit").is_some_and(|v| v.truthy()) {
             tracing::info!("Rate limits disabled for tasks of type {task}");
             return Ok(Some(ok_result("rate limit disabled successfully")));
         }
