@@ -16,7 +16,8 @@ import pytest
 
 from harness import Worker, effective_config
 
-pytestmark = pytest.mark.every_broker
+# Redis and RabbitMQ (the filesystem transport has no broadcast yet: docs/compatibility.md).
+pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "python-fixtures"
 NODE = "w1@" + socket.gethostname()
@@ -94,6 +95,7 @@ def test_registered_conf_active_queues_clock(worker, app):
 def test_scheduled_active_and_query_task(workers, app, mq):
     workers.start({})
     try:
+        assert eventually(lambda: inspect(app).ping())
         later = app.tasks["tasks.add"].apply_async((1, 2), countdown=120)
         running = app.tasks["tasks.sleep"].apply_async((3,))
 
@@ -192,3 +194,14 @@ def test_shutdown(workers, app):
         time.sleep(0.1)
     assert not w.alive(), w.log_tail()
     workers.stop()
+
+
+def test_garbage_in_the_mailbox_is_skipped(worker, app):
+    eventually(lambda: inspect(app).ping())
+    mailbox = app.control.mailbox
+    with app.producer_or_acquire() as producer:
+        for body in ("not a command", {"method": 42}, {"arguments": []}):
+            producer.publish(body, exchange=mailbox.exchange, routing_key="",
+                             declare=[mailbox.exchange], serializer="json")
+    assert eventually(lambda: inspect(app).ping()) == {NODE: {"ok": "pong"}}
+    assert worker.alive()
