@@ -55,11 +55,11 @@ def test_ping_by_destination(worker, app):
 
 def test_pattern_and_broadcast(worker, app):
     eventually(lambda: inspect(app).ping())
-    assert one(app.control.broadcast("ping", reply=True, timeout=2.0, pattern="w1@*",
+    assert one(app.control.broadcast("ping", reply=True, timeout=1.5, pattern="w1@*",
                                      matcher="glob")) == {"ok": "pong"}
     assert not app.control.broadcast("ping", reply=True, timeout=0.5, pattern="x*",
                                      matcher="glob")
-    assert one(app.control.ping(timeout=2.0)) == {"ok": "pong"}
+    assert one(app.control.ping(timeout=1.5)) == {"ok": "pong"}
 
 
 def test_stats(worker, app):
@@ -161,7 +161,7 @@ def test_the_celery_command_line(worker, app):
     out = celery_cli("inspect", "ping", "-d", NODE, "-t", "5")
     assert out.returncode == 0, out.stdout + out.stderr
     assert NODE in out.stdout and "pong" in out.stdout
-    out = celery_cli("status", "-t", "5")
+    out = celery_cli("status", "-t", "1.5")
     assert out.returncode == 0, out.stdout + out.stderr
     assert NODE in out.stdout and "node" in out.stdout and "online" in out.stdout
 
@@ -173,12 +173,12 @@ def test_a_mixed_cluster_answers_one_broadcast(worker, app, tmp_path):
                     pool="solo").start()
     try:
         def both():
-            replies = app.control.ping(timeout=2.0)
+            replies = app.control.ping(timeout=1.5)
             nodes = {k for r in replies for k in r}
             return nodes if {NODE, py_name} <= nodes else None
 
         assert eventually(both, timeout=30)
-        stats = app.control.inspect(timeout=3.0).stats()
+        stats = app.control.inspect(timeout=2.0).stats()
         assert {NODE, py_name} <= set(stats)
         assert all("pool" in s and "total" in s for s in stats.values())
     finally:
