@@ -6,6 +6,7 @@
 mod backend_cleanup;
 mod canvas;
 mod chord_unlock;
+pub mod control;
 mod dump;
 mod eta;
 mod execute;
@@ -14,6 +15,7 @@ mod inflight;
 mod lease;
 mod rate_limit;
 mod request;
+pub(crate) mod requests;
 mod retry;
 mod shutdown;
 mod slots;
@@ -23,6 +25,7 @@ mod timeout;
 mod watchdog;
 mod wedged;
 
+pub use control::{ControlFlags, ControlSettings};
 pub use rate_limit::{parse_rate, RateLimitError, TokenBucket};
 pub use shutdown::ShutdownKind;
 pub use throttle::ThrottleError;
@@ -88,6 +91,8 @@ pub struct WorkerSettings {
     /// `rcelery_restart_when_wedged` (true): restart in place when every slot has been held
     /// by an abandoned thread for `wedge_warn_after`.
     pub restart_when_wedged: bool,
+    /// Remote control (the pidbox).
+    pub control: ControlSettings,
 }
 
 /// Celery's chord join settings.
@@ -139,6 +144,10 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     stats: Stats,
     health: Arc<Health>,
+    /// Remote control state (clock, switches, runtime changes).
+    control: control::ControlState,
+    /// The requests held, for remote control.
+    requests: Arc<requests::Requests>,
 }
 
 /// The prefetch window size: concurrency × multiplier (0 = unlimited).
@@ -251,6 +260,8 @@ impl Worker {
                 shutdown: CancellationToken::new(),
                 stats: Stats::default(),
                 health,
+                control: control::ControlState::new(),
+                requests: Arc::default(),
             }),
         })
     }
@@ -258,6 +269,16 @@ impl Worker {
     /// The prefetch window size: concurrency × multiplier (0 = unlimited).
     pub fn prefetch_count(&self) -> usize {
         prefetch_count(&self.shared.settings)
+    }
+
+    /// The worker's Lamport clock, shared by remote control and events.
+    pub fn clock(&self) -> Arc<crate::control::LamportClock> {
+        Arc::clone(&self.shared.control.clock)
+    }
+
+    /// The switches remote control flips (`task_events`).
+    pub fn control_flags(&self) -> Arc<ControlFlags> {
+        Arc::clone(&self.shared.control.flags)
     }
 
     /// Consumes until a shutdown signal, then shuts down: warm on the first signal (running
@@ -279,6 +300,7 @@ impl Worker {
         tokio::pin!(wedged);
         let leases_stop = CancellationToken::new();
         tokio::spawn(lease::keep(Arc::clone(shared), leases_stop.clone()));
+        let mailbox = control::spawn(Arc::clone(shared));
         tracing::info!("{} ready.", shared.settings.hostname);
 
         let kind = loop {
@@ -300,6 +322,7 @@ impl Worker {
                     None => break ShutdownKind::Warm,
                 },
                 k = signals.recv() => break k.unwrap_or(ShutdownKind::Warm),
+                _ = shared.control.shutdown.cancelled() => break ShutdownKind::Warm,
                 _ = &mut wedged => {
                     tracing::error!(
                         "every slot has been held by a thread abandoned at its time limit for {:?}: restarting in place to end them (rcelery_restart_when_wedged)",
@@ -369,6 +392,9 @@ impl Worker {
             }
         }
         leases_stop.cancel();
+        if let Some(mailbox) = mailbox {
+            mailbox.abort();
+        }
         watchdog.abort();
         dump.abort();
         if let Some(reason) = fatal {
