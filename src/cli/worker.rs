@@ -149,6 +149,11 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         },
         wedge_warn_after: config.wedge_warn_after(),
         restart_when_wedged: config.rcelery_restart_when_wedged,
+        control: super::control_settings::build(
+            config,
+            &broker_url,
+            Serializer::from_name(&config.task_serializer).unwrap_or(Serializer::Json),
+        ),
     };
     let source = loaded.source.to_string();
     let info = banner::Info {

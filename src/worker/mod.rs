@@ -6,6 +6,7 @@
 mod backend_cleanup;
 mod canvas;
 mod chord_unlock;
+pub mod control;
 mod dump;
 mod eta;
 mod execute;
@@ -15,6 +16,7 @@ mod lease;
 pub mod lifecycle;
 mod rate_limit;
 mod request;
+pub(crate) mod requests;
 mod retry;
 pub mod revoke;
 mod shutdown;
@@ -25,6 +27,7 @@ mod timeout;
 mod watchdog;
 mod wedged;
 
+pub use control::{ControlFlags, ControlSettings};
 pub use rate_limit::{parse_rate, RateLimitError, TokenBucket};
 pub use shutdown::ShutdownKind;
 pub use throttle::ThrottleError;
@@ -92,6 +95,8 @@ pub struct WorkerSettings {
     /// `rcelery_restart_when_wedged` (true): restart in place when every slot has been held
     /// by an abandoned thread for `wedge_warn_after`.
     pub restart_when_wedged: bool,
+    /// Remote control (the pidbox).
+    pub control: ControlSettings,
 }
 
 /// Celery's chord join settings.
@@ -147,6 +152,10 @@ pub(crate) struct Shared {
     lifecycle: Lifecycle,
     /// Revoked ids and stamps, and the requests held or running here that watch them.
     revocations: Arc<Revocations>,
+    /// Remote control state (clock, switches, runtime changes).
+    control: control::ControlState,
+    /// The requests held, for remote control.
+    requests: Arc<requests::Requests>,
 }
 
 /// The prefetch window size: concurrency × multiplier (0 = unlimited).
@@ -264,6 +273,8 @@ impl Worker {
                 health,
                 lifecycle: Lifecycle::default(),
                 revocations: Arc::new(Revocations::default()),
+                control: control::ControlState::new(),
+                requests: Arc::default(),
             }),
         })
     }
@@ -302,6 +313,16 @@ impl Worker {
         prefetch_count(&self.shared.settings)
     }
 
+    /// The worker's Lamport clock, shared by remote control and events.
+    pub fn clock(&self) -> Arc<crate::control::LamportClock> {
+        Arc::clone(&self.shared.control.clock)
+    }
+
+    /// The switches remote control flips (`task_events`).
+    pub fn control_flags(&self) -> Arc<ControlFlags> {
+        Arc::clone(&self.shared.control.flags)
+    }
+
     /// Consumes until a shutdown signal, then shuts down: warm on the first signal (running
     /// tasks finish, within `shutdown_timeout`), cold on a second. Every message not finished
     /// goes back to its queue. SIGHUP shuts down warm and returns [`Exit::Restart`]: the
@@ -321,6 +342,7 @@ impl Worker {
         tokio::pin!(wedged);
         let leases_stop = CancellationToken::new();
         tokio::spawn(lease::keep(Arc::clone(shared), leases_stop.clone()));
+        let mailbox = control::spawn(Arc::clone(shared));
         tracing::info!("{} ready.", shared.settings.hostname);
 
         let kind = loop {
@@ -342,6 +364,7 @@ impl Worker {
                     None => break ShutdownKind::Warm,
                 },
                 k = signals.recv() => break k.unwrap_or(ShutdownKind::Warm),
+                _ = shared.control.shutdown.cancelled() => break ShutdownKind::Warm,
                 _ = &mut wedged => {
                     tracing::error!(
                         "every slot has been held by a thread abandoned at its time limit for {:?}: restarting in place to end them (rcelery_restart_when_wedged)",
@@ -412,6 +435,9 @@ impl Worker {
         }
         shared.revocations.save();
         leases_stop.cancel();
+        if let Some(mailbox) = mailbox {
+            mailbox.abort();
+        }
         watchdog.abort();
         dump.abort();
         if let Some(reason) = fatal {

@@ -6,6 +6,7 @@ use crate::broker::PrefetchPermit;
 use crate::protocol::{Disposition, TaskMessage};
 use crate::task::TaskDef;
 
+use super::super::requests::Held;
 use super::super::Shared;
 
 /// A delivery not yet settled with the broker. Settling frees its prefetch slot. Only this
@@ -16,6 +17,8 @@ pub(in crate::worker) struct Unsettled {
     /// The window was widened for it (held for its ETA): narrowed again when it is settled.
     widened: bool,
     settled: bool,
+    /// Its place in the registry of held requests (remote control); leaves with it.
+    held: Option<Held>,
 }
 
 impl Unsettled {
@@ -26,7 +29,18 @@ impl Unsettled {
             permit,
             widened: false,
             settled: false,
+            held: None,
         }
+    }
+
+    /// Records its place in the registry of held requests.
+    pub(super) fn hold(&mut self, held: Held) {
+        self.held = Some(held);
+    }
+
+    /// Its place in the registry of held requests, once recorded.
+    pub(super) fn held(&self) -> Option<&Held> {
+        self.held.as_ref()
     }
 
     fn ack(&mut self, shared: &Shared) {
@@ -47,6 +61,9 @@ impl Unsettled {
             shared.broker.ack(&self.tag);
         }
         shared.inflight.remove(&self.tag);
+        if let Some(held) = &self.held {
+            held.acknowledged();
+        }
         if self.widened {
             // Before the slot is freed, so that the slot itself can pay the decrement.
             shared.qos.decrement_eventually();

@@ -58,19 +58,22 @@ pub(super) async fn receive(shared: &Shared, delivery: Delivery) -> Option<Recei
         return None;
     }
     let mut watch = shared.revocations.watch(&message);
+    let wait_for_eta = message.eta.as_ref().and_then(eta::until);
+    unsettled.hold(shared.requests.admit(&message, wait_for_eta.is_some()));
 
-    if let Some(eta_dt) = &message.eta {
-        if let Some(wait) = eta::until(eta_dt) {
-            // Celery's QoS increment while an ETA task waits: it does not fill the window.
-            unsettled.widen_window(shared);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                v = watch.revoked() => {
-                    Box::pin(discard(shared, &mut unsettled, &message, v)).await;
-                    return None;
-                }
-                _ = shared.shutdown.cancelled() => return None,
+    if let Some(wait) = wait_for_eta {
+        // Celery's QoS increment while an ETA task waits: it does not fill the window.
+        unsettled.widen_window(shared);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            v = watch.revoked() => {
+                Box::pin(discard(shared, &mut unsettled, &message, v)).await;
+                return None;
             }
+            _ = shared.shutdown.cancelled() => return None,
+        }
+        if let Some(held) = unsettled.held() {
+            held.reserved();
         }
     }
     Some(Received {

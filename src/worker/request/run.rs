@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::super::{retry, slots, time_limit, timeout, Shared};
+use super::super::{retry, slots, timeout, Shared};
 use super::ack_policy::{AckPolicy, Unsettled};
 use super::admit::{self, Received};
 use super::finish;
@@ -44,7 +44,7 @@ pub(super) async fn run(shared: &Shared, admitted: Received) -> Option<Ran> {
         }
         _ = shared.shutdown.cancelled() => return None,
     }
-    let limits = time_limit::resolve(&message, &def.options, &shared.settings.time_limits);
+    let limits = super::super::control::time_limits(shared, &message, &def);
     let slot = tokio::select! {
         s = shared.slots.acquire(&message.id, message.display_name(), slots::run_kind(&def.handler), limits) => s,
         v = watch.revoked() => {
@@ -60,6 +60,9 @@ pub(super) async fn run(shared: &Shared, admitted: Received) -> Option<Ran> {
         let why = finish::Revocation::Revoked(by);
         Box::pin(finish::revoked(shared, &mut unsettled, &message, why)).await;
         return None;
+    }
+    if let Some(held) = unsettled.held() {
+        held.started();
     }
     let policy = AckPolicy::for_task(&def, shared);
     policy.before_run(shared, &mut unsettled);
