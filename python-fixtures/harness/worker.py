@@ -49,7 +49,7 @@ class Worker:
     """One worker process (group). `conf` is an effective config (see config.effective_config)."""
 
     def __init__(self, conf, workdir, kind=None, pool=None, name="w1@%h", queues="default",
-                 extra_env=None):
+                 extra_env=None, extra_args=None):
         self.conf = conf
         self.kind = kind or worker_kind()
         self.pool = pool  # python only: None (prefork) or "solo"
@@ -57,6 +57,8 @@ class Worker:
         self.queues = queues
         self.workdir = Path(workdir)
         self.extra_env = dict(extra_env or {})
+        # Worker options both kinds take the same way (e.g. `--statedb PATH`).
+        self.extra_args = list(extra_args or [])
         self.proc = None
         self.log_path = None
         self.returncode = None
@@ -68,12 +70,12 @@ class Worker:
             toml_path = self.workdir / "rcelery.toml"
             toml_path.write_text(to_toml(self.conf))
             return [rcelery_binary(), "worker", "-A", "tasks", "-Q", self.queues, "-c", conc,
-                    "-l", "info", "-n", self.name, "--config", str(toml_path)]
+                    "-l", "info", "-n", self.name, "--config", str(toml_path), *self.extra_args]
         cmd = [sys.executable, "-m", "celery", "-A", "tasks.task", "worker", "-Q", self.queues,
                "-c", conc, "-l", "info", "-n", self.name]
         if self.pool:
             cmd.append(f"--pool={self.pool}")
-        return cmd
+        return cmd + self.extra_args
 
     def environment(self):
         env = dict(os.environ)

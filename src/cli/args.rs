@@ -52,6 +52,44 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Send a task (Celery's `celery call`); prints its id, or with --wait its result.
     Call(CallArgs),
+    /// Ask the workers (Celery's `celery inspect COMMAND`), e.g. `inspect ping`.
+    Inspect(RemoteArgs),
+    /// Tell the workers (Celery's `celery control COMMAND`), e.g. `control revoke ID`.
+    Control(RemoteArgs),
+    /// The workers online (Celery's `celery status`).
+    Status(StatusArgs),
+}
+
+/// `celery inspect` / `celery control` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// The command (`ping`, `stats`, `active`, `revoke`, ...).
+    pub command: String,
+    /// Its arguments, as Celery's command line takes them (e.g. task ids for `revoke`).
+    pub args: Vec<String>,
+    /// Seconds to wait for replies.
+    #[arg(short = 't', long = "timeout", default_value_t = 1.0)]
+    pub timeout: f64,
+    /// Comma-separated node names to send to (default: every node).
+    #[arg(short = 'd', long = "destination", value_delimiter = ',')]
+    pub destination: Vec<String>,
+    /// Print the replies as one JSON object.
+    #[arg(short = 'j', long = "json")]
+    pub json: bool,
+}
+
+/// `celery status` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Seconds to wait for replies.
+    #[arg(short = 't', long = "timeout", default_value_t = 1.0)]
+    pub timeout: f64,
+    /// Comma-separated node names to ask (default: every node).
+    #[arg(short = 'd', long = "destination", value_delimiter = ',')]
+    pub destination: Vec<String>,
+    /// Print the replies as one JSON object.
+    #[arg(short = 'j', long = "json")]
+    pub json: bool,
 }
 
 /// `celery call` flags, plus `--wait`.
@@ -110,7 +148,7 @@ pub struct WorkerArgs {
     /// Run in the background (not supported: runs in the foreground).
     #[arg(short = 'D', long = "detach")]
     pub detach: bool,
-    /// Worker state database (accepted, no effect yet).
+    /// Worker state database: keeps the revoked task ids across restarts.
     #[arg(short = 'S', long = "statedb")]
     pub statedb: Option<String>,
     /// DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.

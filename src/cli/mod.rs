@@ -5,6 +5,8 @@ mod banner;
 mod call;
 mod control_settings;
 mod logging;
+mod remote;
+mod remote_output;
 mod restart;
 mod worker;
 
@@ -14,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::control::panel::Kind;
 use crate::App;
 
 /// Parses the process arguments and runs the command with `app`. Returns the exit code.
@@ -80,5 +83,26 @@ pub fn run(app: App, cli: Cli) -> ExitCode {
             logging::flush();
             code
         }
+        Command::Inspect(ref args) => on_runtime(remote::run(&cli, args, Kind::Inspect)),
+        Command::Control(ref args) => on_runtime(remote::run(&cli, args, Kind::Control)),
+        Command::Status(ref args) => on_runtime(remote::status(&cli, args)),
     }
+}
+
+/// Runs a client command on a one-thread runtime, logging warnings only.
+fn on_runtime(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    logging::init(Some("WARNING"), None);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rcelery: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(command);
+    logging::flush();
+    code
 }

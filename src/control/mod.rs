@@ -3,11 +3,14 @@
 //! matching ([`matcher`]) and the Lamport clock shared by the pidbox and events ([`clock`]).
 //! The worker's side lives in `worker::control`; a client uses the same types.
 
+pub mod client;
 pub mod clock;
 pub mod mailbox;
 pub mod matcher;
 pub mod message;
+pub mod panel;
 
+pub use client::{Broadcast, ClientError, ControlClient};
 pub use clock::LamportClock;
 pub use mailbox::MailboxSettings;
 pub use message::{error_result, ok_result, Command, ControlError, Reply, ReplyTo};

@@ -13,10 +13,12 @@ mod execute;
 mod forward;
 mod inflight;
 mod lease;
+pub mod lifecycle;
 mod rate_limit;
 mod request;
 pub(crate) mod requests;
 mod retry;
+pub mod revoke;
 mod shutdown;
 mod slots;
 mod throttle;
@@ -47,6 +49,8 @@ use crate::producer::Producer;
 use crate::state::StateMap;
 use crate::task::{Registry, TaskEnv};
 use inflight::Inflight;
+use lifecycle::{Lifecycle, LifecycleObserver};
+use revoke::Revocations;
 use slots::Slots;
 use throttle::Throttle;
 
@@ -144,6 +148,10 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     stats: Stats,
     health: Arc<Health>,
+    /// Observers of every request's steps (task events, metrics).
+    lifecycle: Lifecycle,
+    /// Revoked ids and stamps, and the requests held or running here that watch them.
+    revocations: Arc<Revocations>,
     /// Remote control state (clock, switches, runtime changes).
     control: control::ControlState,
     /// The requests held, for remote control.
@@ -164,6 +172,9 @@ pub enum WorkerError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(#[from] std::io::Error),
+    /// The state db (`--statedb`) cannot be read.
+    #[error("statedb: {0}")]
+    StateDb(#[from] revoke::statedb::StateDbError),
     /// A task's rate limit (or `task_default_rate_limit`) cannot be read.
     #[error("rate limit: {0}")]
     RateLimit(#[from] ThrottleError),
@@ -260,10 +271,41 @@ impl Worker {
                 shutdown: CancellationToken::new(),
                 stats: Stats::default(),
                 health,
+                lifecycle: Lifecycle::default(),
+                revocations: Arc::new(Revocations::default()),
                 control: control::ControlState::new(),
                 requests: Arc::default(),
             }),
         })
+    }
+
+    /// Adds an observer of every request's steps (received, started, succeeded, ...). Call
+    /// it before [`Worker::run`]; returns false (and adds nothing) once the worker runs.
+    pub fn observe(&mut self, observer: Arc<dyn LifecycleObserver>) -> bool {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                shared.lifecycle.add(observer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the revoked task ids in `path` across restarts (Celery's `--statedb`): reads
+    /// those saved there, and saves them after each revoke and at shutdown. Call it before
+    /// [`Worker::run`].
+    pub fn with_statedb(mut self, path: std::path::PathBuf) -> Result<Worker, WorkerError> {
+        let store = Arc::new(Revocations::open(Some(path))?);
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.revocations = store;
+        }
+        Ok(self)
+    }
+
+    /// The worker's revoked ids and stamps: what the `revoke` and
+    /// `revoke_by_stamped_headers` commands change and the `hello` reply reads.
+    pub fn revocations(&self) -> Arc<Revocations> {
+        Arc::clone(&self.shared.revocations)
     }
 
     /// The prefetch window size: concurrency × multiplier (0 = unlimited).
@@ -391,6 +433,7 @@ impl Worker {
                 Err(_) => tracing::error!(count = unsettled.len(), "could not restore messages within {SETTLE_LIMIT:?}; they return after the visibility timeout"),
             }
         }
+        shared.revocations.save();
         leases_stop.cancel();
         if let Some(mailbox) = mailbox {
             mailbox.abort();
