@@ -120,6 +120,15 @@ def table(*args):
     return [line.split("\t") for line in text.splitlines() if line.strip()]
 
 
+def close_connections():
+    """The server closes every connection of the test's vhost (`list_connections` lists the
+    whole node's, whatever `-p` says: the other vhosts' are left alone)."""
+    for pid, vhost in table("list_connections", "pid", "vhost"):
+        if vhost == VHOST:
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "compat test"],
+                           capture_output=True, timeout=120)
+
+
 def fresh_vhost():
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", VHOST], capture_output=True,
                    timeout=120)
@@ -414,10 +423,27 @@ def test_a_lost_connection_heals(vhost, start):
     app = producer(c)
     r = app.send_task("tasks.sleep", (3,))
     wait_for(lambda: r.state == "STARTED" or None, 30, "the task started")
-    for (pid,) in table("list_connections", "pid"):
-        subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "compat test"],
-                       capture_output=True, timeout=120)
+    close_connections()
     assert r.get(timeout=60) == 3
     assert app.send_task("tasks.add", (2, 3)).get(timeout=60) == 5
     wait_for(lambda: queue_counts().get("celery") == (0, 0) or None, 60, "every message settled")
     assert w.proc.poll() is None, w.log()
+
+
+def test_held_eta_messages_run_once_after_the_connection_closes(vhost, start):
+    """ETA messages the worker holds when the server closes its connection: RabbitMQ requeues
+    them and delivers them again; the copies held from the closed channel are dropped (Celery
+    clears its held requests when its connection closes), so each task runs once."""
+    c = conf()
+    w = start(c)
+    app = producer(c)
+    n = 10
+    results = [app.send_task("tasks.add", (i, i), countdown=8) for i in range(n)]
+    wait_for(lambda: queue_counts().get("celery") == (0, n) or None, 30,
+             "the worker to hold every ETA message")
+    close_connections()
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(n)]
+    time.sleep(1.0)
+    log = w.log()
+    runs = {r.id: len(re.findall(rf"\[{r.id}\] succeeded", log)) for r in results}
+    assert runs == {r.id: 1 for r in results}, log[-4000:]

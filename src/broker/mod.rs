@@ -299,6 +299,16 @@ pub trait Broker: Send + Sync + 'static {
     /// Rejects a message: removed, or with `requeue` put back at the end of its queue.
     fn reject(&self, tag: &str, requeue: bool);
 
+    /// Whether the message of `tag` is still this worker's to run and settle: false once the
+    /// broker has given it back by itself (AMQP: the channel that delivered it closed, so the
+    /// server requeued it and delivers it again under a new tag). The worker drops such a
+    /// message instead of running it, as Celery clears its held requests when its connection
+    /// closes. Brokers whose holds outlive a connection (Redis: leases) keep the default.
+    fn still_held(&self, tag: &str) -> bool {
+        let _ = tag;
+        true
+    }
+
     /// Gives unsettled messages back to the front of their queues, flagged `redelivered`
     /// (shutdown: prefetched but unstarted messages, and unfinished `acks_late` ones).
     fn restore(&self, tags: Vec<String>) -> BoxFuture<'_, Result<usize, BrokerError>>;

@@ -223,6 +223,12 @@ impl Link {
         }
     }
 
+    /// Whether the session of `generation` is the current one and still up: the deliveries
+    /// of any other have been given back by the server.
+    pub fn is_live(&self, generation: u64) -> bool {
+        self.live().is_some_and(|s| s.generation == generation)
+    }
+
     /// The current session if its connection and consumer channel are still up.
     fn live(&self) -> Option<Arc<Session>> {
         let mut s = lock(&self.state);

@@ -153,6 +153,10 @@ impl Broker for AmqpBroker {
         }
     }
 
+    fn still_held(&self, tag: &str) -> bool {
+        Ackers::generation(tag).is_none_or(|generation| self.link.is_live(generation))
+    }
+
     fn restore(&self, tags: Vec<String>) -> BoxFuture<'_, Result<usize, BrokerError>> {
         async move {
             // Celery's warm shutdown leaves unacknowledged messages to the server, which

@@ -34,6 +34,11 @@ impl Ackers {
         format!("{generation}.{delivery_tag}")
     }
 
+    /// The session generation a tag of [`Ackers::tag`] belongs to.
+    pub fn generation(tag: &str) -> Option<u64> {
+        tag.split_once('.').and_then(|(g, _)| g.parse().ok())
+    }
+
     /// Keeps the acker of a delivery until it is settled.
     pub fn insert(&self, tag: String, acker: Acker) {
         lock(&self.by_tag).insert(tag, acker);

@@ -102,6 +102,27 @@ pub(in crate::worker) fn requeue(shared: &Shared, unsettled: &mut Unsettled) {
     unsettled.reject(shared, true);
 }
 
+/// Whether the broker still counts the message as this worker's (see
+/// [`crate::broker::Broker::still_held`]).
+pub(super) fn still_held(shared: &Shared, unsettled: &Unsettled) -> bool {
+    unsettled.settled || shared.broker.still_held(&unsettled.tag)
+}
+
+/// A message the broker has given back by itself (its channel closed): it is delivered again
+/// under a new tag, so this copy is forgotten without a word to the broker.
+pub(super) fn forget_given_back(shared: &Shared, unsettled: &mut Unsettled) {
+    if unsettled.settled {
+        return;
+    }
+    shared.inflight.remove(&unsettled.tag);
+    if unsettled.widened {
+        shared.qos.decrement_eventually();
+        unsettled.widened = false;
+    }
+    unsettled.permit = None;
+    unsettled.settled = true;
+}
+
 /// A task that will not run because it was revoked or had expired: acked, with `acks_late`
 /// too (Celery's `Request.revoked()` acknowledges it).
 pub(super) fn discard_revoked(shared: &Shared, unsettled: &mut Unsettled) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::{retry, slots, timeout, Shared};
-use super::ack_policy::{AckPolicy, Unsettled};
+use super::ack_policy::{self, AckPolicy, Unsettled};
 use super::admit::{self, Received};
 use super::finish;
 use crate::backend::State;
@@ -59,6 +59,14 @@ pub(super) async fn run(shared: &Shared, admitted: Received) -> Option<Ran> {
         drop(slot);
         let why = finish::Revocation::Revoked(by);
         Box::pin(finish::revoked(shared, &mut unsettled, &message, why)).await;
+        return None;
+    }
+    // A held message whose delivery the broker took back when its connection closed (AMQP):
+    // its new delivery runs it; this copy must not run too.
+    if !ack_policy::still_held(shared, &unsettled) {
+        drop(slot);
+        tracing::info!(task_id = %message.id, task_name = %message.display_name(), "the broker gave this message back when its connection closed; it runs from its new delivery");
+        ack_policy::forget_given_back(shared, &mut unsettled);
         return None;
     }
     if let Some(held) = unsettled.held() {
