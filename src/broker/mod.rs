@@ -357,7 +357,10 @@ pub trait Broker: Send + Sync + 'static {
         message: &'a OutgoingMessage,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         let _ = message;
-        let reason = format!("publishing to exchange {:?} is not supported yet", exchange.name);
+        let reason = format!(
+            "publishing to exchange {:?} is not supported yet",
+            exchange.name
+        );
         let transport = self.transport();
         Box::pin(async move { Err(BrokerError::Refused { transport, reason }) })
     }

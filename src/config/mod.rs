@@ -201,6 +201,11 @@ pub struct Config {
     pub task_acks_late: bool,
     /// `task_track_started` (false).
     pub task_track_started: bool,
+    /// `worker_send_task_events` (false): send task events, as `-E`.
+    pub worker_send_task_events: bool,
+    /// rcelery's own: `HOST:PORT` to serve Prometheus metrics and `/healthz` on (none);
+    /// `--metrics-addr` overrides it.
+    pub rcelery_metrics_addr: Option<String>,
     /// `task_ignore_result` (false).
     pub task_ignore_result: bool,
     /// `worker_prefetch_multiplier` (4).
@@ -416,6 +421,8 @@ impl Default for Config {
             broker_heartbeat: 120.0,
             task_acks_late: false,
             task_track_started: false,
+            worker_send_task_events: false,
+            rcelery_metrics_addr: None,
             task_ignore_result: false,
             worker_prefetch_multiplier: 4,
             worker_concurrency: None,
