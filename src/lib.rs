@@ -12,6 +12,7 @@ pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod events;
 pub mod health;
 pub mod memory;

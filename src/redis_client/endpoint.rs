@@ -5,7 +5,7 @@
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{Client, RedisError};
 
 use super::client::Timeouts;
@@ -52,6 +52,24 @@ pub trait Endpoint: Send + Sync + 'static {
     fn lost(&self, error: &RedisError) {
         let _ = error;
     }
+
+    /// Opens a Pub/Sub connection (for `PSUBSCRIBE`) to the server the endpoint names now.
+    fn open_pubsub(&self, timeouts: Timeouts) -> BoxFuture<'_, Result<PubSub, OpenError>>;
+}
+
+/// `client`'s Pub/Sub connection, within the connect timeout of `timeouts`.
+pub async fn pubsub_within(client: &Client, timeouts: Timeouts) -> Result<PubSub, RedisError> {
+    let open = client.get_async_pubsub();
+    match timeouts.connect {
+        Some(limit) => match tokio::time::timeout(limit, open).await {
+            Ok(opened) => opened,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "Pub/Sub connection timed out",
+            ))),
+        },
+        None => open.await,
+    }
 }
 
 /// One server, always the same.
@@ -81,5 +99,9 @@ impl Endpoint for FixedEndpoint {
 
     fn display(&self) -> String {
         self.display.clone()
+    }
+
+    fn open_pubsub(&self, timeouts: Timeouts) -> BoxFuture<'_, Result<PubSub, OpenError>> {
+        async move { Ok(pubsub_within(&self.client, timeouts).await?) }.boxed()
     }
 }

@@ -5,6 +5,7 @@
 //! Where kombu needs several round trips per message, we use Lua scripts and pipelines: a
 //! fetch takes a whole batch and records it as unacked atomically; acks are batched.
 
+mod broadcast;
 mod envelope;
 mod error;
 mod fetch;
@@ -24,7 +25,7 @@ pub use envelope::{
 };
 pub use keys::{binding_member, Keys, DEFAULT_PRIORITY_STEPS, SEP};
 pub use open::open;
-pub use options::RedisTransportOptions;
+pub use options::{FanoutPrefix, RedisTransportOptions};
 pub use publish::envelope as publish_envelope;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -37,9 +38,11 @@ use redis::Script;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::failover::FailoverUrls;
-use super::{Broker, BrokerError, ConnectionSettings, Delivery, PrefetchWindow, QueueSpec};
+use super::{
+    Broker, BrokerError, ConnectionSettings, Delivery, ExchangeSpec, PrefetchWindow, QueueSpec,
+};
 use crate::health::{Health, LinkKind};
-use crate::protocol::OutgoingMessage;
+use crate::protocol::{OutgoingMessage, RawMessage};
 use crate::redis_client;
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::{Link, LinkOptions, RetryPolicy, DEFAULT_RESPONSE_TIMEOUT};
@@ -92,6 +95,11 @@ pub struct RedisBroker {
     bound: Arc<Mutex<Vec<QueueSpec>>>,
     restorer: Arc<restore::Restorer>,
     fatal: Arc<OnceLock<String>>,
+    /// Pub/Sub and list subscriptions (pidbox, events).
+    broadcast: broadcast::Broadcast,
+    /// Options for the blocking connection of each list subscription.
+    blocking_options: LinkOptions,
+    health: Arc<Health>,
 }
 
 impl RedisBroker {
@@ -180,21 +188,30 @@ impl RedisBroker {
         // BRPOP blocks for up to `brpop_timeout`: its reply may take that long, and more.
         let blocking_timeout = secs(options.brpop_timeout.max(0.0))
             + response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
+        let blocking_options = LinkOptions {
+            kind: LinkKind::Broker,
+            reports: false,
+            connect_timeout,
+            response_timeout: Some(blocking_timeout),
+            retry,
+        };
         let blocking = Arc::new(Link::with_endpoint(
-            resolved.endpoint,
+            Arc::clone(&resolved.endpoint),
             "broker (blocking)",
-            LinkOptions {
-                kind: LinkKind::Broker,
-                reports: false,
-                connect_timeout,
-                response_timeout: Some(blocking_timeout),
-                retry,
-            },
-            health,
+            blocking_options.clone(),
+            Arc::clone(&health),
         ));
         let scripts = Scripts::new();
         let bound: Arc<Mutex<Vec<QueueSpec>>> = Arc::default();
         let keys = keys_for(&options);
+        let broadcast = broadcast::Broadcast {
+            keys: keys.clone(),
+            fanout_prefix: options.fanout_prefix.for_db(resolved.db),
+            fanout_patterns: options.fanout_patterns,
+            brpop_timeout: options.brpop_timeout,
+            endpoint: Arc::clone(&resolved.endpoint),
+            connect_timeout,
+        };
         link.set_on_connect(on_connect(
             scripts.clone(),
             keys.clone(),
@@ -244,6 +261,9 @@ impl RedisBroker {
             bound,
             restorer,
             fatal: Arc::default(),
+            broadcast,
+            blocking_options,
+            health,
         })
     }
 
@@ -489,6 +509,91 @@ impl Broker for RedisBroker {
                 })
                 .await;
             Ok(result?)
+        }
+        .boxed()
+    }
+
+    fn publish_to<'a>(
+        &'a self,
+        exchange: &'a ExchangeSpec,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let payload = publish::envelope(message);
+            let b = &self.broadcast;
+            if exchange.kind == "fanout" {
+                let channel = b.publish_channel(&exchange.name, &message.routing_key);
+                self.link
+                    .run(|mut c| {
+                        let (channel, payload) = (&channel, &payload);
+                        async move {
+                            redis::cmd("PUBLISH")
+                                .arg(channel)
+                                .arg(payload)
+                                .query_async::<()>(&mut c)
+                                .await
+                        }
+                    })
+                    .await?;
+                return Ok(());
+            }
+            let priority = message.properties.priority.unwrap_or(0);
+            self.link
+                .run(|mut c| {
+                    let payload = &payload;
+                    async move {
+                        let queues = b.route(&mut c, exchange, &message.routing_key).await?;
+                        if queues.is_empty() {
+                            tracing::debug!(exchange = %exchange.name, routing_key = %message.routing_key, "no queue bound: message dropped");
+                            return Ok(());
+                        }
+                        let mut pipe = redis::pipe();
+                        for q in &queues {
+                            pipe.cmd("LPUSH")
+                                .arg(self.keys.queue_key(q, priority))
+                                .arg(payload)
+                                .ignore();
+                        }
+                        pipe.query_async::<()>(&mut c).await
+                    }
+                })
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn subscribe(
+        self: Arc<Self>,
+        queue: QueueSpec,
+    ) -> BoxFuture<'static, Result<mpsc::Receiver<RawMessage>, BrokerError>> {
+        async move {
+            if queue.exchange_type == "fanout" {
+                return Ok(broadcast::subscribe_fanout(
+                    self.broadcast.clone(),
+                    Arc::clone(&self.link),
+                    queue,
+                ));
+            }
+            let blocking = Link::with_endpoint(
+                Arc::clone(&self.broadcast.endpoint),
+                "broker (subscription)",
+                self.blocking_options.clone(),
+                Arc::clone(&self.health),
+            );
+            // Bound before this returns, so that a reply published right after finds it.
+            self.link
+                .run(|mut c| {
+                    let (b, q) = (&self.broadcast, &queue);
+                    async move { b.bind(&mut c, q).await }
+                })
+                .await?;
+            Ok(broadcast::subscribe_list(
+                self.broadcast.clone(),
+                Arc::clone(&self.link),
+                blocking,
+                queue,
+            ))
         }
         .boxed()
     }

@@ -51,6 +51,12 @@ pub struct RedisTransportOptions {
     /// `username`, `socket_timeout`, `socket_connect_timeout` are read); the URL's password
     /// is the master's.
     pub sentinel_kwargs: Option<toml::Table>,
+    /// kombu's `fanout_prefix`: `true` (the default) puts `/<db>.` before fanout channel
+    /// names, `false` nothing, a string that string.
+    pub fanout_prefix: FanoutPrefix,
+    /// kombu's `fanout_patterns` (true): a fanout message with a routing key goes to channel
+    /// `<exchange>/<routing_key>`, and queues subscribe with patterns.
+    pub fanout_patterns: bool,
     /// TLS options from Celery's `broker_use_ssl` (not a transport option; set from the
     /// config): TLS on, the URL's own `ssl_*` options winning.
     #[serde(skip)]
@@ -75,13 +81,15 @@ impl Default for RedisTransportOptions {
             master_name: None,
             min_other_sentinels: 0,
             sentinel_kwargs: None,
+            fanout_prefix: FanoutPrefix::Flag(true),
+            fanout_patterns: true,
             use_ssl: None,
         }
     }
 }
 
 /// The keys [`RedisTransportOptions`] reads; any other is ignored (logged at debug: Celery
-/// apps often set kombu keys rcelery has no use for, such as `sep` or `fanout_prefix`).
+/// apps often set kombu keys rcelery has no use for, such as `sep`).
 const KEYS: &[&str] = &[
     "visibility_timeout",
     "priority_steps",
@@ -98,7 +106,30 @@ const KEYS: &[&str] = &[
     "master_name",
     "min_other_sentinels",
     "sentinel_kwargs",
+    "fanout_prefix",
+    "fanout_patterns",
 ];
+
+/// kombu's `fanout_prefix` option: a flag or the prefix itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FanoutPrefix {
+    /// `true`: `/<db>.`; `false`: none.
+    Flag(bool),
+    /// The prefix as given.
+    Text(String),
+}
+
+impl FanoutPrefix {
+    /// The prefix for database `db`.
+    pub fn for_db(&self, db: i64) -> String {
+        match self {
+            FanoutPrefix::Flag(true) => format!("/{db}."),
+            FanoutPrefix::Flag(false) => String::new(),
+            FanoutPrefix::Text(t) => t.clone(),
+        }
+    }
+}
 
 impl RedisTransportOptions {
     /// Reads the options from `broker_transport_options` as given (TOML file or Celery app).
@@ -148,7 +179,10 @@ mod tests {
     fn every_key_listed_is_read() {
         // A table fits none of them (but `sentinel_kwargs`, a table itself): each key read
         // is refused.
-        for key in KEYS.iter().filter(|k| **k != "sentinel_kwargs") {
+        for key in KEYS
+            .iter()
+            .filter(|k| !["sentinel_kwargs", "fanout_prefix"].contains(k))
+        {
             let o = RedisTransportOptions::from_table(&table(&format!("{key} = {{ x = 1 }}")));
             assert!(o.is_err(), "{key} is not read");
         }

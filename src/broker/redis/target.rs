@@ -140,4 +140,15 @@ impl Endpoint for ListEndpoint {
             self.urls.next_on_failure(self.urls.current());
         }
     }
+
+    fn open_pubsub(
+        &self,
+        timeouts: Timeouts,
+    ) -> BoxFuture<'_, Result<redis::aio::PubSub, OpenError>> {
+        async move {
+            let at = self.urls.current().index.min(self.clients.len() - 1);
+            Ok(crate::redis_client::endpoint::pubsub_within(&self.clients[at], timeouts).await?)
+        }
+        .boxed()
+    }
 }

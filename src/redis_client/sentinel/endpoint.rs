@@ -207,6 +207,27 @@ impl Endpoint for SentinelEndpoint {
     fn stamp(&self) -> u64 {
         self.stamp.load(Ordering::SeqCst)
     }
+
+    fn open_pubsub(
+        &self,
+        timeouts: Timeouts,
+    ) -> BoxFuture<'_, Result<redis::aio::PubSub, OpenError>> {
+        async move {
+            // The master the sentinels name now (no role check: a Pub/Sub connection
+            // cannot ask; a wrong server only delays broadcasts until the next reconnect).
+            let (host, port) = self.resolve(timeouts).await?;
+            let mut url = self.setup.master.clone();
+            url.address = Address::Tcp { host, port };
+            url.scheme = if url.tls.is_some() {
+                Scheme::Rediss
+            } else {
+                Scheme::Redis
+            };
+            let master = client(&url).map_err(RedisError::from)?;
+            Ok(crate::redis_client::endpoint::pubsub_within(&master, timeouts).await?)
+        }
+        .boxed()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
