@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use super::event::{Event, Stamped};
+use crate::control::clock::LamportClock;
 
 /// Which events the worker sends, from its flags and settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +57,7 @@ pub struct EventsStats {
 struct Inner {
     tx: Option<mpsc::Sender<Stamped>>,
     task_events: AtomicBool,
-    clock: AtomicU64,
+    clock: Arc<LamportClock>,
     stats: Arc<EventsStats>,
     /// Set at the first drop of a burst (warned once), cleared by the publisher when it
     /// reports the burst.
@@ -86,7 +87,7 @@ impl EventDispatcher {
             inner: Arc::new(Inner {
                 tx: Some(tx),
                 task_events: AtomicBool::new(settings.task_events),
-                clock: AtomicU64::new(0),
+                clock: Arc::new(LamportClock::new(0)),
                 stats: Arc::new(EventsStats::default()),
                 warned: AtomicBool::new(false),
             }),
@@ -100,7 +101,7 @@ impl EventDispatcher {
             inner: Arc::new(Inner {
                 tx: None,
                 task_events: AtomicBool::new(false),
-                clock: AtomicU64::new(0),
+                clock: Arc::new(LamportClock::new(0)),
                 stats: Arc::new(EventsStats::default()),
                 warned: AtomicBool::new(false),
             }),
@@ -118,16 +119,10 @@ impl EventDispatcher {
         self.inner.task_events.swap(on, Ordering::Relaxed)
     }
 
-    /// Moves the Lamport clock forward and returns its new value.
-    pub fn clock_forward(&self) -> u64 {
-        self.inner.clock.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Merges a clock value seen in another node's message (Lamport: the larger one, plus
-    /// one).
-    pub fn clock_adjust(&self, other: u64) -> u64 {
-        self.inner.clock.fetch_max(other, Ordering::Relaxed);
-        self.clock_forward()
+    /// The worker's Lamport clock, which events move forward; the pidbox mailbox shares it
+    /// (one clock per worker, as Celery's `app.clock`).
+    pub fn clock(&self) -> &Arc<LamportClock> {
+        &self.inner.clock
     }
 
     /// The counters.
@@ -143,7 +138,7 @@ impl EventDispatcher {
             return;
         }
         let stamped = Stamped {
-            clock: self.clock_forward(),
+            clock: self.inner.clock.forward(),
             timestamp: now(),
             event,
         };
@@ -187,7 +182,7 @@ mod tests {
         let (d, mut rx) = EventDispatcher::new(&EventSettings::default());
         d.send(fields::task_started("u1"));
         assert!(rx.try_recv().is_err(), "task events are off without -E");
-        d.send(crate::events::heartbeat::worker_event(
+        d.send(crate::events::worker_event(
             "worker-online",
             2.0,
             crate::events::WorkerCounts::default(),
@@ -217,10 +212,14 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_merges_larger_values() {
-        let d = EventDispatcher::disabled();
-        assert_eq!(d.clock_forward(), 1);
-        assert_eq!(d.clock_adjust(10), 11);
-        assert_eq!(d.clock_adjust(3), 12);
+    fn events_move_the_shared_clock() {
+        let (d, mut rx) = EventDispatcher::new(&EventSettings::default());
+        d.clock().adjust(10);
+        d.send(crate::events::worker_event(
+            "worker-heartbeat",
+            2.0,
+            crate::events::WorkerCounts::default(),
+        ));
+        assert_eq!(rx.try_recv().ok().map(|e| e.clock), Some(12));
     }
 }
