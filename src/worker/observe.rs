@@ -11,9 +11,10 @@ use crate::value::{saferepr, Value};
 /// Celery's `resultrepr_maxsize`.
 const RESULT_REPR_MAXSIZE: usize = 1024;
 
-/// A task message was received (decoded, its task known): `task-received`.
+/// A task message was received (decoded, its task known): `task-received`, unless it has
+/// already expired (Celery revokes it at once, before announcing it).
 pub(super) fn received(shared: &Shared, m: &TaskMessage) {
-    if shared.events.task_events() {
+    if shared.events.task_events() && !m.expires.as_ref().is_some_and(super::eta::has_passed) {
         shared.events.send(fields::task_received(m));
     }
     if let Some(metrics) = &shared.settings.metrics {
