@@ -521,6 +521,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "broker_heartbeat",
     "task_acks_late",
     "task_track_started",
+    "worker_send_task_events",
+    "rcelery_metrics_addr",
     "task_ignore_result",
     "worker_prefetch_multiplier",
     "worker_concurrency",
