@@ -163,7 +163,14 @@ impl Task {
                 stats.dropped.fetch_add(count, Ordering::Relaxed);
                 if !self.failing {
                     self.failing = true;
-                    tracing::warn!(error = %e, "could not publish events; they are dropped until the broker takes them again");
+                    let refused = matches!(e, crate::broker::BrokerError::Refused { .. });
+                    if refused && !self.events.task_events() {
+                        // A transport without broadcast (the embedded filesystem default)
+                        // refuses the heartbeats nobody asked for: not worth a warning.
+                        tracing::debug!(error = %e, "worker events are not published");
+                    } else {
+                        tracing::warn!(error = %e, "could not publish events; they are dropped until the broker takes them again");
+                    }
                 }
             }
             Err(_) => {
