@@ -333,6 +333,7 @@ fn settings() -> WorkerSettings {
         restart_when_wedged: false,
         events: Default::default(),
         metrics: None,
+        control: Default::default(),
     }
 }
 

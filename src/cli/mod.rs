@@ -3,6 +3,7 @@
 mod args;
 mod banner;
 mod call;
+mod control_settings;
 mod logging;
 mod restart;
 mod worker;

@@ -161,6 +161,11 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
             buffer: DEFAULT_BUFFER,
         },
         metrics: None,
+        control: super::control_settings::build(
+            config,
+            &broker_url,
+            Serializer::from_name(&config.task_serializer).unwrap_or(Serializer::Json),
+        ),
     };
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let _metrics_guard = metrics_stop.clone().drop_guard();

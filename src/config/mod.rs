@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::broker::QueueSpec;
 use crate::redis_client::url::{CertReqs, TlsOptions};
@@ -26,7 +26,7 @@ pub const DEFAULT_BROKER_URL: &str = crate::broker::filesystem::default::BROKER_
 const DEFAULT_WEDGE_WARN_AFTER: f64 = 60.0;
 
 /// One entry of `task_queues`: kombu's `Queue` with its `Exchange`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Queue name.
@@ -110,7 +110,7 @@ fn toml_to_value(value: &toml::Value) -> Value {
 
 /// A rate limit as written in the config: Celery's string notation or a bare number (per
 /// second).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RateLimitSetting {
     /// `"10/s"`, `"100/m"`, `"1000/h"`, `"5"`.
@@ -130,7 +130,7 @@ impl RateLimitSetting {
 }
 
 /// `result_backend_transport_options`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ResultTransportOptions {
     /// Prefix for result keys.
@@ -162,7 +162,7 @@ impl Default for ResultTransportOptions {
 }
 
 /// The settings rcelery reads, under Celery's names and with Celery's defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Config {
     /// `broker_url`.
@@ -309,6 +309,18 @@ pub struct Config {
     /// settings come from a Django project's Celery app and this is unset, the URL of
     /// Django's `DATABASES["default"]` is used.
     pub database_url: Option<String>,
+    /// `worker_enable_remote_control` (true): the worker answers remote control commands.
+    pub worker_enable_remote_control: bool,
+    /// `control_exchange` (`celery`): the pidbox namespace.
+    pub control_exchange: String,
+    /// `control_queue_ttl` (300 s): message TTL of pidbox queues.
+    pub control_queue_ttl: Option<f64>,
+    /// `control_queue_expires` (10 s): how long an unused pidbox queue lives.
+    pub control_queue_expires: Option<f64>,
+    /// `control_queue_durable` (false).
+    pub control_queue_durable: bool,
+    /// `control_queue_exclusive` (true, Celery 5.7).
+    pub control_queue_exclusive: bool,
     /// Anything else: accepted, warned about once at startup.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -318,7 +330,7 @@ pub struct Config {
 /// Redis URL's query takes (`ssl_cert_reqs` as `"required"`, `"CERT_NONE"`, ... or as
 /// Python's `ssl.CERT_*` number 0, 1, 2), or a boolean, which, as kombu's Redis transport
 /// does with `True`, changes nothing (a `rediss://` URL turns TLS on).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum UseSsl {
     /// `true` / `false`: no effect on Redis (warned about at startup).
@@ -328,7 +340,7 @@ pub enum UseSsl {
 }
 
 /// The table form of [`UseSsl`] (the un-prefixed names AMQP uses are accepted too).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SslOptions {
     /// `ssl_cert_reqs`: how the server's certificate is checked.
@@ -348,7 +360,7 @@ pub struct SslOptions {
 }
 
 /// `ssl_cert_reqs` as written: a name or Python's `ssl.CERT_*` value.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum CertReqsSetting {
     /// `ssl.CERT_NONE` (0), `CERT_OPTIONAL` (1), `CERT_REQUIRED` (2).
@@ -462,6 +474,12 @@ impl Default for Config {
             database_create_tables_at_setup: false,
             database_engine_options: BTreeMap::new(),
             database_url: None,
+            worker_enable_remote_control: true,
+            control_exchange: "celery".to_owned(),
+            control_queue_ttl: Some(300.0),
+            control_queue_expires: Some(10.0),
+            control_queue_durable: false,
+            control_queue_exclusive: true,
             unknown: BTreeMap::new(),
         }
     }
@@ -562,6 +580,12 @@ pub const SETTING_NAMES: &[&str] = &[
     "database_create_tables_at_setup",
     "database_engine_options",
     "database_url",
+    "worker_enable_remote_control",
+    "control_exchange",
+    "control_queue_ttl",
+    "control_queue_expires",
+    "control_queue_durable",
+    "control_queue_exclusive",
 ];
 
 /// Where the settings came from (shown in the banner).

@@ -80,14 +80,18 @@ impl std::fmt::Debug for EventDispatcher {
 }
 
 impl EventDispatcher {
-    /// A dispatcher with `settings`, and the receiving end its publisher reads.
-    pub fn new(settings: &EventSettings) -> (EventDispatcher, mpsc::Receiver<Stamped>) {
+    /// A dispatcher with `settings` moving `clock` (the worker's one Lamport clock, shared
+    /// with its pidbox), and the receiving end its publisher reads.
+    pub fn new(
+        settings: &EventSettings,
+        clock: Arc<LamportClock>,
+    ) -> (EventDispatcher, mpsc::Receiver<Stamped>) {
         let (tx, rx) = mpsc::channel(settings.buffer.max(1));
         let d = EventDispatcher {
             inner: Arc::new(Inner {
                 tx: Some(tx),
                 task_events: AtomicBool::new(settings.task_events),
-                clock: Arc::new(LamportClock::new(0)),
+                clock,
                 stats: Arc::new(EventsStats::default()),
                 warned: AtomicBool::new(false),
             }),
@@ -179,7 +183,7 @@ mod tests {
 
     #[test]
     fn task_events_follow_the_flag_and_worker_events_always_go() {
-        let (d, mut rx) = EventDispatcher::new(&EventSettings::default());
+        let (d, mut rx) = EventDispatcher::new(&EventSettings::default(), Arc::default());
         d.send(fields::task_started("u1"));
         assert!(rx.try_recv().is_err(), "task events are off without -E");
         d.send(crate::events::worker_event(
@@ -204,7 +208,7 @@ mod tests {
             buffer: 2,
             ..EventSettings::default()
         };
-        let (d, _rx) = EventDispatcher::new(&settings);
+        let (d, _rx) = EventDispatcher::new(&settings, Arc::default());
         for i in 0..5 {
             d.send(fields::task_started(&format!("u{i}")));
         }
@@ -213,7 +217,7 @@ mod tests {
 
     #[test]
     fn events_move_the_shared_clock() {
-        let (d, mut rx) = EventDispatcher::new(&EventSettings::default());
+        let (d, mut rx) = EventDispatcher::new(&EventSettings::default(), Arc::default());
         d.clock().adjust(10);
         d.send(crate::events::worker_event(
             "worker-heartbeat",

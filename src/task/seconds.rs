@@ -3,14 +3,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::value::{py_repr, Value};
 
 /// Seconds, kept as the `int` or `float` they were written as: Celery stores a hard time
 /// limit in the failure as written (`TimeLimitExceeded(10)` vs `TimeLimitExceeded(10.0)`) and
 /// logs it with Python's `str` (`Hard time limit (10s) exceeded`).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Seconds {
     /// An `int`.

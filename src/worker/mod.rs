@@ -6,6 +6,7 @@
 mod backend_cleanup;
 mod canvas;
 mod chord_unlock;
+pub mod control;
 mod dump;
 mod eta;
 mod execute;
@@ -15,6 +16,7 @@ mod lease;
 mod observe;
 mod rate_limit;
 mod request;
+pub(crate) mod requests;
 mod retry;
 mod shutdown;
 mod slots;
@@ -24,6 +26,7 @@ mod timeout;
 mod watchdog;
 mod wedged;
 
+pub use control::{ControlFlags, ControlSettings};
 pub use rate_limit::{parse_rate, RateLimitError, TokenBucket};
 pub use shutdown::ShutdownKind;
 pub use throttle::ThrottleError;
@@ -95,6 +98,8 @@ pub struct WorkerSettings {
     pub events: EventSettings,
     /// Where task counts and timings go when the metrics endpoint is on (`--metrics-addr`).
     pub metrics: Option<Arc<Metrics>>,
+    /// Remote control (the pidbox).
+    pub control: ControlSettings,
 }
 
 /// Celery's chord join settings.
@@ -150,6 +155,10 @@ pub(crate) struct Shared {
     events: EventDispatcher,
     /// The events' receiving end, until `run` starts their publisher.
     event_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Stamped>>>,
+    /// Remote control state (clock, switches, runtime changes).
+    control: control::ControlState,
+    /// The requests held, for remote control.
+    requests: Arc<requests::Requests>,
 }
 
 /// The prefetch window size: concurrency × multiplier (0 = unlimited).
@@ -245,7 +254,10 @@ impl Worker {
         )?;
         let window = PrefetchWindow::new(prefetch_count(&settings));
         let qos = broker.qos(&window);
-        let (events, event_queue) = EventDispatcher::new(&settings.events);
+        let control = control::ControlState::new();
+        control.flags.set_task_events(settings.events.task_events);
+        let (events, event_queue) =
+            EventDispatcher::new(&settings.events, Arc::clone(&control.clock));
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry,
@@ -265,6 +277,8 @@ impl Worker {
                 health,
                 events,
                 event_queue: std::sync::Mutex::new(Some(event_queue)),
+                control,
+                requests: Arc::default(),
             }),
         })
     }
@@ -278,6 +292,16 @@ impl Worker {
     /// commands switch its task events).
     pub fn events(&self) -> EventDispatcher {
         self.shared.events.clone()
+    }
+
+    /// The worker's Lamport clock, shared by remote control and events.
+    pub fn clock(&self) -> Arc<crate::control::LamportClock> {
+        Arc::clone(&self.shared.control.clock)
+    }
+
+    /// The switches remote control flips (`task_events`).
+    pub fn control_flags(&self) -> Arc<ControlFlags> {
+        Arc::clone(&self.shared.control.flags)
     }
 
     /// Consumes until a shutdown signal, then shuts down: warm on the first signal (running
@@ -306,6 +330,7 @@ impl Worker {
             let live = Arc::clone(shared);
             metrics.set_live(Box::new(move || live_state(&live)));
         }
+        let mailbox = control::spawn(Arc::clone(shared));
         tracing::info!("{} ready.", shared.settings.hostname);
 
         let kind = loop {
@@ -327,6 +352,7 @@ impl Worker {
                     None => break ShutdownKind::Warm,
                 },
                 k = signals.recv() => break k.unwrap_or(ShutdownKind::Warm),
+                _ = shared.control.shutdown.cancelled() => break ShutdownKind::Warm,
                 _ = &mut wedged => {
                     tracing::error!(
                         "every slot has been held by a thread abandoned at its time limit for {:?}: restarting in place to end them (rcelery_restart_when_wedged)",
@@ -409,6 +435,9 @@ impl Worker {
             }
         }
         leases_stop.cancel();
+        if let Some(mailbox) = mailbox {
+            mailbox.abort();
+        }
         watchdog.abort();
         dump.abort();
         if let Some(reason) = fatal {
@@ -466,7 +495,7 @@ fn start_heartbeat(
 }
 
 /// What worker events report: tasks running and tasks run.
-fn worker_counts(shared: &Shared) -> WorkerCounts {
+pub(crate) fn worker_counts(shared: &Shared) -> WorkerCounts {
     WorkerCounts {
         active: shared.slots.running(),
         processed: shared

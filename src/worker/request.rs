@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{canvas, eta, forward, retry, slots, time_limit, timeout, Shared};
+use super::{canvas, eta, forward, retry, slots, timeout, Shared};
 use crate::backend::meta::exception_meta;
 use crate::backend::{ExtendedMeta, ResultRecord, State};
 use crate::broker::{Delivery, PrefetchPermit};
@@ -18,6 +18,8 @@ pub(super) struct Unsettled {
     /// The window was widened for it (held for its ETA): narrowed again when it is settled.
     widened: bool,
     settled: bool,
+    /// Its place in the registry of held requests (remote control); leaves with it.
+    held: Option<super::requests::Held>,
 }
 
 impl Unsettled {
@@ -39,6 +41,9 @@ impl Unsettled {
             shared.broker.ack(&self.tag);
         }
         shared.inflight.remove(&self.tag);
+        if let Some(held) = &self.held {
+            held.acknowledged();
+        }
         if self.widened {
             // Before the slot is freed, so that the slot itself can pay the decrement.
             shared.qos.decrement_eventually();
@@ -73,6 +78,7 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         permit,
         widened: false,
         settled: false,
+        held: None,
     };
     let message = match decode_task(&mut raw, &shared.settings.accept, |n| {
         shared.registry.contains(n)
@@ -93,6 +99,8 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     };
     tracing::info!(task_id = %message.id, task_name = %message.display_name(), "Task {}[{}] received", message.display_name(), message.id);
 
+    let wait_for_eta = message.eta.as_ref().and_then(eta::until);
+    unsettled.held = Some(shared.requests.admit(&message, wait_for_eta.is_some()));
     if let Some(eta_dt) = &message.eta {
         if let Some(wait) = eta::until(eta_dt) {
             // Celery's QoS increment while an ETA task waits: it does not fill the window.
@@ -100,6 +108,9 @@ pub(super) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shared.shutdown.cancelled() => return,
+            }
+            if let Some(held) = &unsettled.held {
+                held.reserved();
             }
         }
     }
@@ -134,12 +145,15 @@ async fn run(
         _ = shared.backend.wait_for_room() => {}
         _ = shared.shutdown.cancelled() => return,
     }
-    let limits = time_limit::resolve(&message, &def.options, &shared.settings.time_limits);
+    let limits = super::control::time_limits(&shared, &message, &def);
     let slot = tokio::select! {
         s = shared.slots.acquire(&message.id, message.display_name(), slots::run_kind(&def.handler), limits) => s,
         _ = shared.shutdown.cancelled() => return,
     };
     let Some(slot) = slot else { return };
+    if let Some(held) = &unsettled.held {
+        held.started();
+    }
     let acks_late = def.options.acks_late.unwrap_or(shared.settings.acks_late);
     if !acks_late {
         unsettled.ack(&shared);

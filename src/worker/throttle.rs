@@ -25,7 +25,8 @@ pub struct ThrottleError {
 /// The token buckets of the rate-limited task types.
 #[derive(Debug, Default)]
 pub struct Throttle {
-    buckets: HashMap<String, Arc<Mutex<TokenBucket>>>,
+    /// Changed at runtime by the `rate_limit` remote control command.
+    buckets: std::sync::RwLock<HashMap<String, Arc<Mutex<TokenBucket>>>>,
 }
 
 impl Throttle {
@@ -39,7 +40,7 @@ impl Throttle {
     ) -> Result<Throttle, ThrottleError> {
         let mut buckets = HashMap::new();
         if disabled {
-            return Ok(Throttle { buckets });
+            return Ok(Throttle::default());
         }
         let now = Instant::now();
         for name in registry.names() {
@@ -60,19 +61,65 @@ impl Throttle {
                 );
             }
         }
-        Ok(Throttle { buckets })
+        Ok(Throttle {
+            buckets: std::sync::RwLock::new(buckets),
+        })
+    }
+
+    fn bucket(&self, task: &str) -> Option<Arc<Mutex<TokenBucket>>> {
+        let buckets = self
+            .buckets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.is_empty() {
+            return None;
+        }
+        buckets.get(task).cloned()
     }
 
     /// True if `task` is rate limited.
     pub fn limits(&self, task: &str) -> bool {
-        !self.buckets.is_empty() && self.buckets.contains_key(task)
+        self.bucket(task).is_some()
+    }
+
+    /// Sets `task`'s rate (tasks per second; `None` lifts the limit), as the `rate_limit`
+    /// remote control command does: a new bucket, full, for the requests that come next.
+    pub fn set_rate(&self, task: &str, rate: Option<f64>) {
+        let mut buckets = self
+            .buckets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match rate {
+            Some(rate) => {
+                buckets.insert(
+                    task.to_owned(),
+                    Arc::new(Mutex::new(TokenBucket::new(rate, Instant::now()))),
+                );
+            }
+            None => {
+                buckets.remove(task);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn limited(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .buckets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
     /// Waits until a request of `task` may run (at once for tasks without a limit). Waiters
     /// of one task are served first come, first served (the lock is fair), as Celery keeps
     /// a bucket's requests in order.
     pub async fn acquire(&self, task: &str) {
-        let Some(bucket) = self.buckets.get(task) else {
+        let Some(bucket) = self.bucket(task) else {
             return;
         };
         let mut bucket = bucket.lock().await;
@@ -115,13 +162,16 @@ mod tests {
     fn own_limit_then_default_then_disabled() {
         let r = registry(&[("a", Some("10/s")), ("b", None), ("c", Some("0"))]);
         let t = Throttle::new(&r, None, false).unwrap();
-        assert!(t.buckets.contains_key("a") && t.buckets.len() == 1);
+        assert_eq!(t.limited(), ["a"]);
         let t = Throttle::new(&r, Some("1/m"), false).unwrap();
-        assert!(t.buckets.contains_key("a") && t.buckets.contains_key("b") && t.buckets.len() == 2);
+        assert_eq!(t.limited(), ["a", "b"]);
         assert!(Throttle::new(&r, Some("1/m"), true)
             .unwrap()
-            .buckets
+            .limited()
             .is_empty());
+        t.set_rate("c", Some(2.0));
+        t.set_rate("a", None);
+        assert_eq!(t.limited(), ["b", "c"]);
         let bad = registry(&[("x", Some("ten/s"))]);
         assert_eq!(Throttle::new(&bad, None, false).unwrap_err().task, "x");
     }

@@ -8,6 +8,7 @@
 //! publisher confirms for everything the worker publishes ([`publish`]); heartbeats; and a
 //! connection that heals ([`link`]) with Celery's `broker_connection_*` retry settings.
 
+mod broadcast;
 mod consume;
 mod declare;
 mod envelope;
@@ -32,8 +33,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Broker, BrokerError, Delivery, PrefetchWindow, Qos, QueueCatalog, QueueSpec};
-use crate::protocol::OutgoingMessage;
+use super::{
+    Broker, BrokerError, Delivery, ExchangeSpec, PrefetchWindow, Qos, QueueCatalog, QueueSpec,
+};
+use crate::protocol::{OutgoingMessage, RawMessage};
 use link::Link;
 use qos::{AmqpQos, QosState};
 use settle::{Ackers, SettleOp};
@@ -184,6 +187,21 @@ impl Broker for AmqpBroker {
         message: &'a OutgoingMessage,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         self.publish_once(message).boxed()
+    }
+
+    fn publish_to<'a>(
+        &'a self,
+        exchange: &'a ExchangeSpec,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        broadcast::publish_to(&self.link, exchange, message, self.options.confirm_publish).boxed()
+    }
+
+    fn subscribe(
+        self: Arc<Self>,
+        queue: QueueSpec,
+    ) -> BoxFuture<'static, Result<mpsc::Receiver<RawMessage>, BrokerError>> {
+        broadcast::subscribe(Arc::clone(&self.link), queue).boxed()
     }
 
     fn epochs(&self) -> Option<watch::Receiver<u64>> {

@@ -1,0 +1,41 @@
+//! The commands by name (Celery's `Panel.data`, aliases included). One line per command.
+
+use super::{
+    active, active_queues, clock, conf, election, events, heartbeat, hello, ping, pool, query_task,
+    rate_limit, registered, reserved, scheduled, shutdown, stats, time_limit, Handler,
+};
+
+const COMMANDS: &[(&str, Handler)] = &[
+    ("ping", ping::run),
+    ("stats", stats::run),
+    ("active", active::run),
+    ("dump_active", active::run),
+    ("reserved", reserved::run),
+    ("dump_reserved", reserved::run),
+    ("scheduled", scheduled::run),
+    ("dump_schedule", scheduled::run),
+    ("registered", registered::run),
+    ("dump_tasks", registered::run),
+    ("active_queues", active_queues::run),
+    ("conf", conf::run),
+    ("dump_conf", conf::run),
+    ("query_task", query_task::run),
+    ("clock", clock::run),
+    ("hello", hello::run),
+    ("heartbeat", heartbeat::run),
+    ("election", election::run),
+    ("shutdown", shutdown::run),
+    ("enable_events", events::enable),
+    ("disable_events", events::disable),
+    ("rate_limit", rate_limit::run),
+    ("time_limit", time_limit::run),
+    ("pool_grow", pool::grow),
+    ("pool_shrink", pool::shrink),
+    ("add_consumer", pool::add_consumer),
+    ("cancel_consumer", pool::cancel_consumer),
+];
+
+/// The handler of command `name`.
+pub(super) fn find(name: &str) -> Option<Handler> {
+    COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, h)| *h)
+}
