@@ -110,7 +110,7 @@ pub struct WorkerArgs {
     /// Run in the background (not supported: runs in the foreground).
     #[arg(short = 'D', long = "detach")]
     pub detach: bool,
-    /// Worker state database (accepted, no effect yet).
+    /// Worker state database: keeps the revoked task ids across restarts.
     #[arg(short = 'S', long = "statedb")]
     pub statedb: Option<String>,
     /// DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.

@@ -223,8 +223,13 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         backend,
         producer,
     };
-    let worker = Worker::with_state(parts, settings, health, Arc::clone(&state))
+    let mut worker = Worker::with_state(parts, settings, health, Arc::clone(&state))
         .map_err(|e| e.to_string())?;
+    if let Some(path) = &args.statedb {
+        worker = worker
+            .with_statedb(path.into())
+            .map_err(|e| e.to_string())?;
+    }
     let exit = worker.run().await;
     app.stop(state).await;
     let exit = exit.map_err(|e| e.to_string())?;
@@ -349,9 +354,8 @@ fn num_cpus() -> usize {
 /// One line per Celery flag that rcelery accepts without acting on it.
 fn warn_ignored(args: &WorkerArgs) {
     let mut ignored: Vec<&str> = Vec::new();
-    let flags: [(bool, &str); 12] = [
+    let flags: [(bool, &str); 11] = [
         (args.detach, "--detach (running in the foreground)"),
-        (args.statedb.is_some(), "--statedb"),
         (
             args.max_tasks_per_child.is_some(),
             "--max-tasks-per-child (no child processes)",

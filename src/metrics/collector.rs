@@ -20,6 +20,8 @@ pub struct LiveState {
     pub active: usize,
     /// Messages received and not yet settled (running, waiting for a slot, held for an ETA).
     pub prefetched: usize,
+    /// Messages held until their ETA or countdown.
+    pub eta_held: usize,
     /// Results waiting to be stored (the result backend is unreachable or slow).
     pub results_pending: usize,
     /// Events handed to the broker.
@@ -113,6 +115,12 @@ impl Collector for LiveCollector {
             "prefetched_messages",
             "Messages received and not yet settled (running, waiting for a slot, held for an ETA)",
             to_i64(s.prefetched),
+        )?;
+        gauge(
+            e,
+            "eta_held_messages",
+            "Messages held until their ETA or countdown",
+            to_i64(s.eta_held),
         )?;
         gauge(
             e,

@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -41,7 +40,6 @@ pub struct Metrics {
     rejected: Counters,
     runtime: Histograms,
     wait: Histograms,
-    eta_held: Gauge,
     live: Arc<OnceLock<Box<dyn Live>>>,
 }
 
@@ -113,12 +111,6 @@ impl Metrics {
             "Time from the message's arrival at this worker (or its ETA) until its task started, by task name",
             wait.clone(),
         );
-        let eta_held = Gauge::default();
-        registry.register(
-            "eta_held_messages",
-            "Messages held until their ETA or countdown",
-            eta_held.clone(),
-        );
         let live: Arc<OnceLock<Box<dyn Live>>> = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(LiveCollector::new(Arc::clone(&live))));
         Metrics {
@@ -132,7 +124,6 @@ impl Metrics {
             rejected,
             runtime,
             wait,
-            eta_held,
             live,
         }
     }
@@ -189,11 +180,6 @@ impl Metrics {
         self.rejected.get_or_create(&Self::label(task)).inc();
     }
 
-    /// A message is held for its ETA (`+1`) or no longer (`-1`).
-    pub fn eta_held(&self, delta: i64) {
-        self.eta_held.inc_by(delta);
-    }
-
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -216,7 +202,6 @@ mod tests {
         m.started("tasks.add", 0.002);
         m.succeeded("tasks.add", 0.2);
         m.failed("tasks.fail", 1.0);
-        m.eta_held(1);
         let text = m.encode();
         assert!(
             text.contains("rcelery_tasks_received_total{task=\"tasks.add\"} 2"),
@@ -228,7 +213,6 @@ mod tests {
             text.contains("rcelery_task_runtime_seconds_bucket{le=\"0.25\",task=\"tasks.add\"} 1")
         );
         assert!(text.contains("rcelery_task_wait_seconds_count{task=\"tasks.add\"} 1"));
-        assert!(text.contains("rcelery_eta_held_messages 1"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

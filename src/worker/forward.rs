@@ -2,8 +2,9 @@
 //! unchanged (body, headers, properties), to the configured queue (one a Python worker
 //! consumes), instead of being failed with `NotRegistered`.
 
-use super::request::Unsettled;
+use super::request::{dispose, requeue, Unsettled};
 use super::Shared;
+use crate::protocol::Disposition;
 use crate::protocol::{OutgoingMessage, RawMessage};
 
 /// Forwards `raw` to the `forward_unknown` queue, then acks it here. If publishing fails the
@@ -31,11 +32,11 @@ pub(super) async fn unknown(
     match shared.broker.publish(&message).await {
         Ok(()) => {
             tracing::info!(task_id = %id, task_name = %name, "Task {name}[{id}] is not registered here: forwarded to queue {queue:?}");
-            unsettled.ack(shared);
+            dispose(shared, unsettled, Disposition::Ack);
         }
         Err(e) => {
             tracing::error!(task_id = %id, task_name = %name, error = %e, "could not forward {name}[{id}] to {queue:?}; requeued");
-            unsettled.reject(shared, true);
+            requeue(shared, unsettled);
         }
     }
 }

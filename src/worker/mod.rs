@@ -13,11 +13,13 @@ mod execute;
 mod forward;
 mod inflight;
 mod lease;
+pub mod lifecycle;
 mod observe;
 mod rate_limit;
 mod request;
 pub(crate) mod requests;
 mod retry;
+pub mod revoke;
 mod shutdown;
 mod slots;
 mod throttle;
@@ -50,6 +52,8 @@ use crate::producer::Producer;
 use crate::state::StateMap;
 use crate::task::{Registry, TaskEnv};
 use inflight::Inflight;
+use lifecycle::{Lifecycle, LifecycleObserver};
+use revoke::Revocations;
 use slots::Slots;
 use throttle::Throttle;
 
@@ -155,6 +159,10 @@ pub(crate) struct Shared {
     events: EventDispatcher,
     /// The events' receiving end, until `run` starts their publisher.
     event_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Stamped>>>,
+    /// Observers of every request's steps (task events, metrics).
+    lifecycle: Lifecycle,
+    /// Revoked ids and stamps, and the requests held or running here that watch them.
+    revocations: Arc<Revocations>,
     /// Remote control state (clock, switches, runtime changes).
     control: control::ControlState,
     /// The requests held, for remote control.
@@ -175,6 +183,9 @@ pub enum WorkerError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(#[from] std::io::Error),
+    /// The state db (`--statedb`) cannot be read.
+    #[error("statedb: {0}")]
+    StateDb(#[from] revoke::statedb::StateDbError),
     /// A task's rate limit (or `task_default_rate_limit`) cannot be read.
     #[error("rate limit: {0}")]
     RateLimit(#[from] ThrottleError),
@@ -258,6 +269,7 @@ impl Worker {
         control.flags.set_task_events(settings.events.task_events);
         let (events, event_queue) =
             EventDispatcher::new(&settings.events, Arc::clone(&control.clock));
+        let lifecycle = observe::lifecycle(&events, settings.metrics.as_ref());
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry,
@@ -278,9 +290,40 @@ impl Worker {
                 events,
                 event_queue: std::sync::Mutex::new(Some(event_queue)),
                 control,
+                lifecycle,
+                revocations: Arc::new(Revocations::default()),
                 requests: Arc::default(),
             }),
         })
+    }
+
+    /// Adds an observer of every request's steps (received, started, succeeded, ...). Call
+    /// it before [`Worker::run`]; returns false (and adds nothing) once the worker runs.
+    pub fn observe(&mut self, observer: Arc<dyn LifecycleObserver>) -> bool {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                shared.lifecycle.add(observer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the revoked task ids in `path` across restarts (Celery's `--statedb`): reads
+    /// those saved there, and saves them after each revoke and at shutdown. Call it before
+    /// [`Worker::run`].
+    pub fn with_statedb(mut self, path: std::path::PathBuf) -> Result<Worker, WorkerError> {
+        let store = Arc::new(Revocations::open(Some(path))?);
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.revocations = store;
+        }
+        Ok(self)
+    }
+
+    /// The worker's revoked ids and stamps: what the `revoke` and
+    /// `revoke_by_stamped_headers` commands change and the `hello` reply reads.
+    pub fn revocations(&self) -> Arc<Revocations> {
+        Arc::clone(&self.shared.revocations)
     }
 
     /// The prefetch window size: concurrency × multiplier (0 = unlimited).
@@ -434,6 +477,7 @@ impl Worker {
                 Err(_) => tracing::error!(count = unsettled.len(), "could not restore messages within {SETTLE_LIMIT:?}; they return after the visibility timeout"),
             }
         }
+        shared.revocations.save();
         leases_stop.cancel();
         if let Some(mailbox) = mailbox {
             mailbox.abort();
@@ -512,6 +556,7 @@ fn live_state(shared: &Shared) -> LiveState {
         health: shared.health.snapshot(),
         active: shared.slots.running(),
         prefetched: shared.inflight.len(),
+        eta_held: shared.requests.count(requests::Phase::Scheduled),
         results_pending: shared.backend.pending_results(),
         events_published: stats.published.load(std::sync::atomic::Ordering::Relaxed),
         events_dropped: stats.dropped.load(std::sync::atomic::Ordering::Relaxed),

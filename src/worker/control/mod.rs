@@ -22,6 +22,8 @@ mod query_task;
 mod rate_limit;
 mod registered;
 mod reserved;
+mod revoke;
+mod revoke_by_stamped_headers;
 mod scheduled;
 mod shutdown;
 mod stats;

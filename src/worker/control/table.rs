@@ -2,7 +2,8 @@
 
 use super::{
     active, active_queues, clock, conf, election, events, heartbeat, hello, ping, pool, query_task,
-    rate_limit, registered, reserved, scheduled, shutdown, stats, time_limit, Handler,
+    rate_limit, registered, reserved, revoke, revoke_by_stamped_headers, scheduled, shutdown,
+    stats, time_limit, Handler,
 };
 
 const COMMANDS: &[(&str, Handler)] = &[
@@ -25,6 +26,9 @@ const COMMANDS: &[(&str, Handler)] = &[
     ("heartbeat", heartbeat::run),
     ("election", election::run),
     ("shutdown", shutdown::run),
+    ("revoke", revoke::run),
+    ("terminate", revoke::terminate),
+    ("revoke_by_stamped_headers", revoke_by_stamped_headers::run),
     ("enable_events", events::enable),
     ("disable_events", events::disable),
     ("rate_limit", rate_limit::run),
