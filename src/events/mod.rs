@@ -18,6 +18,6 @@ mod publisher;
 pub use dispatcher::{
     EventDispatcher, EventSettings, EventsStats, DEFAULT_BUFFER, DEFAULT_HEARTBEAT_INTERVAL,
 };
-pub use event::{event_exchange, group_of, routing_key, Event, Stamped, EVENT_EXCHANGE};
+pub use event::{event_exchange, group_of, message, routing_key, Event, Stamped, EVENT_EXCHANGE};
 pub use heartbeat::{beat, load_average, worker_event, WorkerCounts, SW_IDENT};
 pub use publisher::Publisher;
