@@ -11,7 +11,9 @@ import pytest
 
 from events_helpers import EventLog, check_fields
 
-pytestmark = pytest.mark.every_broker
+# Events need a broadcast exchange: Redis (Pub/Sub) and RabbitMQ; kombu's filesystem
+# transport has none.
+pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ import pytest
 from harness.worker import FIXTURES, REPO
 from helpers import wait_for
 
-pytestmark = pytest.mark.every_broker
+# Events need a broadcast exchange: Redis (Pub/Sub) and RabbitMQ; kombu's filesystem
+# transport has none.
+pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 
 def free_port():
