@@ -9,6 +9,8 @@ from helpers import wait_for
 COMMON = {"hostname", "utcoffset", "pid", "clock", "timestamp", "type"}
 WORKER = {"freq", "active", "processed", "loadavg", "sw_ident", "sw_ver", "sw_sys"}
 FIELDS = {
+    "task-sent": {"uuid", "root_id", "parent_id", "name", "args", "kwargs", "retries", "eta",
+                  "expires", "queue", "exchange", "routing_key"},
     "task-received": {"uuid", "name", "args", "kwargs", "root_id", "parent_id", "retries",
                       "eta", "expires"},
     "task-started": {"uuid"},

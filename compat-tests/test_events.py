@@ -89,3 +89,16 @@ def test_without_task_events_only_worker_events_are_sent(workers, app, events):
     assert r.get(timeout=30) == 3
     events.wait("worker-heartbeat", timeout=10)
     assert not [e for e in events.events if e["type"].startswith("task-")]
+
+
+def test_task_sent_for_what_the_worker_publishes(workers, app, events):
+    """`task_send_sent_event`: the worker's own publishes (here a retry) send `task-sent`."""
+    import tasks.task as t
+    workers.start({"task_send_sent_event": True})
+    events.wait("worker-online")
+    r = t.flaky.apply_async((1,), serializer="json")
+    assert r.get(timeout=30) == 1
+    sent = events.wait("task-sent", r.id)
+    check_fields(sent)
+    assert (sent["name"], sent["retries"]) == ("tasks.flaky", 1)
+    assert sent["args"] == "(1,)"

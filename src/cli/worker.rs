@@ -153,6 +153,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         restart_when_wedged: config.rcelery_restart_when_wedged,
         events: EventSettings {
             task_events: args.task_events || config.worker_send_task_events,
+            task_sent: config.task_send_sent_event,
             heartbeat: !args.without_heartbeat,
             heartbeat_interval: args
                 .heartbeat_interval

@@ -23,6 +23,8 @@ pub struct EventSettings {
     /// Seconds between heartbeats (`--heartbeat-interval`, Celery's default 2.0); sent as
     /// `freq`.
     pub heartbeat_interval: f64,
+    /// `task-sent` for the tasks the worker publishes (`task_send_sent_event`).
+    pub task_sent: bool,
     /// Events that may wait for the publisher ([`DEFAULT_BUFFER`]);
     /// beyond it they are dropped and counted.
     pub buffer: usize,
@@ -32,6 +34,7 @@ impl Default for EventSettings {
     fn default() -> Self {
         EventSettings {
             task_events: false,
+            task_sent: false,
             heartbeat: true,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             buffer: DEFAULT_BUFFER,
@@ -137,10 +140,16 @@ impl EventDispatcher {
     /// Sends `event` unless its group is off; never waits. A full buffer drops it (counted,
     /// warned about once per burst).
     pub fn send(&self, event: Event) {
-        let Some(tx) = &self.inner.tx else { return };
         if event.group() == "task" && !self.inner.task_events.load(Ordering::Relaxed) {
             return;
         }
+        self.send_always(event);
+    }
+
+    /// Sends `event` whatever the task events switch says (`task-sent`, which
+    /// `task_send_sent_event` asks for on its own); never waits.
+    pub fn send_always(&self, event: Event) {
+        let Some(tx) = &self.inner.tx else { return };
         let stamped = Stamped {
             clock: self.inner.clock.forward(),
             timestamp: now(),

@@ -45,6 +45,26 @@ pub fn task_received(m: &TaskMessage) -> Event {
     Event::new("task-received", d)
 }
 
+/// `task-sent` (`task_send_sent_event`): `uuid, root_id, parent_id, name, args, kwargs,
+/// retries, eta, expires, queue, exchange, routing_key`, from the published message's
+/// `headers` (its reprs and ISO times).
+pub fn task_sent(t: &crate::protocol::NewTask, headers: &Dict) -> Event {
+    let mut d = with_uuid(&t.id, 11);
+    let h = |k: &str| headers.get(k).cloned().unwrap_or(Value::None);
+    d.insert("root_id", h("root_id"));
+    d.insert("parent_id", h("parent_id"));
+    d.insert("name", t.name.as_str());
+    d.insert("args", h("argsrepr"));
+    d.insert("kwargs", h("kwargsrepr"));
+    d.insert("retries", t.retries);
+    d.insert("eta", h("eta"));
+    d.insert("expires", h("expires"));
+    d.insert("queue", t.routing_key.as_str());
+    d.insert("exchange", t.exchange.as_str());
+    d.insert("routing_key", t.routing_key.as_str());
+    Event::new("task-sent", d)
+}
+
 /// `task-started`: `uuid`.
 pub fn task_started(uuid: &str) -> Event {
     Event::new("task-started", with_uuid(uuid, 0))

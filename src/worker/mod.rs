@@ -247,6 +247,15 @@ impl Worker {
             backend,
             producer,
         } = parts;
+        let control = control::ControlState::new();
+        control.flags.set_task_events(settings.events.task_events);
+        let (events, event_queue) =
+            EventDispatcher::new(&settings.events, Arc::clone(&control.clock));
+        let producer = if settings.events.task_sent {
+            producer.with_sent_events(events.clone())
+        } else {
+            producer
+        };
         if !registry.contains(backend_cleanup::NAME) {
             registry.insert(backend_cleanup::task_def(Arc::clone(&backend)));
         }
@@ -265,10 +274,6 @@ impl Worker {
         )?;
         let window = PrefetchWindow::new(prefetch_count(&settings));
         let qos = broker.qos(&window);
-        let control = control::ControlState::new();
-        control.flags.set_task_events(settings.events.task_events);
-        let (events, event_queue) =
-            EventDispatcher::new(&settings.events, Arc::clone(&control.clock));
         let lifecycle = observe::lifecycle(&events, settings.metrics.as_ref());
         Ok(Worker {
             shared: Arc::new(Shared {
