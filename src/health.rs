@@ -38,6 +38,9 @@ pub struct LinkHealth {
     pub outages: u64,
     /// Times it came back.
     pub reconnects: u64,
+    /// Failed attempts to use it (each failed connection attempt or command that is then
+    /// retried): for the result backend, the result-store retries.
+    pub failed_attempts: u64,
     /// Total length of the outages that have ended.
     pub outage_total: Duration,
     /// The error that began the current (or last) outage, password-free.
@@ -73,11 +76,12 @@ impl Health {
         Health::default()
     }
 
-    /// Records that `link` is down. Returns true if it was up until now (the caller then logs
+    /// Records that `link` is down (one more failed attempt). Returns true if it was up until now (the caller then logs
     /// the loss once); a link already down keeps its first error and start time.
     pub fn link_down(&self, link: LinkKind, error: &str) -> bool {
         let mut links = self.lock();
         let entry = links.entry(link).or_default();
+        entry.failed_attempts += 1;
         if entry.down_since.is_some() {
             return false;
         }

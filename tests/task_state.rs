@@ -331,6 +331,8 @@ fn settings() -> WorkerSettings {
         chord: ChordSettings::default(),
         wedge_warn_after: Duration::from_secs(60),
         restart_when_wedged: false,
+        events: Default::default(),
+        metrics: None,
         control: Default::default(),
     }
 }

@@ -167,9 +167,13 @@ pub struct WorkerArgs {
     /// runs async tasks on tokio and blocking ones on a thread pool; `solo` means -c 1.
     #[arg(short = 'P', long = "pool")]
     pub pool: Option<String>,
-    /// Send task events (not yet supported).
+    /// Send task events (`worker_send_task_events`), for Flower and `celery events`.
     #[arg(short = 'E', long = "task-events", visible_alias = "events")]
     pub task_events: bool,
+    /// rcelery: serve Prometheus metrics on /metrics and a health check on /healthz at
+    /// HOST:PORT (`rcelery_metrics_addr`).
+    #[arg(long = "metrics-addr", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Hard time limit in seconds, for tasks and messages that set none (`task_time_limit`).
     #[arg(long = "time-limit")]
     pub time_limit: Option<f64>,
@@ -195,16 +199,16 @@ pub struct WorkerArgs {
     /// Python modules to import (no effect: tasks are compiled in).
     #[arg(short = 'I', long = "include", value_delimiter = ',')]
     pub include: Vec<String>,
-    /// Disable gossip (rcelery has none yet).
+    /// Disable gossip (rcelery has none: accepted).
     #[arg(long = "without-gossip")]
     pub without_gossip: bool,
     /// Disable mingle (rcelery has none yet).
     #[arg(long = "without-mingle")]
     pub without_mingle: bool,
-    /// Disable heartbeats (rcelery sends none yet).
+    /// Send no worker heartbeat events (`worker-online`/`-heartbeat`/`-offline`).
     #[arg(long = "without-heartbeat")]
     pub without_heartbeat: bool,
-    /// Heartbeat interval (no effect yet).
+    /// Seconds between worker heartbeat events (2).
     #[arg(long = "heartbeat-interval")]
     pub heartbeat_interval: Option<u64>,
     /// Autoscale 'max,min' (not supported; use -c).

@@ -41,7 +41,7 @@ pub fn render(i: &Info<'_>) -> String {
 - ** ---------- .> transport:   {transport}\n\
 - ** ---------- .> results:     {results}\n\
 - *** --- * --- .> concurrency: {conc} (tokio; -P {pool} accepted)\n\
--- ******* ---- .> task events: OFF (not supported yet)\n\
+-- ******* ---- .> task events: {events}\n\
 --- ***** ----- \n\
  -------------- [queues]\n",
         host = i.hostname,
@@ -51,6 +51,11 @@ pub fn render(i: &Info<'_>) -> String {
         results = i.results,
         conc = i.concurrency,
         pool = i.pool,
+        events = if i.settings.events.task_events {
+            "ON"
+        } else {
+            "OFF (enable -E to monitor tasks in this worker)"
+        },
     );
     for q in &i.settings.queues {
         let prio = q

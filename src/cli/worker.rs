@@ -14,7 +14,9 @@ use crate::broker::factory::{BrokerSetup, ConnectedBroker};
 use crate::broker::filesystem::default as embedded_default;
 use crate::codec::{AcceptContent, Serializer};
 use crate::config::{Config, ConfigRequest, LoadedConfig, DEFAULT_BROKER_URL};
+use crate::events::{EventSettings, DEFAULT_BUFFER, DEFAULT_HEARTBEAT_INTERVAL};
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::producer::Producer;
 use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
 use crate::redis_client::sentinel::SentinelOptions;
@@ -149,12 +151,44 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
         },
         wedge_warn_after: config.wedge_warn_after(),
         restart_when_wedged: config.rcelery_restart_when_wedged,
+        events: EventSettings {
+            task_events: args.task_events || config.worker_send_task_events,
+            task_sent: config.task_send_sent_event,
+            heartbeat: !args.without_heartbeat,
+            heartbeat_interval: args
+                .heartbeat_interval
+                .filter(|s| *s > 0)
+                .map_or(DEFAULT_HEARTBEAT_INTERVAL, |s| s as f64),
+            buffer: DEFAULT_BUFFER,
+        },
+        metrics: None,
         control: super::control_settings::build(
             config,
             &broker_url,
             Serializer::from_name(&config.task_serializer).unwrap_or(Serializer::Json),
         ),
     };
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _metrics_guard = metrics_stop.clone().drop_guard();
+    let metrics_addr = args
+        .metrics_addr
+        .clone()
+        .or(config.rcelery_metrics_addr.clone())
+        .filter(|a| !a.is_empty());
+    let mut settings = settings;
+    if let Some(addr) = metrics_addr {
+        let metrics = Arc::new(Metrics::new());
+        let bound = crate::metrics::serve(
+            &addr,
+            Arc::clone(&metrics),
+            Arc::clone(&health),
+            metrics_stop.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!(addr = %bound, "metrics on http://{bound}/metrics, health check on http://{bound}/healthz");
+        settings.metrics = Some(metrics);
+    }
     let source = loaded.source.to_string();
     let info = banner::Info {
         hostname: &hostname,
@@ -321,12 +355,8 @@ fn num_cpus() -> usize {
 /// One line per Celery flag that rcelery accepts without acting on it.
 fn warn_ignored(args: &WorkerArgs) {
     let mut ignored: Vec<&str> = Vec::new();
-    let flags: [(bool, &str); 12] = [
+    let flags: [(bool, &str); 11] = [
         (args.detach, "--detach (running in the foreground)"),
-        (
-            args.task_events,
-            "-E/--task-events (events are not sent yet)",
-        ),
         (
             args.max_tasks_per_child.is_some(),
             "--max-tasks-per-child (no child processes)",
@@ -343,8 +373,8 @@ fn warn_ignored(args: &WorkerArgs) {
             "--uid/--gid/--umask",
         ),
         (
-            args.without_gossip || args.without_mingle || args.without_heartbeat,
-            "--without-gossip/mingle/heartbeat (none are sent yet)",
+            args.without_gossip || args.without_mingle,
+            "--without-gossip/--without-mingle (rcelery has neither)",
         ),
         (
             !args.include.is_empty(),
@@ -354,10 +384,7 @@ fn warn_ignored(args: &WorkerArgs) {
             args.scheduler.is_some() || args.schedule_filename.is_some(),
             "--scheduler/--schedule",
         ),
-        (
-            args.heartbeat_interval.is_some() || args.executable.is_some(),
-            "--heartbeat-interval/--executable",
-        ),
+        (args.executable.is_some(), "--executable"),
     ];
     for (set, name) in flags {
         if set {

@@ -201,6 +201,13 @@ pub struct Config {
     pub task_acks_late: bool,
     /// `task_track_started` (false).
     pub task_track_started: bool,
+    /// `worker_send_task_events` (false): send task events, as `-E`.
+    pub worker_send_task_events: bool,
+    /// `task_send_sent_event` (false): send `task-sent` for the tasks rcelery publishes.
+    pub task_send_sent_event: bool,
+    /// rcelery's own: `HOST:PORT` to serve Prometheus metrics and `/healthz` on (none);
+    /// `--metrics-addr` overrides it.
+    pub rcelery_metrics_addr: Option<String>,
     /// `task_ignore_result` (false).
     pub task_ignore_result: bool,
     /// `worker_prefetch_multiplier` (4).
@@ -428,6 +435,9 @@ impl Default for Config {
             broker_heartbeat: 120.0,
             task_acks_late: false,
             task_track_started: false,
+            worker_send_task_events: false,
+            task_send_sent_event: false,
+            rcelery_metrics_addr: None,
             task_ignore_result: false,
             worker_prefetch_multiplier: 4,
             worker_concurrency: None,
@@ -532,6 +542,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "broker_heartbeat",
     "task_acks_late",
     "task_track_started",
+    "worker_send_task_events",
+    "task_send_sent_event",
+    "rcelery_metrics_addr",
     "task_ignore_result",
     "worker_prefetch_multiplier",
     "worker_concurrency",

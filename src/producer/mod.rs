@@ -30,6 +30,8 @@ pub struct Producer {
     default_queue: String,
     routes: Arc<Routes>,
     default_priority: Option<u8>,
+    /// Sends `task-sent` for each task published (`task_send_sent_event`), when set.
+    sent_events: Option<crate::events::EventDispatcher>,
 }
 
 impl Producer {
@@ -58,6 +60,7 @@ impl Producer {
             default_queue: default_queue.to_owned(),
             routes: Arc::new(Routes::default()),
             default_priority: None,
+            sent_events: None,
         }
     }
 
@@ -218,7 +221,18 @@ impl Producer {
     /// Serializes and publishes a built message.
     pub async fn publish(&self, task: &NewTask) -> Result<(), BrokerError> {
         let message = task.encode(self.serializer);
-        self.broker.publish(&message).await
+        self.broker.publish(&message).await?;
+        if let Some(events) = &self.sent_events {
+            events.send_always(crate::events::fields::task_sent(task, &message.headers));
+        }
+        Ok(())
+    }
+
+    /// This producer sending a `task-sent` event through `events` for each task it
+    /// publishes (Celery's `task_send_sent_event`), whether task events are on or not.
+    pub fn with_sent_events(mut self, events: crate::events::EventDispatcher) -> Producer {
+        self.sent_events = Some(events);
+        self
     }
 
     /// A handle on the result of task `id`.

@@ -14,6 +14,7 @@ mod forward;
 mod inflight;
 mod lease;
 pub mod lifecycle;
+mod observe;
 mod rate_limit;
 mod request;
 pub(crate) mod requests;
@@ -44,7 +45,9 @@ use tokio_util::task::TaskTracker;
 use crate::backend::ResultBackend;
 use crate::broker::{Broker, BrokerError, PrefetchWindow, Qos, QueueSpec};
 use crate::codec::AcceptContent;
+use crate::events::{EventDispatcher, EventSettings, Publisher, Stamped, WorkerCounts};
 use crate::health::Health;
+use crate::metrics::{LiveState, Metrics};
 use crate::producer::Producer;
 use crate::state::StateMap;
 use crate::task::{Registry, TaskEnv};
@@ -95,6 +98,10 @@ pub struct WorkerSettings {
     /// `rcelery_restart_when_wedged` (true): restart in place when every slot has been held
     /// by an abandoned thread for `wedge_warn_after`.
     pub restart_when_wedged: bool,
+    /// Which monitoring events are sent (`-E`, `--without-heartbeat`, ...).
+    pub events: EventSettings,
+    /// Where task counts and timings go when the metrics endpoint is on (`--metrics-addr`).
+    pub metrics: Option<Arc<Metrics>>,
     /// Remote control (the pidbox).
     pub control: ControlSettings,
 }
@@ -148,6 +155,10 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     stats: Stats,
     health: Arc<Health>,
+    /// Sends monitoring events; never waits.
+    events: EventDispatcher,
+    /// The events' receiving end, until `run` starts their publisher.
+    event_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Stamped>>>,
     /// Observers of every request's steps (task events, metrics).
     lifecycle: Lifecycle,
     /// Revoked ids and stamps, and the requests held or running here that watch them.
@@ -236,6 +247,15 @@ impl Worker {
             backend,
             producer,
         } = parts;
+        let control = control::ControlState::new();
+        control.flags.set_task_events(settings.events.task_events);
+        let (events, event_queue) =
+            EventDispatcher::new(&settings.events, Arc::clone(&control.clock));
+        let producer = if settings.events.task_sent {
+            producer.with_sent_events(events.clone())
+        } else {
+            producer
+        };
         if !registry.contains(backend_cleanup::NAME) {
             registry.insert(backend_cleanup::task_def(Arc::clone(&backend)));
         }
@@ -254,6 +274,7 @@ impl Worker {
         )?;
         let window = PrefetchWindow::new(prefetch_count(&settings));
         let qos = broker.qos(&window);
+        let lifecycle = observe::lifecycle(&events, settings.metrics.as_ref());
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry,
@@ -271,9 +292,11 @@ impl Worker {
                 shutdown: CancellationToken::new(),
                 stats: Stats::default(),
                 health,
-                lifecycle: Lifecycle::default(),
+                events,
+                event_queue: std::sync::Mutex::new(Some(event_queue)),
+                control,
+                lifecycle,
                 revocations: Arc::new(Revocations::default()),
-                control: control::ControlState::new(),
                 requests: Arc::default(),
             }),
         })
@@ -313,6 +336,12 @@ impl Worker {
         prefetch_count(&self.shared.settings)
     }
 
+    /// The worker's event dispatcher (the `enable_events` / `disable_events` remote
+    /// commands switch its task events).
+    pub fn events(&self) -> EventDispatcher {
+        self.shared.events.clone()
+    }
+
     /// The worker's Lamport clock, shared by remote control and events.
     pub fn clock(&self) -> Arc<crate::control::LamportClock> {
         Arc::clone(&self.shared.control.clock)
@@ -342,6 +371,13 @@ impl Worker {
         tokio::pin!(wedged);
         let leases_stop = CancellationToken::new();
         tokio::spawn(lease::keep(Arc::clone(shared), leases_stop.clone()));
+        let publisher = start_events(shared);
+        let heart_stop = CancellationToken::new();
+        let heart = start_heartbeat(shared, heart_stop.clone());
+        if let Some(metrics) = &shared.settings.metrics {
+            let live = Arc::clone(shared);
+            metrics.set_live(Box::new(move || live_state(&live)));
+        }
         let mailbox = control::spawn(Arc::clone(shared));
         tracing::info!("{} ready.", shared.settings.hostname);
 
@@ -415,6 +451,19 @@ impl Worker {
                 }
             }
         }
+        heart_stop.cancel();
+        if let Some(heart) = heart {
+            let _ = heart.await;
+            let ev = &shared.settings.events;
+            shared.events.send(crate::events::worker_event(
+                "worker-offline",
+                ev.heartbeat_interval,
+                worker_counts(shared),
+            ));
+        }
+        if let Some(publisher) = publisher {
+            publisher.close(EVENTS_CLOSE_LIMIT).await;
+        }
         if tokio::time::timeout(SETTLE_LIMIT, shared.broker.flush())
             .await
             .is_err()
@@ -459,6 +508,68 @@ pub enum Exit {
     /// Shut down to start again in place (SIGHUP).
     Restart,
 }
+
+/// Starts the event publisher (once per worker).
+fn start_events(shared: &Arc<Shared>) -> Option<Publisher> {
+    let rx = shared
+        .event_queue
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()?;
+    Some(Publisher::spawn(
+        Arc::clone(&shared.broker),
+        rx,
+        shared.events.clone(),
+        shared.settings.hostname.clone(),
+    ))
+}
+
+/// Starts the heartbeat (`worker-online`, then `worker-heartbeat` every `freq` seconds)
+/// unless `--without-heartbeat`.
+fn start_heartbeat(
+    shared: &Arc<Shared>,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let ev = &shared.settings.events;
+    if !ev.heartbeat {
+        return None;
+    }
+    let counted = Arc::clone(shared);
+    Some(tokio::spawn(crate::events::beat(
+        shared.events.clone(),
+        ev.heartbeat_interval,
+        move || worker_counts(&counted),
+        stop,
+    )))
+}
+
+/// What worker events report: tasks running and tasks run.
+pub(crate) fn worker_counts(shared: &Shared) -> WorkerCounts {
+    WorkerCounts {
+        active: shared.slots.running(),
+        processed: shared
+            .stats
+            .processed
+            .load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// What the metrics endpoint reads at each scrape.
+fn live_state(shared: &Shared) -> LiveState {
+    let stats = shared.events.stats();
+    LiveState {
+        health: shared.health.snapshot(),
+        active: shared.slots.running(),
+        prefetched: shared.inflight.len(),
+        eta_held: shared.requests.count(requests::Phase::Scheduled),
+        results_pending: shared.backend.pending_results(),
+        events_published: stats.published.load(std::sync::atomic::Ordering::Relaxed),
+        events_dropped: stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// How long the events still queued at shutdown (`worker-offline` last) may take to go out.
+const EVENTS_CLOSE_LIMIT: Duration = Duration::from_secs(3);
 
 /// The longest each shutdown step that needs the broker (draining the fetch loop, flushing
 /// acks, restoring messages) may wait for it, so a broker outage cannot hold the shutdown.

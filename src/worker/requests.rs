@@ -100,6 +100,14 @@ impl Requests {
         }
     }
 
+    /// How many requests are in `phase` (the metrics' ETA-held gauge).
+    pub(crate) fn count(&self, phase: Phase) -> usize {
+        lock(&self.held)
+            .values()
+            .filter(|e| e.phase == phase)
+            .count()
+    }
+
     /// `Request.info(safe)` of every request in `phase`, oldest first.
     pub(crate) fn infos(&self, phase: Phase, safe: bool, hostname: &str) -> Vec<Value> {
         let held = lock(&self.held);

@@ -1,4 +1,5 @@
-//! `enable_events` / `disable_events`: flip the task events switch, answering as Celery.
+//! `enable_events` / `disable_events`: flip the task events switch (the event dispatcher's,
+//! mirrored in the control flags), answering as Celery.
 
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use crate::value::Dict;
 
 pub(super) fn enable<'a>(shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a, Answer> {
     Box::pin(async move {
-        if shared.control.flags.set_task_events(true) {
+        shared.control.flags.set_task_events(true);
+        if shared.events.set_task_events(true) {
             return Ok(Some(ok_result("task events already enabled")));
         }
         tracing::info!("Events of group {{task}} enabled by remote.");
@@ -20,7 +22,8 @@ pub(super) fn enable<'a>(shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<
 
 pub(super) fn disable<'a>(shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a, Answer> {
     Box::pin(async move {
-        if !shared.control.flags.set_task_events(false) {
+        shared.control.flags.set_task_events(false);
+        if !shared.events.set_task_events(false) {
             return Ok(Some(ok_result("task events already disabled")));
         }
         tracing::info!("Events of group {{task}} disabled by remote.");
