@@ -809,7 +809,7 @@ async fn send_errbacks(
 /// called with the task's id) and is stored as FAILURE with the failed part's exception (the
 /// `ChordError`'s cause, or the `ChordError` itself when there is none), then the group's own
 /// id is stored as FAILURE too. Celery then broadcasts a revoke of the group's tasks, which
-/// only matters to workers that still hold them; rcelery has no remote control to send it.
+/// only matters to workers that still hold them; rcelery does not send it yet.
 async fn fail_group_body(
     producer: &Producer,
     backend: &dyn ResultBackend,
