@@ -7,6 +7,7 @@ Read from Celery 5.7.0's source: `celery/worker/control.py` (`revoke`, `_revoke`
 `celery/worker/state.py` (`revoked`, `Persistent`).
 """
 import json
+import uuid
 
 import pytest
 from celery.exceptions import TaskRevokedError
@@ -46,6 +47,18 @@ def test_terminate_ends_a_running_task(worker, app, mq, t):
     with pytest.raises(TaskRevokedError):
         r.get(timeout=30)
     assert r.state == "REVOKED"
+    wait_drained(mq)
+
+
+def test_revoke_by_stamped_headers_discards_a_stamped_task(worker, app, mq, t):
+    stamp = str(uuid.uuid4())
+    replies = app.control.revoke_by_stamped_headers({"mystamp": stamp}, reply=True, limit=1,
+                                                    timeout=10)
+    assert [list(r.values())[0] for r in replies] == [
+        {"ok": f"headers {{'mystamp': '{stamp}'}} flagged as revoked, but not terminated"}]
+    r = t.add.apply_async((1, 2), stamped_headers=["mystamp"], mystamp=stamp)
+    wait_for(lambda: r.state == "REVOKED", 15, "the stamped task to read REVOKED")
+    assert t.add.delay(2, 2).get(timeout=30) == 4, "an unstamped task still runs"
     wait_drained(mq)
 
 
