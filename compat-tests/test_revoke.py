@@ -14,8 +14,9 @@ from celery.exceptions import TaskRevokedError
 
 from helpers import wait_drained, wait_for, wait_raw_result
 
-# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
-pytestmark = pytest.mark.every_broker
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`);
+# Redis and RabbitMQ only: the filesystem transport has no broadcast (remote control).
+pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 @pytest.fixture
 def t(app):
