@@ -130,3 +130,61 @@ async fn a_command_and_its_reply_go_round() {
         "an auto-delete queue's binding goes: {left:?}"
     );
 }
+
+#[tokio::test]
+async fn a_pubsub_subscription_survives_a_killed_connection() {
+    let prefix = format!("bc-{}:", uuid::Uuid::new_v4());
+    let b = broker(&prefix).await;
+    let mailbox = MailboxSettings::default();
+    let accept = AcceptContent::from_names(&["json"]).expect("json");
+    let node = format!("n-{}", uuid::Uuid::new_v4());
+    let mut rx = Arc::clone(&b)
+        .subscribe(mailbox.node_queue(&node))
+        .await
+        .expect("subscribes");
+    let out = Command::new("ping", Dict::new()).encode(Serializer::Json, &mailbox.exchange_name());
+    let first = until_received(&b, &mailbox, &out, &mut rx).await;
+    assert_eq!(
+        Command::decode(&first, &accept).expect("decodes").method,
+        "ping"
+    );
+    let client = redis::Client::open(url()).expect("url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut c)
+        .await
+        .expect("client kill");
+    assert!(killed >= 1);
+    // Drain what was in flight, then the subscription must come back by itself.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {}
+    let again = until_received(&b, &mailbox, &out, &mut rx).await;
+    assert_eq!(
+        Command::decode(&again, &accept).expect("decodes").method,
+        "ping"
+    );
+}
+
+/// Publishes `out` until the subscription `rx` gets a message (it subscribes in the
+/// background).
+async fn until_received(
+    b: &RedisBroker,
+    mailbox: &MailboxSettings,
+    out: &rcelery::protocol::OutgoingMessage,
+    rx: &mut tokio::sync::mpsc::Receiver<rcelery::protocol::RawMessage>,
+) -> rcelery::protocol::RawMessage {
+    for _ in 0..200 {
+        b.publish_to(&mailbox.exchange(), out)
+            .await
+            .expect("publishes");
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            return m;
+        }
+    }
+    panic!("no broadcast received");
+}

@@ -437,7 +437,7 @@ fn backoff(failures: u32) -> Duration {
 }
 
 fn note(failures: u32, queue: &str, error: &redis::RedisError) {
-    if failures == 1 || failures % 30 == 0 {
+    if failures == 1 || failures.is_multiple_of(30) {
         tracing::warn!(queue, error = %error, attempt = failures, "broadcast subscription: cannot reach the broker");
     }
 }

@@ -26,6 +26,10 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
         };
         let mut mailbox = match subscribed {
             Ok(rx) => rx,
+            Err(e @ crate::broker::BrokerError::Refused { .. }) => {
+                tracing::info!(error = %e, "remote control unavailable on this transport");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, queue = %name, "remote control unavailable: cannot subscribe to the mailbox");
                 return;
