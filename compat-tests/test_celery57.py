@@ -90,6 +90,7 @@ def test_a_hard_time_limit_runs_the_errbacks(worker, backend, t):
     assert stored(backend, errback_id)["result"] == r.id
 
 
+@pytest.mark.broker("redis", "amqp")  # the filesystem transport has no broadcast
 def test_revoke_stores_revoked(worker, kind, app, mq, backend, t):
     """5.6+: a worker receiving `revoke` for a task it does not run marks it REVOKED
     (5.5 only remembered the id and discarded the task when it came)."""

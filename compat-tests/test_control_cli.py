@@ -13,8 +13,9 @@ import pytest
 from harness import effective_config, rcelery_binary, to_toml
 from helpers import wait_raw_result
 
-# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
-pytestmark = pytest.mark.every_broker
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`);
+# Redis and RabbitMQ only: the filesystem transport has no broadcast (remote control).
+pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 NODE = f"w1@{socket.gethostname()}"
 

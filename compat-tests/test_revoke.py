@@ -7,14 +7,16 @@ Read from Celery 5.7.0's source: `celery/worker/control.py` (`revoke`, `_revoke`
 `celery/worker/state.py` (`revoked`, `Persistent`).
 """
 import json
+import uuid
 
 import pytest
 from celery.exceptions import TaskRevokedError
 
 from helpers import wait_drained, wait_for, wait_raw_result
 
-# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`).
-pytestmark = pytest.mark.every_broker
+# The representative subset CI runs on RabbitMQ too (scripts/test-all.sh, `-m every_broker`);
+# Redis and RabbitMQ only: the filesystem transport has no broadcast (remote control).
+pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 @pytest.fixture
 def t(app):
@@ -46,6 +48,18 @@ def test_terminate_ends_a_running_task(worker, app, mq, t):
     with pytest.raises(TaskRevokedError):
         r.get(timeout=30)
     assert r.state == "REVOKED"
+    wait_drained(mq)
+
+
+def test_revoke_by_stamped_headers_discards_a_stamped_task(worker, app, mq, t):
+    stamp = str(uuid.uuid4())
+    replies = app.control.revoke_by_stamped_headers({"mystamp": stamp}, reply=True, limit=1,
+                                                    timeout=10)
+    assert [list(r.values())[0] for r in replies] == [
+        {"ok": f"headers {{'mystamp': '{stamp}'}} flagged as revoked, but not terminated"}]
+    r = t.add.apply_async((1, 2), stamped_headers=["mystamp"], mystamp=stamp)
+    wait_for(lambda: r.state == "REVOKED", 15, "the stamped task to read REVOKED")
+    assert t.add.delay(2, 2).get(timeout=30) == 4, "an unstamped task still runs"
     wait_drained(mq)
 
 

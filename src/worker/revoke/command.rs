@@ -51,12 +51,24 @@ fn terminate_signal(arguments: &Dict) -> Result<Option<i32>, Value> {
     }
     match arguments.get("signal") {
         None | Some(Value::None) => Ok(Some(libc::SIGTERM)),
-        Some(v) => signal::signum(v).map(Some).ok_or_else(|| {
+        Some(v) => signal::signum(v).map(Some).ok_or_else(|| refused_signal(v)),
+    }
+}
+
+/// The error Celery's `signum` raises for a signal it refuses, as its dispatcher replies it.
+fn refused_signal(v: &Value) -> Value {
+    match v {
+        Value::Str(s) if !s.is_empty() && *s == s.to_uppercase() => {
+            let name = if s.starts_with("SIG") {
+                s.clone()
+            } else {
+                format!("SIG{s}")
+            };
             error(format!(
-                "TypeError('signal name must be uppercase string.') for {}",
-                py_repr(v)
+                "AttributeError(\"module 'signal' has no attribute '{name}'\")"
             ))
-        }),
+        }
+        _ => error("TypeError('signal name must be uppercase string.')".to_owned()),
     }
 }
 
@@ -83,14 +95,17 @@ pub async fn revoke(store: &Revocations, backend: &dyn ResultBackend, arguments:
             unique.push(id.to_owned());
         }
     }
-    let signum = match terminate_signal(arguments) {
-        Ok(s) => s,
-        Err(reply) => return reply,
-    };
+    // Celery flags the ids (and marks them in the backend) before it reads the signal: a
+    // refused signal still revokes them, and the reply is the error.
+    let signal = terminate_signal(arguments);
+    let signum = signal.as_ref().ok().copied().flatten();
     let running = store.running(&unique);
     let found = store.revoke(&unique, signum);
     for id in unique.iter().filter(|id| !running.contains(id)) {
         mark_revoked(backend, id).await;
+    }
+    if let Err(reply) = signal {
+        return reply;
     }
     if signum.is_some() {
         for id in &found {
@@ -220,7 +235,21 @@ mod tests {
         let mut args = Dict::new();
         args.insert("terminate", true);
         args.insert("signal", "kill");
-        assert!(terminate_signal(&args).is_err());
+        let refused = terminate_signal(&args).err().unwrap_or(Value::None);
+        assert_eq!(
+            refused.as_dict().and_then(|d| d.get("error")),
+            Some(&Value::str(
+                "TypeError('signal name must be uppercase string.')"
+            ))
+        );
+        args.insert("signal", "NOPE");
+        let refused = terminate_signal(&args).err().unwrap_or(Value::None);
+        assert_eq!(
+            refused.as_dict().and_then(|d| d.get("error")),
+            Some(&Value::str(
+                "AttributeError(\"module 'signal' has no attribute 'SIGNOPE'\")"
+            ))
+        );
         args.insert("signal", "SIGKILL");
         assert_eq!(terminate_signal(&args).ok().flatten(), Some(libc::SIGKILL));
     }

@@ -264,15 +264,19 @@ fn tell(w: &Watched, verdict: Verdict) {
     });
 }
 
-/// The stamps a message carries: each header named in its `stamped_headers`, one entry per
-/// value when the header holds a list.
+/// The stamps a message carries (Celery's `Request.stamps`): for each name in its
+/// `stamped_headers`, the value in its `stamps` header, one entry per value when it is a
+/// list.
 fn stamps_of(m: &TaskMessage) -> Vec<(String, Value)> {
     let Some(Value::List(names) | Value::Tuple(names)) = m.headers.get("stamped_headers") else {
         return Vec::new();
     };
+    let Some(Value::Dict(given)) = m.headers.get("stamps") else {
+        return Vec::new();
+    };
     let mut stamps = Vec::new();
     for name in names.iter().filter_map(Value::as_str) {
-        match m.headers.get(name) {
+        match given.get(name) {
             None | Some(Value::None) => {}
             Some(Value::List(values) | Value::Tuple(values)) => {
                 stamps.extend(values.iter().map(|v| (name.to_owned(), v.clone())));

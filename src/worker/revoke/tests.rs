@@ -5,7 +5,9 @@ fn stamped(id: &str, header: &str, value: Value) -> TaskMessage {
     let mut m = TaskMessage::new(id, "tasks.add");
     let mut headers = Dict::new();
     headers.insert("stamped_headers", Value::List(vec![Value::str(header)]));
-    headers.insert(header, value);
+    let mut stamps = Dict::new();
+    stamps.insert(header, value);
+    headers.insert("stamps", Value::Dict(stamps));
     m.headers = headers;
     m
 }
