@@ -12,11 +12,15 @@ from faultlib import nothing_left, send_many, wait_all_succeeded, wait_for
 def plant_stale_unacked(broker, app, task_id):
     """A message a dead worker took long ago: in `unacked`, scored an hour back."""
     tag = str(uuid.uuid4())
+    # Sent to a queue nobody consumes (the worker would race this test for `default`), then
+    # planted as a message of `default`.
+    staging = f"stale-{tag}"
     with app.producer_or_acquire() as producer:
-        app.send_task("tasks.add", (20, 22), task_id=task_id, producer=producer)
-    raw = broker.rpop("default")
+        app.send_task("tasks.add", (20, 22), task_id=task_id, producer=producer, queue=staging)
+    raw = broker.rpop(staging)
     envelope = json.loads(raw)
     envelope["properties"]["delivery_tag"] = tag
+    envelope["properties"]["delivery_info"]["routing_key"] = "default"
     broker.hset("unacked", tag, json.dumps([envelope, "default", "default"]))
     broker.zadd("unacked_index", {tag: time.time() - 3600})
     return tag
