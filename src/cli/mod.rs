@@ -67,22 +67,7 @@ pub fn run(app: App, cli: Cli) -> ExitCode {
             }
             code
         }
-        Command::Call(ref args) => {
-            logging::init(Some("WARNING"), None);
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("rcelery: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = runtime.block_on(call::run(&cli, args));
-            logging::flush();
-            code
-        }
+        Command::Call(ref args) => on_runtime(call::run(&cli, args)),
         Command::Inspect(ref args) => on_runtime(remote::run(&cli, args, Kind::Inspect)),
         Command::Control(ref args) => on_runtime(remote::run(&cli, args, Kind::Control)),
         Command::Status(ref args) => on_runtime(remote::status(&cli, args)),
