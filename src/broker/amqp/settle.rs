@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::FutureExt;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
@@ -53,6 +54,13 @@ impl Ackers {
 /// The most operations sent in one go.
 const BATCH: usize = 256;
 
+/// How long a batch waits for lapin to say its frames were written. Every frame of a batch is
+/// handed to the connection when the batch is first polled, so giving up the wait loses
+/// nothing; it only keeps an ack whose connection died under it (lapin then never answers)
+/// from holding up every later ack, on the new connection too, which would leave the prefetch
+/// window full and the worker idle.
+const SETTLE_WAIT: Duration = Duration::from_secs(3);
+
 /// Runs the settle operations until the sender is dropped. What has queued up meanwhile is
 /// sent in one go (up to [`BATCH`]): each call hands its frame to lapin's connection when first
 /// polled, in order, so the frames leave in the order asked, and the batch costs one wait for
@@ -81,7 +89,18 @@ pub(super) async fn run(mut ops: mpsc::UnboundedReceiver<SettleOp>) {
                 None
             }
         });
-        futures::future::join_all(sends.collect::<Vec<_>>()).await;
+        let sends = sends.collect::<Vec<_>>();
+        let count = sends.len();
+        if tokio::time::timeout(SETTLE_WAIT, futures::future::join_all(sends))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                count,
+                "acks/rejects were handed to the broker connection but not confirmed written within {}s (the connection was probably lost under them); going on",
+                SETTLE_WAIT.as_secs()
+            );
+        }
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
@@ -90,7 +109,14 @@ pub(super) async fn run(mut ops: mpsc::UnboundedReceiver<SettleOp>) {
 
 /// Settles one tag now (shutdown's restore); true when it reached the channel.
 pub(super) async fn reject_now(tag: &str, acker: Acker, requeue: bool) -> bool {
-    let result = acker.reject(BasicRejectOptions { requeue }).await;
+    let reject = acker.reject(BasicRejectOptions { requeue });
+    let Ok(result) = tokio::time::timeout(SETTLE_WAIT, reject).await else {
+        tracing::debug!(
+            delivery_tag = tag,
+            "reject not confirmed written: the connection was lost"
+        );
+        return false;
+    };
     let sent = matches!(result, Ok(true));
     report(tag, "reject", result);
     sent
