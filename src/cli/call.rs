@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{CallArgs, Cli};
-use super::worker::{config_request, connect_backend, connect_broker};
+use super::client_config::{self, ClientConfig};
+use super::worker::{connect_backend, connect_broker};
 use crate::backend::rpc::{self, RpcBackend};
 use crate::backend::MetaEncoder;
-use crate::broker::filesystem::default as embedded_default;
 use crate::codec::{json, Serializer};
-use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::producer::{Producer, SendOptions, WaitError};
 use crate::value::{DateTime, Value};
 
@@ -28,14 +27,8 @@ pub async fn run(cli: &Cli, args: &CallArgs) -> ExitCode {
 }
 
 async fn call(cli: &Cli, args: &CallArgs) -> Result<ExitCode, String> {
-    let mut loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
-    embedded_default::apply(&mut loaded.config, cli.broker.as_deref());
-    let config = &loaded.config;
-    let broker_url = cli
-        .broker
-        .clone()
-        .or(config.broker_url.clone())
-        .unwrap_or_else(|| DEFAULT_BROKER_URL.to_owned());
+    let ClientConfig { config, broker_url } = client_config::load(cli)?;
+    let config = &config;
     let backend_url = cli.result_backend.clone().or(config.result_backend.clone());
     let tz = config.tz()?;
     let serializer_name = args

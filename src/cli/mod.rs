@@ -3,6 +3,7 @@
 mod args;
 mod banner;
 mod call;
+mod client_config;
 mod control_settings;
 mod logging;
 mod remote;

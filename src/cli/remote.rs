@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{Cli, RemoteArgs, StatusArgs};
+use super::client_config::{self, ClientConfig};
 use super::remote_output::{as_json, node_reply, online};
-use super::worker::{config_request, connect_broker};
-use crate::broker::filesystem::default as embedded_default;
+use super::worker::connect_broker;
 use crate::codec::{AcceptContent, Serializer};
-use crate::config::{Config, DEFAULT_BROKER_URL};
 use crate::control::panel::{self, Kind};
 use crate::control::{Broadcast, ControlClient, MailboxSettings};
 use crate::value::Dict;
@@ -92,14 +91,8 @@ async fn broadcast(
     cli: &Cli,
     r: &Request<'_>,
 ) -> Result<indexmap::IndexMap<String, crate::value::Value>, String> {
-    let mut loaded = Config::resolve(&config_request(cli)).map_err(|e| e.to_string())?;
-    embedded_default::apply(&mut loaded.config, cli.broker.as_deref());
-    let config = &loaded.config;
-    let broker_url = cli
-        .broker
-        .clone()
-        .or(config.broker_url.clone())
-        .unwrap_or_else(|| DEFAULT_BROKER_URL.to_owned());
+    let ClientConfig { config, broker_url } = client_config::load(cli)?;
+    let config = &config;
     let serializer = Serializer::from_name(&config.task_serializer).unwrap_or(Serializer::Json);
     let accept = AcceptContent::from_names(&config.accept_content).map_err(|e| e.to_string())?;
     let health = Arc::new(crate::health::Health::new());
