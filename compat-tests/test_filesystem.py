@@ -328,3 +328,28 @@ def test_a_crashed_workers_message_stays_claimed_and_can_be_given_back(tmp_path,
     wait_for(lambda: f"tasks.sleep[{r.id}] received" in second.log(), 30, what="given back")
     os.killpg(second.proc.pid, signal.SIGKILL)
     second.proc.wait()
+
+
+def test_remote_control_over_the_folder(tmp_path, procs):
+    """kombu ≥ 5.3's filesystem fanout: Celery's `inspect`/`control` reach an rcelery and a
+    Python worker on one folder, each answers once; `rcelery inspect ping` does the same."""
+    conf = settings(tmp_path)
+    rcelery_worker(procs, tmp_path, conf, "rs").wait_ready()
+    python_worker(procs, tmp_path, conf, "py").wait_ready()
+    app = producer(conf)
+    want = {f"rs@{os.uname().nodename}", f"py@{os.uname().nodename}"}
+
+    def everyone_answers():
+        replies = app.control.inspect(timeout=2.0).ping() or {}
+        return set(replies) == want and all(r == {"ok": "pong"} for r in replies.values())
+    wait_for(everyone_answers, 30, what="both workers answer ping")
+    reply = app.control.inspect(destination=[f"rs@{os.uname().nodename}"], timeout=2.0).registered()
+    assert "tasks.add" in reply[f"rs@{os.uname().nodename}"]
+    (tmp_path / "rs.toml").write_text(toml_for(conf))
+    out = subprocess.run([rcelery_binary(), "inspect", "ping", "--config", str(tmp_path / "rs.toml"),
+                          "--timeout", "2"], cwd=tmp_path, env=clean_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "rs@" in out.stdout and "py@" in out.stdout and "pong" in out.stdout
+    table = json.loads((tmp_path / "control" / "celery.pidbox.exchange").read_text())
+    assert {q for _, _, q in table} == {f"{n}.celery.pidbox" for n in want}

@@ -116,24 +116,56 @@ pub fn read_table(control: &Path, exchange: &str) -> Result<Vec<Binding>, Exchan
 
 /// Adds a binding to `exchange`'s table (first, as kombu inserts it) unless it is there.
 pub fn bind(control: &Path, exchange: &str, binding: &Binding) -> Result<(), ExchangeError> {
+    rewrite(control, exchange, true, |table| {
+        if table.contains(binding) {
+            return false;
+        }
+        table.insert(0, binding.clone());
+        true
+    })
+}
+
+/// Removes a binding from `exchange`'s table (kombu does so when an auto-delete queue goes,
+/// e.g. a client's reply queue); nothing when it has no table.
+pub fn unbind(control: &Path, exchange: &str, binding: &Binding) -> Result<(), ExchangeError> {
+    rewrite(control, exchange, false, |table| {
+        let before = table.len();
+        table.retain(|b| b != binding);
+        table.len() != before
+    })
+}
+
+/// Rewrites `exchange`'s table under an exclusive lock when `change` says it changed it;
+/// `create`: make the table when there is none.
+fn rewrite(
+    control: &Path,
+    exchange: &str,
+    create: bool,
+    change: impl FnOnce(&mut Vec<Binding>) -> bool,
+) -> Result<(), ExchangeError> {
     let path = table_path(control, exchange)?;
-    std::fs::create_dir_all(control).map_err(io(control))?;
-    let mut file = OpenOptions::new()
+    if create {
+        std::fs::create_dir_all(control).map_err(io(control))?;
+    }
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
-        .open(&path)
-        .map_err(io(&path))?;
+        .open(&path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&path)(e)),
+    };
     file.lock().map_err(io(&path))?;
     let result = (|| {
         let mut raw = Vec::new();
         (&file).take(MAX_TABLE_BYTES).read_to_end(&mut raw)?;
         let mut table = parse_table(&raw);
-        if table.contains(binding) {
+        if !change(&mut table) {
             return Ok(());
         }
-        table.insert(0, binding.clone());
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&render_table(&table))?;
         let len = file.stream_position()?;
@@ -297,7 +329,11 @@ mod tests {
         };
         bind(&dir, "q", &b).unwrap();
         bind(&dir, "q", &b).unwrap();
-        assert_eq!(read_table(&dir, "q").unwrap(), vec![b]);
+        assert_eq!(read_table(&dir, "q").unwrap(), vec![b.clone()]);
+        unbind(&dir, "q", &b).unwrap();
+        assert_eq!(read_table(&dir, "q").unwrap(), vec![]);
+        unbind(&dir, "nothing", &b).unwrap();
+        assert!(!dir.join("nothing.exchange").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,6 +9,7 @@
 //! message is settled: acked or rejected, it is removed (or moved to `processed_folder`
 //! with `store_processed`); given back at shutdown, it returns under its own name.
 
+mod broadcast;
 pub mod default;
 pub mod exchange;
 pub mod naming;
@@ -28,7 +29,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, Notify};
 
 use super::redis::{mark_redelivered, parse_envelope, publish_envelope};
-use super::{Broker, BrokerError, Delivery, PrefetchWindow, QueueSpec};
+use super::{Broker, BrokerError, Delivery, ExchangeSpec, PrefetchWindow, QueueSpec};
 use crate::codec::json;
 use crate::protocol::{OutgoingMessage, RawMessage, TooLarge};
 #[cfg(test)]
@@ -369,6 +370,21 @@ impl Broker for FilesystemBroker {
             }
             written
         })
+    }
+
+    fn publish_to<'a>(
+        &'a self,
+        exchange: &'a ExchangeSpec,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(broadcast::publish_to(self, exchange, message))
+    }
+
+    fn subscribe(
+        self: Arc<Self>,
+        queue: QueueSpec,
+    ) -> BoxFuture<'static, Result<mpsc::Receiver<RawMessage>, BrokerError>> {
+        Box::pin(broadcast::subscribe(self, queue))
     }
 
     fn transport(&self) -> &'static str {
