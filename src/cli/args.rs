@@ -199,10 +199,10 @@ pub struct WorkerArgs {
     /// Python modules to import (no effect: tasks are compiled in).
     #[arg(short = 'I', long = "include", value_delimiter = ',')]
     pub include: Vec<String>,
-    /// Disable gossip (rcelery has none: accepted).
+    /// Do not follow the other workers' events (gossip).
     #[arg(long = "without-gossip")]
     pub without_gossip: bool,
-    /// Disable mingle (rcelery has none yet).
+    /// Do not sync revoked ids and clocks with the other workers at start (mingle).
     #[arg(long = "without-mingle")]
     pub without_mingle: bool,
     /// Send no worker heartbeat events (`worker-online`/`-heartbeat`/`-offline`).

@@ -36,6 +36,8 @@ pub(super) fn build(config: &Config, broker_url: &str, serializer: Serializer) -
         conf: censor(changed),
         conf_with_defaults: censor(all),
         broker_info: broker_info(broker_url, config),
+        mingle: true,
+        gossip: true,
     }
 }
 

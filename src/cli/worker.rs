@@ -22,7 +22,9 @@ use crate::redis_client::link::DEFAULT_RESPONSE_TIMEOUT;
 use crate::redis_client::sentinel::SentinelOptions;
 use crate::state::Startup;
 use crate::task::Seconds;
-use crate::worker::{ChordSettings, Exit, TimeLimits, Worker, WorkerParts, WorkerSettings};
+use crate::worker::{
+    ChordSettings, ControlSettings, Exit, TimeLimits, Worker, WorkerParts, WorkerSettings,
+};
 use crate::App;
 
 /// Runs the worker until shutdown; errors are reported here, with context. Also says whether
@@ -162,11 +164,15 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
             buffer: DEFAULT_BUFFER,
         },
         metrics: None,
-        control: super::control_settings::build(
-            config,
-            &broker_url,
-            Serializer::from_name(&config.task_serializer).unwrap_or(Serializer::Json),
-        ),
+        control: ControlSettings {
+            mingle: !args.without_mingle,
+            gossip: !args.without_gossip,
+            ..super::control_settings::build(
+                config,
+                &broker_url,
+                Serializer::from_name(&config.task_serializer).unwrap_or(Serializer::Json),
+            )
+        },
     };
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let _metrics_guard = metrics_stop.clone().drop_guard();
@@ -355,7 +361,7 @@ fn num_cpus() -> usize {
 /// One line per Celery flag that rcelery accepts without acting on it.
 fn warn_ignored(args: &WorkerArgs) {
     let mut ignored: Vec<&str> = Vec::new();
-    let flags: [(bool, &str); 11] = [
+    let flags: [(bool, &str); 10] = [
         (args.detach, "--detach (running in the foreground)"),
         (
             args.max_tasks_per_child.is_some(),
@@ -371,10 +377,6 @@ fn warn_ignored(args: &WorkerArgs) {
         (
             args.uid.is_some() || args.gid.is_some() || args.umask.is_some(),
             "--uid/--gid/--umask",
-        ),
-        (
-            args.without_gossip || args.without_mingle,
-            "--without-gossip/--without-mingle (rcelery has neither)",
         ),
         (
             !args.include.is_empty(),

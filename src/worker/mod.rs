@@ -11,9 +11,11 @@ mod dump;
 mod eta;
 mod execute;
 mod forward;
+pub mod gossip;
 mod inflight;
 mod lease;
 pub mod lifecycle;
+mod mingle;
 mod observe;
 mod rate_limit;
 mod request;
@@ -167,6 +169,8 @@ pub(crate) struct Shared {
     control: control::ControlState,
     /// The requests held, for remote control.
     requests: Arc<requests::Requests>,
+    /// The other workers gossip has heard of.
+    gossip: Arc<gossip::nodes::Nodes>,
 }
 
 /// The prefetch window size: concurrency × multiplier (0 = unlimited).
@@ -298,6 +302,7 @@ impl Worker {
                 lifecycle,
                 revocations: Arc::new(Revocations::default()),
                 requests: Arc::default(),
+                gossip: Arc::default(),
             }),
         })
     }
@@ -347,6 +352,11 @@ impl Worker {
         Arc::clone(&self.shared.control.clock)
     }
 
+    /// The other workers alive, as gossip has heard of them (their names, sorted).
+    pub fn neighbors(&self) -> Vec<String> {
+        self.shared.gossip.alive(std::time::Instant::now())
+    }
+
     /// The switches remote control flips (`task_events`).
     pub fn control_flags(&self) -> Arc<ControlFlags> {
         Arc::clone(&self.shared.control.flags)
@@ -362,6 +372,9 @@ impl Worker {
         let dump = dump::listen(Arc::clone(shared))?;
         let watchdog = watchdog::spawn(Arc::clone(shared));
         let window = shared.window.clone();
+        // Celery's consumer steps: mingle before tasks are consumed, then gossip.
+        mingle::run(shared).await;
+        let gossip = gossip::spawn(Arc::clone(shared));
         let mut deliveries = Arc::clone(&shared.broker)
             .consume(shared.settings.queues.clone(), window.clone())
             .await?;
@@ -486,6 +499,9 @@ impl Worker {
         leases_stop.cancel();
         if let Some(mailbox) = mailbox {
             mailbox.abort();
+        }
+        if let Some(gossip) = gossip {
+            gossip.abort();
         }
         watchdog.abort();
         dump.abort();

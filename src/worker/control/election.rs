@@ -1,4 +1,6 @@
-//! `election`: Celery hands it to its gossip step (which rcelery does not have); the reply is None, as from a Celery worker without gossip.
+//! `election`: Celery hands it to its gossip step, which starts a `worker-elect` round;
+//! rcelery's gossip follows clocks and nodes but holds no elections, so the reply is None
+//! and nothing is elected (see docs/compatibility.md).
 
 use std::sync::Arc;
 

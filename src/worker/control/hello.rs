@@ -15,10 +15,11 @@ pub(super) fn run<'a>(shared: &'a Arc<Shared>, args: &'a Dict) -> BoxFuture<'a, 
             return Ok(Some(Value::None));
         }
         tracing::info!("sync with {from}");
-        // Celery's `merge_revoked`: the ids only, stamped now.
-        if let Some(Value::List(ids) | Value::Tuple(ids)) = args.get("revoked") {
-            let ids = ids.iter().filter_map(Value::as_str).map(str::to_owned);
-            shared.revocations.merge(ids);
+        // Celery's `merge_revoked`: the ids only, stamped now. A Celery worker's mingle
+        // sends its `LimitedSet._data` (keyed by id); rcelery's sends a list.
+        match crate::worker::mingle::revoked_ids(args.get("revoked")) {
+            Ok(ids) => shared.revocations.merge(ids),
+            Err(e) => tracing::debug!(from = %from, "hello: revoked ids skipped: {e}"),
         }
         let mut d = Dict::with_capacity(2);
         // The revoked ids this worker knows (Celery sends its LimitedSet; a list of the

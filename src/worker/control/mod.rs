@@ -62,6 +62,11 @@ pub struct ControlSettings {
     pub conf_with_defaults: Dict,
     /// The `broker` part of `stats` (hostname, port, userid, ...; never the password).
     pub broker_info: Dict,
+    /// Mingle at start (true; `--without-mingle` turns it off): take in the other workers'
+    /// revoked ids and clocks before consuming.
+    pub mingle: bool,
+    /// Gossip (true; `--without-gossip` turns it off): follow the other workers' events.
+    pub gossip: bool,
 }
 
 impl Default for ControlSettings {
@@ -73,6 +78,8 @@ impl Default for ControlSettings {
             conf: Dict::new(),
             conf_with_defaults: Dict::new(),
             broker_info: Dict::new(),
+            mingle: true,
+            gossip: true,
         }
     }
 }
