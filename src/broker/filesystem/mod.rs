@@ -515,6 +515,51 @@ mod tests {
         assert_eq!(exchange::render_table(&[binding]), GOLDEN_TABLE);
     }
 
+    #[tokio::test]
+    async fn queues_added_and_cancelled_while_consuming() {
+        let options = FilesystemOptions {
+            polling_interval: std::time::Duration::from_millis(50),
+            ..temp_options()
+        };
+        let folder = options.data_folder_in.clone();
+        let broker = Arc::new(FilesystemBroker::open("filesystem://", options.clone()).unwrap());
+        let set = ConsumedQueues::new(vec![QueueSpec::direct("a")]);
+        // One slot: the loop takes nothing more while the test holds a delivery.
+        let mut rx = Arc::clone(&broker)
+            .consume(set.clone(), PrefetchWindow::new(1))
+            .await
+            .unwrap();
+        let wait = std::time::Duration::from_secs(30);
+
+        assert!(set.add(QueueSpec::direct("b")));
+        store::put(&folder, "b", GOLDEN_MESSAGE).unwrap();
+        let d = tokio::time::timeout(wait, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.queue, "b");
+        let table = exchange::read_table(&options.control_folder, "b").unwrap();
+        assert_eq!(
+            table.iter().map(|b| b.queue.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+
+        // Cancelled while the loop waits for the slot: what comes next is from `a` only.
+        assert!(set.cancel("b"));
+        store::put(&folder, "b", GOLDEN_MESSAGE).unwrap();
+        store::put(&folder, "a", GOLDEN_MESSAGE).unwrap();
+        broker.ack(&d.tag);
+        drop(d);
+        let d = tokio::time::timeout(wait, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.queue, "a");
+        broker.ack(&d.tag);
+        assert_eq!(store::list(&folder, &["b".to_owned()]).unwrap().len(), 1);
+        broker.stop_consuming();
+    }
+
     #[test]
     fn a_message_kombu_wrote_is_delivered_and_settled() {
         let options = temp_options();
