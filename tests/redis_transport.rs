@@ -108,7 +108,10 @@ async fn start(
             .expect("broker connects"),
     );
     let rx = Arc::clone(&broker)
-        .consume(vec![QueueSpec::direct("q")], PrefetchWindow::new(window))
+        .consume(
+            vec![QueueSpec::direct("q")].into(),
+            PrefetchWindow::new(window),
+        )
         .await
         .expect("consume starts");
     (broker, rx)
@@ -525,7 +528,7 @@ async fn a_byte_budget_splits_batches_and_keeps_the_order() {
             .expect("broker connects"),
     );
     let mut rx = Arc::clone(&broker)
-        .consume(vec![QueueSpec::direct("q")], PrefetchWindow::new(16))
+        .consume(vec![QueueSpec::direct("q")].into(), PrefetchWindow::new(16))
         .await
         .expect("consume starts");
     let mut seen = Vec::new();

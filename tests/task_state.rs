@@ -316,6 +316,7 @@ fn settings() -> WorkerSettings {
     WorkerSettings {
         hostname: "w1@test".into(),
         queues: vec![QueueSpec::direct("q")],
+        queue_catalog: Default::default(),
         concurrency: 2,
         prefetch_multiplier: 4,
         acks_late: false,

@@ -13,6 +13,7 @@
 //! the factory reads once for every transport.
 
 pub mod amqp;
+mod consumed;
 pub mod factory;
 pub mod failover;
 pub mod filesystem;
@@ -20,6 +21,7 @@ pub mod redis;
 mod transport_options;
 mod window;
 
+pub use consumed::ConsumedQueues;
 pub use window::{PrefetchPermit, PrefetchWindow, Qos};
 
 use std::sync::Arc;
@@ -284,9 +286,14 @@ pub trait Broker: Send + Sync + 'static {
     /// Declares/binds `queues` and starts delivering their messages on the returned channel,
     /// never more unsettled at once than `window` allows. Delivery stops when
     /// [`Broker::stop_consuming`] is called or the channel's receiver is dropped.
+    ///
+    /// The set may change while the consumer runs (remote control's `add_consumer` /
+    /// `cancel_consumer`): a queue added is declared and bound as at start and consumed; a
+    /// queue cancelled gives no new messages, while those already delivered from it stay to
+    /// be settled. After a reconnect the consumer takes from the set as it is then.
     fn consume(
         self: Arc<Self>,
-        queues: Vec<QueueSpec>,
+        queues: ConsumedQueues,
         window: PrefetchWindow,
     ) -> BoxFuture<'static, Result<mpsc::Receiver<Delivery>, BrokerError>>;
 

@@ -119,6 +119,7 @@ async fn start(app: App, cli: &Cli, args: &WorkerArgs) -> Result<Exit, String> {
     let settings = WorkerSettings {
         hostname: hostname.clone(),
         queues,
+        queue_catalog: config.queue_catalog(),
         concurrency,
         prefetch_multiplier: args
             .prefetch_multiplier

@@ -45,7 +45,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::ResultBackend;
-use crate::broker::{Broker, BrokerError, PrefetchWindow, Qos, QueueSpec};
+use crate::broker::{
+    Broker, BrokerError, ConsumedQueues, PrefetchWindow, Qos, QueueCatalog, QueueSpec,
+};
 use crate::codec::AcceptContent;
 use crate::events::{EventDispatcher, EventSettings, Publisher, Stamped, WorkerCounts};
 use crate::health::Health;
@@ -64,8 +66,11 @@ use throttle::Throttle;
 pub struct WorkerSettings {
     /// Node name, e.g. `celery@host`.
     pub hostname: String,
-    /// Queues to consume.
+    /// Queues to consume at start (`add_consumer` / `cancel_consumer` change the set later).
     pub queues: Vec<QueueSpec>,
+    /// The queues the app knows (`task_queues`) and how it creates a missing one: what
+    /// `add_consumer` declares a queue with.
+    pub queue_catalog: QueueCatalog,
     /// Tasks running at once (`-c`).
     pub concurrency: usize,
     /// `worker_prefetch_multiplier`.
@@ -171,6 +176,9 @@ pub(crate) struct Shared {
     requests: Arc<requests::Requests>,
     /// The other workers gossip has heard of.
     gossip: Arc<gossip::nodes::Nodes>,
+    /// The queues consumed now: the broker's consumer follows it, `active_queues` reports
+    /// it, `add_consumer` / `cancel_consumer` change it.
+    consumed: ConsumedQueues,
 }
 
 /// The prefetch window size: concurrency × multiplier (0 = unlimited).
@@ -279,6 +287,7 @@ impl Worker {
         let window = PrefetchWindow::new(prefetch_count(&settings));
         let qos = broker.qos(&window);
         let lifecycle = observe::lifecycle(&events, settings.metrics.as_ref());
+        let settings_queues = settings.queues.clone();
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry,
@@ -303,6 +312,7 @@ impl Worker {
                 revocations: Arc::new(Revocations::default()),
                 requests: Arc::default(),
                 gossip: Arc::default(),
+                consumed: ConsumedQueues::new(settings_queues),
             }),
         })
     }
@@ -376,7 +386,7 @@ impl Worker {
         mingle::run(shared).await;
         let gossip = gossip::spawn(Arc::clone(shared));
         let mut deliveries = Arc::clone(&shared.broker)
-            .consume(shared.settings.queues.clone(), window.clone())
+            .consume(shared.consumed.clone(), window.clone())
             .await?;
         let tracker = TaskTracker::new();
         let wedged =

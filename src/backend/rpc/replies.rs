@@ -31,7 +31,7 @@ impl Replies {
             ..QueueSpec::direct(queue)
         };
         let mut deliveries = Arc::clone(&broker)
-            .consume(vec![spec], PrefetchWindow::new(0))
+            .consume(vec![spec].into(), PrefetchWindow::new(0))
             .await
             .map_err(|e| BackendError::Server(e.to_string()))?;
         let latest: Arc<Mutex<HashMap<String, Value>>> = Arc::default();

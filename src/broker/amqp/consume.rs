@@ -2,13 +2,18 @@
 //! native delayed delivery topology when a queue is a quorum queue), set `basic_qos`, start a
 //! consumer per queue, and hand deliveries to the worker within the prefetch window. When
 //! the connection or channel is lost, the loop waits for a new one and does it all again; the
-//! server redelivers what the old channel held.
+//! server redelivers what the old channel held. A queue added to the consumed set is declared
+//! and consumed on the live channel; a queue cancelled gets a `basic_cancel`, and what the
+//! channel already delivered from it is still handed over. Each new channel consumes the set
+//! as it is then.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, BoxStream, SelectAll, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
+use lapin::Channel;
 use tokio::sync::{mpsc, watch};
 
 use super::declare;
@@ -23,7 +28,8 @@ use crate::value::{DateTime, Value};
 /// Everything the consumer loop needs.
 pub(super) struct Consumer {
     pub link: Arc<Link>,
-    pub queues: Vec<QueueSpec>,
+    /// The consumed set, as the worker changes it.
+    pub queues: watch::Receiver<Vec<QueueSpec>>,
     /// Whether quorum queues are in use (Celery's `detect_quorum_queues`).
     pub quorum: bool,
     /// `basic_qos`'s `global` flag.
@@ -47,6 +53,14 @@ enum Forward {
     /// Its channel closed while it waited for room in the window.
     ChannelGone,
 }
+
+/// What one consumer's stream yields: its queue, its consumer tag, and a delivery (`None`
+/// once the stream ended: the consumer was cancelled, by us or by the server).
+type Item = (
+    String,
+    ShortString,
+    Option<Result<lapin::message::Delivery, lapin::Error>>,
+);
 
 /// How a session's consuming ended.
 enum End {
@@ -84,13 +98,14 @@ impl Consumer {
 
     async fn on_session(&mut self, session: &Arc<Session>) -> End {
         let channel = &session.channel;
+        let queues = self.queues.borrow_and_update().clone();
         let setup = async {
-            for q in &self.queues {
+            for q in &queues {
                 declare::queue(channel, q).await?;
             }
             if self.quorum {
                 declare::delayed_delivery(channel, "quorum").await?;
-                for q in &self.queues {
+                for q in &queues {
                     declare::bind_delayed(channel, q).await?;
                 }
             }
@@ -102,17 +117,9 @@ impl Consumer {
                     },
                 )
                 .await?;
-            let mut consumers = Vec::with_capacity(self.queues.len());
-            for q in &self.queues {
-                let c = channel
-                    .basic_consume(
-                        q.name.as_str().into(),
-                        "".into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                consumers.push((q.name.clone(), c));
+            let mut consumers = Vec::with_capacity(queues.len());
+            for q in &queues {
+                consumers.push(start_consumer(channel, q).await?);
             }
             Ok::<_, lapin::Error>(consumers)
         };
@@ -132,35 +139,94 @@ impl Consumer {
             self.global_qos,
             self.qos.subscribe(),
         ));
-        let tags: Vec<_> = consumers.iter().map(|(_, c)| c.tag()).collect();
-        let mut merged = stream::select_all(
-            consumers
-                .into_iter()
-                .map(|(queue, c)| c.map(move |d| (queue.clone(), d))),
-        );
+        let mut tags: HashMap<String, ShortString> = HashMap::new();
+        let mut merged: SelectAll<BoxStream<'static, Item>> = SelectAll::new();
+        for (queue, c) in consumers {
+            tags.insert(queue.clone(), c.tag());
+            merged.push(item_stream(queue, c));
+        }
+        let mut watching = true;
         let end = loop {
             let next = tokio::select! {
-                next = merged.next() => next,
+                next = merged.next(), if !merged.is_empty() => next,
+                changed = self.queues.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                    } else if let Err(e) = self.follow_set(channel, &mut tags, &mut merged).await {
+                        if e.is_amqp_soft_error() {
+                            tracing::error!(error = %e, "the broker refused to declare or consume an added queue");
+                        }
+                        break End::Failed(e.to_string());
+                    }
+                    continue;
+                },
                 _ = self.stop.changed() => break End::Stopped,
             };
             match next {
-                Some((queue, Ok(d))) => match self.forward(session, queue, d).await {
+                Some((queue, _, Some(Ok(d)))) => match self.forward(session, queue, d).await {
                     Forward::Sent => {}
                     Forward::Stopped => break End::Stopped,
                     Forward::ChannelGone => break End::Failed("the channel closed".to_owned()),
                 },
-                Some((_, Err(e))) => break End::Failed(e.to_string()),
-                None => break End::Failed("the server cancelled the consumer".to_owned()),
+                Some((_, _, Some(Err(e)))) => break End::Failed(e.to_string()),
+                Some((queue, tag, None)) => {
+                    if tags.get(&queue) == Some(&tag) {
+                        break End::Failed(format!("the server cancelled the consumer of {queue}"));
+                    }
+                    tracing::debug!(queue = %queue, "consumer of a cancelled queue drained");
+                }
+                // Nothing consumed (every queue cancelled): wait for a change.
+                None => {}
             }
         };
         if matches!(end, End::Stopped) {
-            for tag in tags {
+            for tag in tags.into_values() {
                 let _ = channel
                     .basic_cancel(tag, BasicCancelOptions::default())
                     .await;
             }
         }
         end
+    }
+
+    /// Brings the channel's consumers in line with the consumed set: `basic_cancel` for a
+    /// queue cancelled (its stream still yields what was delivered before, then ends),
+    /// declare and `basic_consume` for a queue added.
+    async fn follow_set(
+        &mut self,
+        channel: &Channel,
+        tags: &mut HashMap<String, ShortString>,
+        merged: &mut SelectAll<BoxStream<'static, Item>>,
+    ) -> Result<(), lapin::Error> {
+        let wanted = self.queues.borrow_and_update().clone();
+        let gone: Vec<String> = tags
+            .keys()
+            .filter(|name| !wanted.iter().any(|q| &&q.name == name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(tag) = tags.remove(&name) {
+                channel
+                    .basic_cancel(tag, BasicCancelOptions::default())
+                    .await?;
+                tracing::info!(queue = %name, "stopped consuming from {name}");
+            }
+        }
+        let added: Vec<&QueueSpec> = wanted
+            .iter()
+            .filter(|q| !tags.contains_key(&q.name))
+            .collect();
+        for q in added {
+            declare::queue(channel, q).await?;
+            if self.quorum {
+                declare::bind_delayed(channel, q).await?;
+            }
+            let (queue, c) = start_consumer(channel, q).await?;
+            tags.insert(queue.clone(), c.tag());
+            merged.push(item_stream(queue, c));
+            tracing::info!(queue = %q.name, "started consuming from {}", q.name);
+        }
+        Ok(())
     }
 
     /// Hands one delivery to the worker once the window has room. Not when delivery stopped
@@ -221,6 +287,31 @@ impl Consumer {
             self.consumer_timeout
         );
     }
+}
+
+/// Starts a consumer of `queue` on `channel`.
+async fn start_consumer(
+    channel: &Channel,
+    queue: &QueueSpec,
+) -> Result<(String, lapin::Consumer), lapin::Error> {
+    let c = channel
+        .basic_consume(
+            queue.name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue.name.clone(), c))
+}
+
+/// A consumer's deliveries, each with its queue and tag, then one end marker.
+fn item_stream(queue: String, c: lapin::Consumer) -> BoxStream<'static, Item> {
+    let tag = c.tag();
+    let (q, t) = (queue.clone(), tag.clone());
+    c.map(move |d| (q.clone(), t.clone(), Some(d)))
+        .chain(stream::once(async move { (queue, tag, None) }))
+        .boxed()
 }
 
 /// Seconds from `now` until the message's ETA, when that is beyond `consumer_timeout`

@@ -34,7 +34,8 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    Broker, BrokerError, Delivery, ExchangeSpec, PrefetchWindow, Qos, QueueCatalog, QueueSpec,
+    Broker, BrokerError, ConsumedQueues, Delivery, ExchangeSpec, PrefetchWindow, Qos, QueueCatalog,
+    QueueSpec,
 };
 use crate::protocol::{OutgoingMessage, RawMessage};
 use link::Link;
@@ -106,11 +107,12 @@ impl AmqpBroker {
 impl Broker for AmqpBroker {
     fn consume(
         self: Arc<Self>,
-        queues: Vec<QueueSpec>,
+        consumed: ConsumedQueues,
         window: PrefetchWindow,
     ) -> BoxFuture<'static, Result<mpsc::Receiver<Delivery>, BrokerError>> {
         async move {
-            let quorum = self.quorum(&queues);
+            let queues = consumed.watch();
+            let quorum = self.quorum(&queues.borrow());
             if quorum {
                 tracing::info!("Global QoS is disabled. Prefetch count is now static.");
             }

@@ -26,10 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::redis::{mark_redelivered, parse_envelope, publish_envelope};
-use super::{Broker, BrokerError, Delivery, ExchangeSpec, PrefetchWindow, QueueSpec};
+use super::{
+    Broker, BrokerError, ConsumedQueues, Delivery, ExchangeSpec, PrefetchWindow, QueueSpec,
+};
 use crate::codec::json;
 use crate::protocol::{OutgoingMessage, RawMessage, TooLarge};
 #[cfg(test)]
@@ -129,6 +131,36 @@ impl FilesystemBroker {
         if let Err(e) = store::settle(&claimed, self.processed().as_deref()) {
             tracing::error!(file = %claimed.path().display(), "cannot settle message file: {e}");
         }
+    }
+
+    /// Records the bindings of `queues` in the control folder as kombu's `queue_bind` does
+    /// (the exchange types kept in memory), after checking their names.
+    async fn bind(self: Arc<Self>, queues: Vec<QueueSpec>) -> Result<(), BrokerError> {
+        for q in &queues {
+            naming::check_queue_name(&q.name).map_err(|e| refused(e.to_string()))?;
+        }
+        blocking(move || {
+            for q in &queues {
+                if let Ok(mut types) = self.exchange_types.lock() {
+                    types.insert(q.exchange.clone(), q.exchange_type.clone());
+                }
+                // kombu stores a regex for topic bindings, nothing for the others.
+                let pattern = if q.exchange_type == "topic" {
+                    exchange::topic_pattern(&q.routing_key)
+                } else {
+                    String::new()
+                };
+                let binding = Binding {
+                    routing_key: q.routing_key.clone(),
+                    pattern,
+                    queue: q.name.clone(),
+                };
+                exchange::bind(&self.options.control_folder, &q.exchange, &binding)
+                    .map_err(|e| refused(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Takes the next message of `queues`, listing the folder again when `listing` runs
@@ -282,39 +314,16 @@ impl FilesystemBroker {
 impl Broker for FilesystemBroker {
     fn consume(
         self: Arc<Self>,
-        queues: Vec<QueueSpec>,
+        consumed: ConsumedQueues,
         window: PrefetchWindow,
     ) -> BoxFuture<'static, Result<mpsc::Receiver<Delivery>, BrokerError>> {
         Box::pin(async move {
+            let mut set = consumed.watch();
+            let queues = set.borrow_and_update().clone();
+            Arc::clone(&self).bind(queues.clone()).await?;
             let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
-            for q in &names {
-                naming::check_queue_name(q).map_err(|e| refused(e.to_string()))?;
-            }
-            let me = Arc::clone(&self);
-            blocking(move || {
-                for q in &queues {
-                    if let Ok(mut types) = me.exchange_types.lock() {
-                        types.insert(q.exchange.clone(), q.exchange_type.clone());
-                    }
-                    // kombu stores a regex for topic bindings, nothing for the others.
-                    let pattern = if q.exchange_type == "topic" {
-                        exchange::topic_pattern(&q.routing_key)
-                    } else {
-                        String::new()
-                    };
-                    let binding = Binding {
-                        routing_key: q.routing_key.clone(),
-                        pattern,
-                        queue: q.name.clone(),
-                    };
-                    exchange::bind(&me.options.control_folder, &q.exchange, &binding)
-                        .map_err(|e| refused(e.to_string()))?;
-                }
-                Ok(())
-            })
-            .await?;
             let (tx, rx) = mpsc::channel(64);
-            tokio::spawn(consume_loop(self, names, window, tx));
+            tokio::spawn(consume_loop(self, names, set, window, tx));
             Ok(rx)
         })
     }
@@ -397,10 +406,13 @@ impl Broker for FilesystemBroker {
 }
 
 /// Hands out messages while the prefetch window has room; lists the folder again every
-/// `polling_interval` while there is nothing (or sooner when this process wrote one).
+/// `polling_interval` while there is nothing (or sooner when this process wrote one, or the
+/// consumed set changed: a queue added is bound first, and the listing of the old set is
+/// dropped).
 async fn consume_loop(
     broker: Arc<FilesystemBroker>,
-    queues: Vec<String>,
+    mut queues: Vec<String>,
+    mut consumed: watch::Receiver<Vec<QueueSpec>>,
     window: PrefetchWindow,
     tx: mpsc::Sender<Delivery>,
 ) {
@@ -411,6 +423,28 @@ async fn consume_loop(
         };
         if broker.stopped.load(Ordering::SeqCst) {
             return;
+        }
+        if consumed.has_changed().unwrap_or(false) {
+            let wanted = consumed.borrow_and_update().clone();
+            let added: Vec<QueueSpec> = wanted
+                .iter()
+                .filter(|q| !queues.contains(&q.name))
+                .cloned()
+                .collect();
+            if let Err(e) = Arc::clone(&broker).bind(added).await {
+                tracing::warn!(error = %e, "could not bind an added queue");
+            }
+            queues = wanted.into_iter().map(|q| q.name).collect();
+            listing.clear();
+        }
+        if queues.is_empty() {
+            drop(permit);
+            tokio::select! {
+                Ok(()) = consumed.changed() => {}
+                _ = broker.wake.notified() => {}
+                _ = tokio::time::sleep(broker.options.polling_interval) => {}
+            }
+            continue;
         }
         let b = Arc::clone(&broker);
         let q = queues.clone();
@@ -497,6 +531,51 @@ mod tests {
         };
         assert_eq!(exchange::parse_table(GOLDEN_TABLE), vec![binding.clone()]);
         assert_eq!(exchange::render_table(&[binding]), GOLDEN_TABLE);
+    }
+
+    #[tokio::test]
+    async fn queues_added_and_cancelled_while_consuming() {
+        let options = FilesystemOptions {
+            polling_interval: std::time::Duration::from_millis(50),
+            ..temp_options()
+        };
+        let folder = options.data_folder_in.clone();
+        let broker = Arc::new(FilesystemBroker::open("filesystem://", options.clone()).unwrap());
+        let set = ConsumedQueues::new(vec![QueueSpec::direct("a")]);
+        // One slot: the loop takes nothing more while the test holds a delivery.
+        let mut rx = Arc::clone(&broker)
+            .consume(set.clone(), PrefetchWindow::new(1))
+            .await
+            .unwrap();
+        let wait = std::time::Duration::from_secs(30);
+
+        assert!(set.add(QueueSpec::direct("b")));
+        store::put(&folder, "b", GOLDEN_MESSAGE).unwrap();
+        let d = tokio::time::timeout(wait, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.queue, "b");
+        let table = exchange::read_table(&options.control_folder, "b").unwrap();
+        assert_eq!(
+            table.iter().map(|b| b.queue.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+
+        // Cancelled while the loop waits for the slot: what comes next is from `a` only.
+        assert!(set.cancel("b"));
+        store::put(&folder, "b", GOLDEN_MESSAGE).unwrap();
+        store::put(&folder, "a", GOLDEN_MESSAGE).unwrap();
+        broker.ack(&d.tag);
+        drop(d);
+        let d = tokio::time::timeout(wait, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.queue, "a");
+        broker.ack(&d.tag);
+        assert_eq!(store::list(&folder, &["b".to_owned()]).unwrap().len(), 1);
+        broker.stop_consuming();
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The fetch loop: fills the prefetch window from the queues in kombu's order, a batch per
 //! round trip, and blocks on `BRPOP` only when every queue is empty. A lost connection is
 //! made anew (see [`Link`]) and fetching goes on; nothing taken from a queue is dropped.
+//! The consumed set is looked at before every fetch: a queue added is bound and polled, a
+//! queue cancelled is polled no more.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -11,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::envelope;
 use super::keys::Keys;
 use super::settle::ScriptCall;
-use crate::broker::{Delivery, PrefetchPermit, PrefetchWindow};
+use crate::broker::{Delivery, PrefetchPermit, PrefetchWindow, QueueSpec};
 use crate::redis_client::lane::SettleLane;
 use crate::redis_client::link::{Failure, Link, LinkError};
 use crate::redis_client::spin::Spinner;
@@ -33,6 +35,10 @@ pub(super) struct Fetcher {
     pub keys: Keys,
     pub call: ScriptCall,
     pub queues: Vec<String>,
+    /// The consumed set, as the worker changes it.
+    pub consumed: watch::Receiver<Vec<QueueSpec>>,
+    /// The queues bound on every new connection (the broker's list): an added one joins it.
+    pub bound: Arc<Mutex<Vec<QueueSpec>>>,
     pub window: PrefetchWindow,
     pub tx: mpsc::Sender<Delivery>,
     pub lane: Arc<SettleLane>,
@@ -71,6 +77,21 @@ impl Fetcher {
             };
             if permits.is_empty() {
                 break;
+            }
+            if self.refresh().await {
+                poll_keys = self.keys.poll_keys(&self.queues);
+            }
+            if self.queues.is_empty() {
+                // Every queue cancelled: wait for one to be added.
+                drop(permits);
+                tokio::select! {
+                    changed = self.consumed.changed() => if changed.is_err() {
+                        let _ = self.stop.changed().await;
+                        break;
+                    },
+                    _ = self.stop.changed() => break,
+                }
+                continue;
             }
             let fetched = match self.fetch_batch(&poll_keys, permits.len()).await {
                 Ok(items) if items.is_empty() => {
@@ -119,6 +140,45 @@ impl Fetcher {
             }
         }
         tracing::debug!("fetch loop stopped");
+    }
+
+    /// Takes the consumed set's changes, if any: keeps the current polling order of the
+    /// queues still consumed, appends those added (bound first, as kombu declares a queue it
+    /// starts consuming), drops those cancelled. True when the list changed.
+    async fn refresh(&mut self) -> bool {
+        if !self.consumed.has_changed().unwrap_or(false) {
+            return false;
+        }
+        let wanted = self.consumed.borrow_and_update().clone();
+        let added: Vec<QueueSpec> = wanted
+            .iter()
+            .filter(|q| !self.queues.contains(&q.name))
+            .cloned()
+            .collect();
+        if let Some(pipe) = super::bind_pipeline(&self.keys, &added) {
+            let bound = self
+                .link
+                .run(|mut c| {
+                    let pipe = &pipe;
+                    async move { pipe.query_async::<()>(&mut c).await }
+                })
+                .await;
+            if let Err(e) = bound {
+                tracing::warn!(error = %e, "could not bind an added queue; it is consumed all the same");
+            }
+        }
+        if let Ok(mut bound) = self.bound.lock() {
+            for q in &added {
+                if !bound.iter().any(|b| b.name == q.name) {
+                    bound.push(q.clone());
+                }
+            }
+        }
+        self.queues
+            .retain(|name| wanted.iter().any(|q| &q.name == name));
+        self.queues.extend(added.into_iter().map(|q| q.name));
+        tracing::debug!(queues = ?self.queues, "consumed queues changed");
+        true
     }
 
     /// The main link's connection, or why there is none.
@@ -203,7 +263,9 @@ impl Fetcher {
                 tracing::error!(error = %e, queue = %key, "a message taken by BRPOP could not be put back: {}", String::from_utf8_lossy(&message[..message.len().min(256)]));
                 FetchError::Link(e)
             })?;
-        if *self.stop.borrow() {
+        if *self.stop.borrow() || self.consumed.has_changed().unwrap_or(false) {
+            // The set changed while BRPOP waited: the message is back at the head of its
+            // list, and the next round fetches from the new set.
             return Ok(Vec::new());
         }
         self.fetch_batch(poll_keys, max).await

@@ -39,7 +39,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::failover::FailoverUrls;
 use super::{
-    Broker, BrokerError, ConnectionSettings, Delivery, ExchangeSpec, PrefetchWindow, QueueSpec,
+    Broker, BrokerError, ConnectionSettings, ConsumedQueues, Delivery, ExchangeSpec,
+    PrefetchWindow, QueueSpec,
 };
 use crate::health::{Health, LinkKind};
 use crate::protocol::{OutgoingMessage, RawMessage};
@@ -389,10 +390,12 @@ async fn server_version(conn: &mut MultiplexedConnection) -> (u32, u32) {
 impl Broker for RedisBroker {
     fn consume(
         self: Arc<Self>,
-        queues: Vec<QueueSpec>,
+        consumed: ConsumedQueues,
         window: PrefetchWindow,
     ) -> BoxFuture<'static, Result<mpsc::Receiver<Delivery>, BrokerError>> {
         async move {
+            let consumed_rx = consumed.watch();
+            let queues = consumed_rx.borrow().clone();
             if let Ok(mut bound) = self.bound.lock() {
                 bound.extend(queues.iter().cloned());
             }
@@ -412,6 +415,8 @@ impl Broker for RedisBroker {
                 keys: self.keys.clone(),
                 call: self.call.clone(),
                 queues: queues.iter().map(|q| q.name.clone()).collect(),
+                consumed: consumed_rx,
+                bound: Arc::clone(&self.bound),
                 window,
                 tx,
                 lane: Arc::clone(&self.lane),

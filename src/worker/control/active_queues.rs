@@ -11,7 +11,7 @@ use crate::value::{Dict, Value};
 pub(super) fn run<'a>(shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a, Answer> {
     Box::pin(async move {
         Ok(Some(Value::List(
-            shared.settings.queues.iter().map(as_dict).collect(),
+            shared.consumed.current().iter().map(as_dict).collect(),
         )))
     })
 }

@@ -6,7 +6,9 @@
 
 mod active;
 mod active_queues;
+mod add_consumer;
 mod args;
+mod cancel_consumer;
 mod clock;
 mod conf;
 mod consumer;

@@ -16,25 +16,6 @@ pub(super) fn shrink<'a>(_shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture
     Box::pin(async { Err(no_attribute("shrink")) })
 }
 
-pub(super) fn add_consumer<'a>(_shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a, Answer> {
-    Box::pin(async {
-        Err(CommandError(
-            "NotImplementedError('add_consumer: rcelery consumes the queues given at start; restart the worker with -Q')".into(),
-        ))
-    })
-}
-
-pub(super) fn cancel_consumer<'a>(
-    _shared: &'a Arc<Shared>,
-    _args: &'a Dict,
-) -> BoxFuture<'a, Answer> {
-    Box::pin(async {
-        Err(CommandError(
-            "NotImplementedError('cancel_consumer: rcelery consumes the queues given at start; restart the worker with -Q/-X')".into(),
-        ))
-    })
-}
-
 fn no_attribute(name: &str) -> CommandError {
     CommandError(format!(
         "AttributeError(\"'TaskPool' object has no attribute '{name}'\")"

@@ -1,9 +1,9 @@
 //! The commands by name (Celery's `Panel.data`, aliases included). One line per command.
 
 use super::{
-    active, active_queues, clock, conf, election, events, heartbeat, hello, ping, pool, query_task,
-    rate_limit, registered, reserved, revoke, revoke_by_stamped_headers, scheduled, shutdown,
-    stats, time_limit, Handler,
+    active, active_queues, add_consumer, cancel_consumer, clock, conf, election, events, heartbeat,
+    hello, ping, pool, query_task, rate_limit, registered, reserved, revoke,
+    revoke_by_stamped_headers, scheduled, shutdown, stats, time_limit, Handler,
 };
 
 const COMMANDS: &[(&str, Handler)] = &[
@@ -35,8 +35,8 @@ const COMMANDS: &[(&str, Handler)] = &[
     ("time_limit", time_limit::run),
     ("pool_grow", pool::grow),
     ("pool_shrink", pool::shrink),
-    ("add_consumer", pool::add_consumer),
-    ("cancel_consumer", pool::cancel_consumer),
+    ("add_consumer", add_consumer::run),
+    ("cancel_consumer", cancel_consumer::run),
 ];
 
 /// The handler of command `name`.
