@@ -18,6 +18,8 @@ mod heartbeat;
 mod hello;
 mod ping;
 mod pool;
+mod pool_grow;
+mod pool_shrink;
 mod query_task;
 mod rate_limit;
 mod registered;

@@ -1,4 +1,5 @@
-//! `pool_grow` / `pool_shrink`: rcelery's slots are fixed at start (`-c`), so the answer is the error a Celery pool without `grow`/`shrink` (solo) gives; `add_consumer` / `cancel_consumer`: not supported yet, answered with an error.
+//! `add_consumer` / `cancel_consumer`: not supported yet, answered with an error
+//! (`pool_grow` / `pool_shrink` are in their own files).
 
 use std::sync::Arc;
 
@@ -7,14 +8,6 @@ use futures::future::BoxFuture;
 use super::CommandError;
 use super::{Answer, Shared};
 use crate::value::Dict;
-
-pub(super) fn grow<'a>(_shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a, Answer> {
-    Box::pin(async { Err(no_attribute("grow")) })
-}
-
-pub(super) fn shrink<'a>(_shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a, Answer> {
-    Box::pin(async { Err(no_attribute("shrink")) })
-}
 
 pub(super) fn add_consumer<'a>(_shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a, Answer> {
     Box::pin(async {
@@ -33,10 +26,4 @@ pub(super) fn cancel_consumer<'a>(
             "NotImplementedError('cancel_consumer: rcelery consumes the queues given at start; restart the worker with -Q/-X')".into(),
         ))
     })
-}
-
-fn no_attribute(name: &str) -> CommandError {
-    CommandError(format!(
-        "AttributeError(\"'TaskPool' object has no attribute '{name}'\")"
-    ))
 }
