@@ -4,8 +4,9 @@
 //!
 //! A blocking task's slot goes with the function onto the slot's own thread and is freed
 //! only when the function really returns, even if the task was ended at a time limit long
-//! before (a thread cannot be killed; see [`super::timeout`]). So at most `-c` blocking
-//! functions run, or run on abandoned, at once, on at most `-c` threads, and a slot whose
+//! before (a thread cannot be killed; see [`super::timeout`]). So at most `-c` (the pool
+//! size) blocking functions run, or run on abandoned, at once, on at most `-c` threads (a
+//! slot a shrink took away ends its thread once the thread is idle), and a slot whose
 //! thread was abandoned is not handed out again until that thread is free. An async task's
 //! slot lives in its future: a task ended at its limit is dropped and frees its slot at once.
 //!
@@ -198,13 +199,20 @@ impl Cell {
             None => job,
         };
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("rcelery-slot-{index}"))
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     job();
                 }
-            })?;
+            });
+        if let Err(e) = spawned {
+            // The job holds the slot, whose drop may retire this cell (taking `thread`):
+            // unlock first.
+            drop(sender);
+            drop(job);
+            return Err(e);
+        }
         // The new thread is waiting on `rx`: the send cannot fail.
         let _ = tx.send(job);
         *sender = Some(tx);
