@@ -62,3 +62,29 @@ pub(super) fn resize_prefetch(shared: &Shared, slots: usize, direction: Directio
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn n(value: Option<Value>) -> Result<usize, CommandError> {
+        let mut args = Dict::new();
+        if let Some(v) = value {
+            args.insert("n", v);
+        }
+        count(&args)
+    }
+
+    #[test]
+    fn n_is_read_as_python_int_takes_it() {
+        assert_eq!(n(None), Ok(1));
+        assert_eq!(n(Some(Value::None)), Ok(1));
+        assert_eq!(n(Some(Value::Int(3))), Ok(3));
+        assert_eq!(n(Some(Value::Str(" 2 ".into()))), Ok(2));
+        assert_eq!(n(Some(Value::Float(2.0))), Ok(2));
+        assert_eq!(n(Some(Value::Int(-4))), Ok(0), "changes nothing");
+        assert!(n(Some(Value::List(vec![]))).is_err());
+        assert!(n(Some(Value::Str("many".into()))).is_err());
+    }
+}
