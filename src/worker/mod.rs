@@ -181,9 +181,14 @@ pub(crate) struct Shared {
     consumed: ConsumedQueues,
 }
 
-/// The prefetch window size: concurrency × multiplier (0 = unlimited).
+/// The prefetch window size at start: concurrency × multiplier (0 = unlimited).
 fn prefetch_count(settings: &WorkerSettings) -> usize {
-    settings.concurrency.max(1) * settings.prefetch_multiplier
+    prefetch_count_for(settings, settings.concurrency)
+}
+
+/// The prefetch window size for `slots` slots (the pool resized by remote control).
+fn prefetch_count_for(settings: &WorkerSettings, slots: usize) -> usize {
+    slots.max(1) * settings.prefetch_multiplier
 }
 
 /// Errors that stop the worker.
@@ -346,9 +351,10 @@ impl Worker {
         Arc::clone(&self.shared.revocations)
     }
 
-    /// The prefetch window size: concurrency × multiplier (0 = unlimited).
+    /// The prefetch window size: slots × multiplier (0 = unlimited); the slots are `-c`
+    /// until remote control resizes the pool (`pool_grow` / `pool_shrink`).
     pub fn prefetch_count(&self) -> usize {
-        prefetch_count(&self.shared.settings)
+        prefetch_count_for(&self.shared.settings, self.shared.slots.capacity())
     }
 
     /// The worker's event dispatcher (the `enable_events` / `disable_events` remote

@@ -1,10 +1,12 @@
-//! The worker's task slots: `-c` of them, each held by one task from the moment it may run
-//! until it is done with its thread.
+//! The worker's task slots: `-c` of them at start, each held by one task from the moment it
+//! may run until it is done with its thread. Remote control resizes them at runtime
+//! ([`resize`]: `pool_grow` / `pool_shrink`).
 //!
 //! A blocking task's slot goes with the function onto the slot's own thread and is freed
 //! only when the function really returns, even if the task was ended at a time limit long
-//! before (a thread cannot be killed; see [`super::timeout`]). So at most `-c` blocking
-//! functions run, or run on abandoned, at once, on at most `-c` threads, and a slot whose
+//! before (a thread cannot be killed; see [`super::timeout`]). So at most `-c` (the pool
+//! size) blocking functions run, or run on abandoned, at once, on at most `-c` threads (a
+//! slot a shrink took away ends its thread once the thread is idle), and a slot whose
 //! thread was abandoned is not handed out again until that thread is free. An async task's
 //! slot lives in its future: a task ended at its limit is dropped and frees its slot at once.
 //!
@@ -12,6 +14,9 @@
 //! [dump](super::dump) report: task id and name, when it took the slot and started, its
 //! limits and its state.
 
+mod resize;
+
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
@@ -194,13 +199,20 @@ impl Cell {
             None => job,
         };
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("rcelery-slot-{index}"))
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     job();
                 }
-            })?;
+            });
+        if let Err(e) = spawned {
+            // The job holds the slot, whose drop may retire this cell (taking `thread`):
+            // unlock first.
+            drop(sender);
+            drop(job);
+            return Err(e);
+        }
         // The new thread is waiting on `rx`: the send cannot fail.
         let _ = tx.send(job);
         *sender = Some(tx);
@@ -208,13 +220,37 @@ impl Cell {
     }
 }
 
-/// The worker's `-c` slots.
+/// The worker's slots (`-c` at start, resized by remote control).
 #[derive(Debug)]
 pub(crate) struct Slots {
+    /// One permit per free slot of the pool (never more permits than free cells).
     permits: Arc<Semaphore>,
-    cells: Vec<Cell>,
-    free: Mutex<Vec<usize>>,
+    inner: Mutex<Inner>,
     seq: AtomicU64,
+}
+
+/// The cells and who may use them; changed under one lock so that the permits and the free
+/// cells stay in step.
+#[derive(Debug)]
+struct Inner {
+    /// Every cell made so far, by index; the retired ones are not part of the pool.
+    cells: Vec<Arc<Cell>>,
+    /// Free cells of the pool, popped from the end.
+    free: Vec<usize>,
+    /// Cells taken out of the pool by a shrink (reused first when it grows again).
+    retired: BTreeSet<usize>,
+    /// How many slots the pool has (what `stats` reports as `max-concurrency`).
+    capacity: usize,
+    /// Slots a shrink took away while they were busy: the next ones freed are retired.
+    owed: usize,
+}
+
+impl Inner {
+    /// Takes cell `index` out of the pool; its thread (if any) ends once idle.
+    fn retire(&mut self, index: usize) {
+        self.retired.insert(index);
+        *lock(&self.cells[index].thread) = None;
+    }
 }
 
 impl Slots {
@@ -223,16 +259,22 @@ impl Slots {
         let capacity = capacity.max(1);
         Arc::new(Slots {
             permits: Arc::new(Semaphore::new(capacity)),
-            cells: (0..capacity).map(|_| Cell::default()).collect(),
-            // Popped from the end: slot 0 first.
-            free: Mutex::new((0..capacity).rev().collect()),
+            inner: Mutex::new(Inner {
+                cells: (0..capacity).map(|_| Arc::default()).collect(),
+                // Popped from the end: slot 0 first.
+                free: (0..capacity).rev().collect(),
+                retired: BTreeSet::new(),
+                capacity,
+                owed: 0,
+            }),
             seq: AtomicU64::new(0),
         })
     }
 
-    /// How many slots there are.
+    /// How many slots there are (after the last resize; slots a shrink took away while busy
+    /// no longer count).
     pub(crate) fn capacity(&self) -> usize {
-        self.cells.len()
+        lock(&self.inner).capacity
     }
 
     /// Waits for a free slot (in arrival order) and gives it to the task. `None` only if the
@@ -245,8 +287,12 @@ impl Slots {
         limits: TimeLimits,
     ) -> Option<Slot> {
         let permit = Arc::clone(&self.permits).acquire_owned().await.ok()?;
-        // A permit is only ever held with a slot index, so one is free.
-        let index = lock(&self.free).pop()?;
+        let (index, cell) = {
+            let mut inner = lock(&self.inner);
+            // A permit is only ever held with a free cell, so one is there.
+            let index = inner.free.pop()?;
+            (index, Arc::clone(&inner.cells[index]))
+        };
         let occupant = Arc::new(Occupant {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             task_id: task_id.to_owned(),
@@ -260,20 +306,31 @@ impl Slots {
                 abandoned: None,
             }),
         });
-        *lock(&self.cells[index].occupant) = Some(Arc::clone(&occupant));
+        *lock(&cell.occupant) = Some(Arc::clone(&occupant));
         Some(Slot {
             slots: Arc::clone(self),
             index,
+            cell,
             occupant,
-            _permit: permit,
+            permit: Some(permit),
         })
     }
 
-    /// Every slot, in order: `None` for a free one.
+    /// Every slot of the pool, in order: `None` for a free one. A slot that a shrink took
+    /// away while busy is listed until its task frees it.
     pub(crate) fn snapshot(&self) -> Vec<Option<SlotView>> {
-        self.cells
-            .iter()
-            .enumerate()
+        let cells: Vec<(usize, Arc<Cell>)> = {
+            let inner = lock(&self.inner);
+            inner
+                .cells
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| !inner.retired.contains(index))
+                .map(|(index, cell)| (index, Arc::clone(cell)))
+                .collect()
+        };
+        cells
+            .into_iter()
             .map(|(index, cell)| {
                 let occupant = lock(&cell.occupant).clone()?;
                 let p = *lock(&occupant.progress);
@@ -308,9 +365,10 @@ impl Slots {
 pub(crate) struct Slot {
     slots: Arc<Slots>,
     index: usize,
+    cell: Arc<Cell>,
     occupant: Arc<Occupant>,
-    // Released after `drop` has put the index back (fields drop after `Drop::drop`).
-    _permit: OwnedSemaphorePermit,
+    /// Released (or forgotten, when a shrink is owed) by `drop`, under the slots' lock.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Slot {
@@ -328,10 +386,10 @@ impl Slot {
         F: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let slots = Arc::clone(&self.slots);
+        let cell = Arc::clone(&self.cell);
         let index = self.index;
         let slot = self;
-        slots.cells[index].run(
+        cell.run(
             index,
             Box::new(move || {
                 let out = job();
@@ -345,8 +403,20 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        *lock(&self.slots.cells[self.index].occupant) = None;
-        lock(&self.slots.free).push(self.index);
+        *lock(&self.cell.occupant) = None;
+        let mut inner = lock(&self.slots.inner);
+        let permit = self.permit.take();
+        if inner.owed > 0 {
+            // The pool shrank while this slot was busy: it leaves the pool now.
+            inner.owed -= 1;
+            inner.retire(self.index);
+            if let Some(permit) = permit {
+                permit.forget();
+            }
+        } else {
+            inner.free.push(self.index);
+            drop(permit);
+        }
     }
 }
 

@@ -150,7 +150,7 @@ impl Watchdog {
     }
 }
 
-/// Logs `alert` (`capacity` slots in all).
+/// Logs `alert` (`capacity` slots in all, as the snapshot checked lists them).
 pub(crate) fn log(alert: &Alert, capacity: usize, now: Instant) {
     match alert {
         Alert::StillAbandoned { slot, held } => {
@@ -237,10 +237,12 @@ pub(crate) async fn watch(
         // Scheduled by the tick's own instant, not the time it was woken: repeats then land
         // on ticks.
         let tick_at = tick.tick().await;
-        let alerts = dog.check(&slots.snapshot(), tick_at);
+        let snapshot = slots.snapshot();
+        let alerts = dog.check(&snapshot, tick_at);
         let now = Instant::now();
+        // The slots looked at: the pool's, and any a shrink takes away once their tasks end.
         for alert in &alerts {
-            log(alert, slots.capacity(), now);
+            log(alert, snapshot.len(), now);
         }
         health.set_slots_wedged(dog.wedge() != Wedge::None);
         every_slot_abandoned.send_if_modified(|raised| {

@@ -69,3 +69,16 @@ pub(super) fn str_list(args: &Dict, key: &str) -> Result<Vec<String>, CommandErr
 fn type_error(key: &str, wanted: &str) -> CommandError {
     CommandError(format!("TypeError('{key} must be {wanted}')"))
 }
+
+/// A whole-number argument (an int, a whole float or a numeric string, as Python's `int()`
+/// takes them), `default` when absent or None.
+pub(super) fn int_or(args: &Dict, key: &str, default: i64) -> Result<i64, CommandError> {
+    match args.get(key) {
+        None | Some(Value::None) => Ok(default),
+        Some(Value::Int(i)) => Ok(*i),
+        Some(Value::Bool(b)) => Ok(i64::from(*b)),
+        Some(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(*f as i64),
+        Some(Value::Str(s)) => s.trim().parse().map_err(|_| type_error(key, "an integer")),
+        Some(_) => Err(type_error(key, "an integer")),
+    }
+}

@@ -1,4 +1,4 @@
-//! `stats`: Celery's worker statistics, field for field where rcelery has the fact (`total`, `pid`, `clock`, `uptime`, `pool`, `broker` without its password, `prefetch_count`, `rusage`).
+//! `stats`: Celery's worker statistics, field for field where rcelery has the fact (`total`, `pid`, `clock`, `uptime`, `pool`, `broker` without its password, `prefetch_count`, `rusage`). `max-concurrency` and `prefetch_count` follow `pool_grow` / `pool_shrink`.
 
 use std::sync::Arc;
 
@@ -40,7 +40,8 @@ pub(super) fn run<'a>(shared: &'a Arc<Shared>, _args: &'a Dict) -> BoxFuture<'a,
         d.insert("broker", Value::Dict(s.control.broker_info.clone()));
         d.insert(
             "prefetch_count",
-            i64::try_from(super::super::prefetch_count(s)).unwrap_or(i64::MAX),
+            i64::try_from(super::super::prefetch_count_for(s, shared.slots.capacity()))
+                .unwrap_or(i64::MAX),
         );
         d.insert("rusage", rusage());
         Ok(Some(Value::Dict(d)))

@@ -2,7 +2,7 @@
 
 use super::{
     active, active_queues, add_consumer, cancel_consumer, clock, conf, election, events, heartbeat,
-    hello, ping, pool, query_task, rate_limit, registered, reserved, revoke,
+    hello, ping, pool_grow, pool_shrink, query_task, rate_limit, registered, reserved, revoke,
     revoke_by_stamped_headers, scheduled, shutdown, stats, time_limit, Handler,
 };
 
@@ -33,8 +33,8 @@ const COMMANDS: &[(&str, Handler)] = &[
     ("disable_events", events::disable),
     ("rate_limit", rate_limit::run),
     ("time_limit", time_limit::run),
-    ("pool_grow", pool::grow),
-    ("pool_shrink", pool::shrink),
+    ("pool_grow", pool_grow::run),
+    ("pool_shrink", pool_shrink::run),
     ("add_consumer", add_consumer::run),
     ("cancel_consumer", cancel_consumer::run),
 ];
