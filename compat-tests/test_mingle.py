@@ -42,7 +42,7 @@ def python_worker(app, tmp_path_factory):
 def start_rust(app, tmp_path, *flags):
     conf = effective_config(app, {})
     return Worker(conf, tmp_path / "rs", kind="rust", name="rsmingle@%h", queues=QUEUE,
-                  extra_args=list(flags)).start()
+                  extra_args=list(flags), mingle="--without-mingle" not in flags).start()
 
 
 def bump_python_clock(app, times=40):

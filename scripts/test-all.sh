@@ -59,6 +59,13 @@ old_line_log="$(mktemp)"
 RCELERY_TEST_REDIS_PORT=6391 bash scripts/compat-tests-5.5.sh >"$old_line_log" 2>&1 &
 old_line_pid=$!
 trap 'kill "$fuzz_pid" "$old_line_pid" 2>/dev/null || true' EXIT
+# The deployment test (Django, PostgreSQL, real celery beat; no RabbitMQ) goes on beside
+# them too, on a redis-server of its own.
+phase "the whole deployment as one test started in the background (Django, PostgreSQL, real celery beat)"
+deploy_log="$(mktemp)"
+RCELERY_TEST_REDIS_PORT=6392 bash scripts/deploy-tests.sh >"$deploy_log" 2>&1 &
+deploy_pid=$!
+trap 'kill "$fuzz_pid" "$old_line_pid" "$deploy_pid" 2>/dev/null || true' EXIT
 phase "compatibility tests on RabbitMQ (rcelery worker, the every_broker subset)"
 RCELERY_TEST_BROKER=amqp bash scripts/compat-tests.sh -m every_broker
 if [ "$RCELERY_CI_FILESYSTEM" = "1" ]; then
@@ -72,6 +79,13 @@ if ! wait "$old_line_pid"; then
     exit 1
 fi
 cat "$old_line_log"
+phase "waiting for the deployment test"
+if ! wait "$deploy_pid"; then
+    cat "$deploy_log"
+    echo "FATAL: the deployment test failed (output above)" >&2
+    exit 1
+fi
+cat "$deploy_log"
 phase "waiting for the fuzz smoke run"
 if ! wait "$fuzz_pid"; then
     cat "$fuzz_log"
@@ -81,6 +95,4 @@ fi
 cat "$fuzz_log"
 phase "fault tests (real redis-servers and a RabbitMQ node killed, restarted, paused and filled)"
 bash scripts/fault-tests.sh
-phase "the whole deployment as one test (Django, PostgreSQL, real celery beat)"
-bash scripts/deploy-tests.sh
 phase "all suites passed"

@@ -49,7 +49,7 @@ class Worker:
     """One worker process (group). `conf` is an effective config (see config.effective_config)."""
 
     def __init__(self, conf, workdir, kind=None, pool=None, name="w1@%h", queues="default",
-                 extra_env=None, extra_args=None):
+                 extra_env=None, extra_args=None, mingle=False):
         self.conf = conf
         self.kind = kind or worker_kind()
         self.pool = pool  # python only: None (prefork) or "solo"
@@ -59,6 +59,10 @@ class Worker:
         self.extra_env = dict(extra_env or {})
         # Worker options both kinds take the same way (e.g. `--statedb PATH`).
         self.extra_args = list(extra_args or [])
+        # An rcelery worker starts without mingle unless asked: mingle waits a second for
+        # neighbours at every start, and the suites start hundreds of workers; test_mingle.py
+        # asks for it.
+        self.mingle = mingle
         self.proc = None
         self.log_path = None
         self.returncode = None
@@ -69,8 +73,10 @@ class Worker:
         if self.kind == "rust":
             toml_path = self.workdir / "rcelery.toml"
             toml_path.write_text(to_toml(self.conf))
+            no_mingle = [] if self.mingle else ["--without-mingle"]
             return [rcelery_binary(), "worker", "-A", "tasks", "-Q", self.queues, "-c", conc,
-                    "-l", "info", "-n", self.name, "--config", str(toml_path), *self.extra_args]
+                    "-l", "info", "-n", self.name, "--config", str(toml_path), *no_mingle,
+                    *self.extra_args]
         cmd = [sys.executable, "-m", "celery", "-A", "tasks.task", "worker", "-Q", self.queues,
                "-c", conc, "-l", "info", "-n", self.name]
         if self.pool:
