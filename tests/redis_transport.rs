@@ -387,7 +387,7 @@ async fn a_backend_on_the_same_server_stores_with_the_acks_in_order() {
     let record = |id: &str, result: i64| ResultRecord {
         task_id: id.to_owned(),
         state: State::Success,
-        result: Value::Int(result.into()),
+        result: Value::Int(result),
         traceback: None,
         children: Vec::new(),
         group_id: None,

@@ -241,7 +241,7 @@ impl Second {
         let sign = if offset < 0 { '-' } else { '+' };
         let abs = offset.unsigned_abs();
         let mut text = format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60);
-        if abs % 60 != 0 {
+        if !abs.is_multiple_of(60) {
             text.push_str(&format!(":{:02}", abs % 60));
         }
         Second {
@@ -255,7 +255,7 @@ impl Second {
 
 thread_local! {
     static SECOND: std::cell::RefCell<Second> =
-        std::cell::RefCell::new(Second { utc: i64::MIN, timezone: Tz::UTC, date_time: String::new(), offset: String::new() });
+        const { std::cell::RefCell::new(Second { utc: i64::MIN, timezone: Tz::UTC, date_time: String::new(), offset: String::new() }) };
 }
 
 /// The class name and the `repr` of the args of the exception an exception meta stands for

@@ -167,13 +167,11 @@ impl RedisBroker {
                 ..retry
             }
         };
-        let response_timeout = Some(
-            options
-                .socket_timeout
-                .map(secs)
-                .or(parsed.socket_timeout)
-                .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
-        );
+        let response_timeout = options
+            .socket_timeout
+            .map(secs)
+            .or(parsed.socket_timeout)
+            .unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
         let link = Arc::new(Link::with_endpoint(
             Arc::clone(&resolved.endpoint),
             "broker",
@@ -181,14 +179,13 @@ impl RedisBroker {
                 kind: LinkKind::Broker,
                 reports: true,
                 connect_timeout,
-                response_timeout,
+                response_timeout: Some(response_timeout),
                 retry,
             },
             Arc::clone(&health),
         ));
         // BRPOP blocks for up to `brpop_timeout`: its reply may take that long, and more.
-        let blocking_timeout = secs(options.brpop_timeout.max(0.0))
-            + response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
+        let blocking_timeout = secs(options.brpop_timeout.max(0.0)) + response_timeout;
         let blocking_options = LinkOptions {
             kind: LinkKind::Broker,
             reports: false,
