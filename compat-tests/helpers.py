@@ -89,3 +89,23 @@ def wait_drained(mq, timeout=30.0):
     wait_for(lambda: queues_empty(mq), timeout, "queue and unacked to be empty")
 
 
+
+
+def reply_of(node, replies):
+    """The reply of `node` among a remote-control answer: `inspect` gives {node: reply},
+    broadcasts [{node: reply}, ...]."""
+    if isinstance(replies, list):
+        replies = {k: v for r in replies for k, v in r.items()}
+    assert replies and node in replies, replies
+    return replies[node]
+
+
+def eventually(fn, timeout=15.0):
+    """`fn()` once it is truthy, else its last value after `timeout` (a worker applies a
+    change just after replying; one still subscribing may not answer yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)

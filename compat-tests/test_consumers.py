@@ -10,7 +10,10 @@ import socket
 
 import pytest
 
-# Redis and RabbitMQ (the filesystem transport has no broadcast yet: docs/compatibility.md).
+from helpers import eventually, reply_of
+
+# Redis and RabbitMQ here; broadcast over the filesystem transport is tested in
+# test_filesystem.py.
 pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 NODE = "w1@" + socket.gethostname()
@@ -18,21 +21,8 @@ EXTRA = "consumers_extra"
 
 
 def one(replies):
-    """The reply of the worker under test from a broadcast's [{node: reply}, ...]."""
-    merged = {k: v for r in replies or [] for k, v in r.items()}
-    assert NODE in merged, replies
-    return merged[NODE]
-
-
-def eventually(fn, timeout=10.0):
-    """`fn()` once it is truthy (Celery applies the change just after replying)."""
-    import time
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
+    """The reply of the worker under test."""
+    return reply_of(NODE, replies)
 
 
 def consumed(app):

@@ -7,32 +7,21 @@ Read from Celery 5.7's `worker/control.py` (`pool_grow`/`pool_shrink`), `worker/
 (`_update_prefetch_count`, `prefetch_count` in `stats`) and billiard's `Pool.grow`/`shrink`.
 """
 import socket
-import time
 
 import pytest
 
-# Redis and RabbitMQ (the filesystem transport has no broadcast yet: docs/compatibility.md).
+from helpers import eventually, reply_of
+
+# Redis and RabbitMQ here; broadcast over the filesystem transport is tested in
+# test_filesystem.py.
 pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 NODE = "w1@" + socket.gethostname()
 
 
 def one(replies):
-    """The reply of the worker under test (broadcasts answer [{node: reply}, ...])."""
-    if isinstance(replies, list):
-        replies = {k: v for r in replies for k, v in r.items()}
-    assert replies and NODE in replies, replies
-    return replies[NODE]
-
-
-def eventually(fn, timeout=15.0):
-    """`fn()` once it is truthy, else its last value after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
+    """The reply of the worker under test."""
+    return reply_of(NODE, replies)
 
 
 def stats(app):

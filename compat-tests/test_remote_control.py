@@ -16,34 +16,23 @@ import pytest
 
 from harness import Worker, effective_config
 
-# Redis and RabbitMQ (the filesystem transport has no broadcast yet: docs/compatibility.md).
+from helpers import eventually, reply_of
+
+# Redis and RabbitMQ here; broadcast over the filesystem transport is tested in
+# test_filesystem.py.
 pytestmark = [pytest.mark.every_broker, pytest.mark.broker("redis", "amqp")]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "python-fixtures"
 NODE = "w1@" + socket.gethostname()
 
 
+def one(replies):
+    """The reply of the worker under test."""
+    return reply_of(NODE, replies)
+
+
 def inspect(app, timeout=5.0):
     return app.control.inspect(destination=[NODE], timeout=timeout)
-
-
-def one(replies):
-    """The reply of the worker under test (`inspect` gives {node: reply}, broadcasts
-    [{node: reply}, ...])."""
-    if isinstance(replies, list):
-        replies = {k: v for r in replies for k, v in r.items()}
-    assert replies and NODE in replies, replies
-    return replies[NODE]
-
-
-def eventually(fn, timeout=15.0):
-    """`fn()` once it is truthy (the reply of a worker still subscribing may be empty)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def test_ping_by_destination(worker, app):

@@ -30,6 +30,8 @@ RCELERY_CI_FILESYSTEM=${RCELERY_CI_FILESYSTEM:-0}
 # library with its SQL drivers, and thin LTO on each doubled the build. The scripts below
 # reuse the same artifacts; benchmarks (benches/) build with Cargo.toml's profile.
 export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-off}"
+# Nor line tables (Cargo.toml keeps them for profiling the benchmarks): less to compile and link.
+export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-0}"
 
 # Each phase says how long it took, so CI's time can be watched as the suites grow.
 phase_started=$SECONDS
