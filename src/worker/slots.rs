@@ -426,11 +426,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::time::Duration;
 
-    async fn take(slots: &Arc<Slots>, id: &str) -> Slot {
+    /// Takes a slot for a blocking task named `id`.
+    pub(in crate::worker::slots) async fn take(slots: &Arc<Slots>, id: &str) -> Slot {
         slots
             .acquire(id, "tasks.block", "blocking", TimeLimits::default())
             .await

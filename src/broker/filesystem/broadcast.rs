@@ -150,13 +150,14 @@ impl Drop for Unbind {
     }
 }
 
-/// Takes every message file of `queue` there is now, oldest first.
+/// Takes the oldest message files of `queue` there are now (up to [`CHANNEL_CAPACITY`]).
 fn take_all(broker: &FilesystemBroker, queue: &str) -> Result<VecDeque<RawMessage>, BrokerError> {
     let folder = &broker.options.data_folder_in;
     let names =
         store::list(folder, &[queue.to_owned()]).map_err(|e| fs_error("cannot list", folder, e))?;
     let mut messages = VecDeque::new();
-    for name in names {
+    // At most a channel's worth a pass: a flooded queue is read a bounded batch at a time.
+    for name in names.into_iter().take(CHANNEL_CAPACITY) {
         let Ok(Some(claimed)) = store::claim(folder, &name) else {
             continue;
         };

@@ -61,15 +61,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::worker::slots::tests::take;
     use crate::worker::slots::Slot;
-    use crate::worker::time_limit::TimeLimits;
-
-    async fn take(slots: &Arc<Slots>, id: &str) -> Slot {
-        slots
-            .acquire(id, "tasks.block", "blocking", TimeLimits::default())
-            .await
-            .unwrap()
-    }
 
     /// Takes a slot in the background; the handle finishes once one is free.
     fn wait_for_one(slots: &Arc<Slots>, id: &'static str) -> tokio::task::JoinHandle<Slot> {
